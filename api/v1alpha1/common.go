@@ -1,0 +1,33 @@
+package v1alpha1
+
+// Labels and annotations the operator puts on, or reads from, the objects it manages.
+const (
+	// LabelTemplate names the DatabaseTemplate a child object belongs to.
+	LabelTemplate = "myaas.io/template"
+	// LabelInstance names the DatabaseInstance a child object belongs to.
+	LabelInstance = "myaas.io/instance"
+	// LabelRevision is the template revision a PVC, Job or VolumeSnapshot holds or was cloned from.
+	LabelRevision = "myaas.io/revision"
+	// LabelRole tells apart the kinds of children (import, refresh-request, template-data, instance-data…).
+	LabelRole = "myaas.io/role"
+
+	// AnnotationReset asks for an in-place reset: set it to a new value (a timestamp, say) and the
+	// instance is recreated from the template's latest revision, keeping its name, Secret and Service.
+	AnnotationReset = "myaas.io/reset"
+)
+
+// Values of LabelRole.
+const (
+	RoleTemplateData   = "template-data"
+	RoleImport         = "import"
+	RoleRefreshRequest = "refresh-request"
+	RoleInstanceData   = "instance-data"
+	RoleInstance       = "instance"
+)
+
+// Condition types shared by both kinds.
+const (
+	// ConditionReady is True when the object can be used: a template has a revision to clone, an
+	// instance answers queries with its credentials.
+	ConditionReady = "Ready"
+)

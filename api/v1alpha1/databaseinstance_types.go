@@ -1,0 +1,162 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// TemplateReference names a DatabaseTemplate in the instance's namespace.
+type TemplateReference struct {
+	// Name of the DatabaseTemplate.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// DatabaseInstanceSpec defines an instance.
+// +kubebuilder:validation:XValidation:rule="!(has(self.ttl) && has(self.expiresAt))",message="set at most one of ttl and expiresAt"
+// +kubebuilder:validation:XValidation:rule="has(oldSelf.revision) || !has(self.revision)",message="revision cannot be added after creation: use the myaas.io/reset annotation to move to the latest revision"
+type DatabaseInstanceSpec struct {
+	// TemplateRef is the template to clone. Immutable.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="templateRef is immutable: create a new DatabaseInstance to use another template"
+	TemplateRef TemplateReference `json:"templateRef"`
+
+	// Revision of the template to clone. Defaults to the latest revision at creation time; the
+	// chosen revision is then pinned in status.revision until a reset.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="revision is immutable: use the myaas.io/reset annotation to move to the latest revision"
+	Revision *int32 `json:"revision,omitempty"`
+
+	// TTL after which the instance is deleted, counted from its creation (e.g. "8h").
+	// +optional
+	TTL *metav1.Duration `json:"ttl,omitempty"`
+
+	// ExpiresAt is when the instance is deleted.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// Resources of the database container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+
+	// ServiceType of the instance's Service.
+	// +optional
+	// +kubebuilder:default=ClusterIP
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	ServiceType corev1.ServiceType `json:"serviceType,omitempty"`
+
+	// Database the credentials are for; created if the template has no such database.
+	// +optional
+	// +kubebuilder:default=app
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_$]{1,64}$`
+	Database string `json:"database,omitempty"`
+
+	// Username of the application user.
+	// +optional
+	// +kubebuilder:default=app
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.$-]{1,32}$`
+	// +kubebuilder:validation:XValidation:rule="self != 'root'",message="username must not be root: the root password is in the Secret's root-password key"
+	Username string `json:"username,omitempty"`
+
+	// Suspend stops the server (scales to zero) and keeps the data.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// InstancePhase summarises an instance's state for `kubectl get`.
+type InstancePhase string
+
+const (
+	InstancePending   InstancePhase = "Pending"
+	InstanceCloning   InstancePhase = "Cloning"
+	InstanceStarting  InstancePhase = "Starting"
+	InstanceReady     InstancePhase = "Ready"
+	InstanceResetting InstancePhase = "Resetting"
+	InstanceSuspended InstancePhase = "Suspended"
+	InstanceFailed    InstancePhase = "Failed"
+)
+
+// Endpoint is where the database listens.
+type Endpoint struct {
+	Host string `json:"host"`
+	Port int32  `json:"port"`
+}
+
+// DatabaseInstanceStatus is the observed state of an instance.
+type DatabaseInstanceStatus struct {
+	// ObservedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready is True once the operator has logged in with the Secret's credentials.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Phase summarises the state.
+	// +optional
+	Phase InstancePhase `json:"phase,omitempty"`
+	// Revision of the template this instance was cloned from.
+	// +optional
+	Revision int32 `json:"revision,omitempty"`
+	// SnapshotName the data volume was cloned from.
+	// +optional
+	SnapshotName string `json:"snapshotName,omitempty"`
+	// Endpoint of the Service.
+	// +optional
+	Endpoint *Endpoint `json:"endpoint,omitempty"`
+	// SecretName holds host, port, username, password, database, uri, jdbc-uri and dsn.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+	// ExpiresAt is when the instance will be deleted.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// ProvisioningStartedAt is when the current data volume was requested (creation or reset).
+	// +optional
+	ProvisioningStartedAt *metav1.Time `json:"provisioningStartedAt,omitempty"`
+	// ReadyAt is when the credentials were first verified for the current data volume.
+	// +optional
+	ReadyAt *metav1.Time `json:"readyAt,omitempty"`
+	// TimeToReady is ReadyAt minus ProvisioningStartedAt.
+	// +optional
+	TimeToReady *metav1.Duration `json:"timeToReady,omitempty"`
+	// HandledReset is the value of the myaas.io/reset annotation last acted upon.
+	// +optional
+	HandledReset string `json:"handledReset,omitempty"`
+	// Resets counts in-place resets; it names the data volume so that a reset never adopts the old one.
+	// +optional
+	Resets int32 `json:"resets,omitempty"`
+}
+
+// DatabaseInstance is a ready database cloned from a DatabaseTemplate revision, with its own
+// credentials, Service and optional TTL.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=dbi;dbinstance,categories=myaas
+// +kubebuilder:printcolumn:name="Template",type=string,JSONPath=`.spec.templateRef.name`
+// +kubebuilder:printcolumn:name="Revision",type=integer,JSONPath=`.status.revision`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint.host`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type DatabaseInstance struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DatabaseInstanceSpec   `json:"spec"`
+	Status DatabaseInstanceStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// DatabaseInstanceList contains a list of DatabaseInstance.
+type DatabaseInstanceList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DatabaseInstance `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DatabaseInstance{}, &DatabaseInstanceList{})
+}

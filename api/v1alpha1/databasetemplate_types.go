@@ -1,0 +1,353 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// EngineType is the database server family.
+// +kubebuilder:validation:Enum=mariadb;mysql
+type EngineType string
+
+const (
+	EngineMariaDB EngineType = "mariadb"
+	EngineMySQL   EngineType = "mysql"
+)
+
+// EngineSpec selects the database server that imports the dump and serves the clones.
+// +kubebuilder:validation:XValidation:rule="self.type == oldSelf.type",message="engine.type is immutable: create a new DatabaseTemplate to change engines"
+type EngineSpec struct {
+	// Type is the server family: mariadb or mysql.
+	// +required
+	Type EngineType `json:"type"`
+
+	// Version of the server, used to choose the default image (e.g. "11.4", "8.4").
+	// Defaults to the engine's current LTS.
+	// +optional
+	// +kubebuilder:validation:MaxLength=32
+	Version string `json:"version,omitempty"`
+
+	// Image overrides the server image. It must contain the engine's server binaries; the operator
+	// adds its own agent through an init container.
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Config holds server options (as in my.cnf, without leading dashes) for the import and for
+	// every instance, e.g. {"max_connections": "500"}.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=64
+	Config map[string]string `json:"config,omitempty"`
+}
+
+// DumpSource says where the SQL dumps come from. Exactly one source must be set.
+// +kubebuilder:validation:XValidation:rule="(has(self.persistentVolumeClaim) ? 1 : 0) + (has(self.http) ? 1 : 0) + (has(self.s3) ? 1 : 0) == 1",message="exactly one of source.persistentVolumeClaim, source.http or source.s3 must be set"
+type DumpSource struct {
+	// PersistentVolumeClaim holding dump files.
+	// +optional
+	PersistentVolumeClaim *PVCDumpSource `json:"persistentVolumeClaim,omitempty"`
+	// HTTP downloads one dump over HTTP(S).
+	// +optional
+	HTTP *HTTPDumpSource `json:"http,omitempty"`
+	// S3 reads one object, or every object under a prefix in name order, from S3-compatible storage.
+	// +optional
+	S3 *S3DumpSource `json:"s3,omitempty"`
+}
+
+// PVCDumpSource reads dump files from a PVC in the template's namespace.
+type PVCDumpSource struct {
+	// ClaimName of the PVC, mounted read-only.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	ClaimName string `json:"claimName"`
+	// Path of the dump inside the volume, or a glob ("nightly/*.sql.gz"): several files load in
+	// name order. Files may be .sql, .sql.gz or .sql.zst.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.contains('..')",message="path must be relative to the volume root and must not contain '..'"
+	Path string `json:"path"`
+}
+
+// HTTPDumpSource downloads a dump.
+type HTTPDumpSource struct {
+	// URL of a .sql, .sql.gz or .sql.zst file.
+	// +required
+	// +kubebuilder:validation:Pattern=`^https?://.+`
+	URL string `json:"url"`
+	// SecretRef names a Secret with `username` and `password` (basic auth) and/or `headers`
+	// ("Name: value" lines, e.g. an Authorization header).
+	// +optional
+	SecretRef *corev1.LocalObjectReference `json:"secretRef,omitempty"`
+}
+
+// S3DumpSource reads from an S3-compatible object store.
+// +kubebuilder:validation:XValidation:rule="has(self.key) != has(self.prefix)",message="exactly one of s3.key or s3.prefix must be set"
+type S3DumpSource struct {
+	// Endpoint, e.g. "s3.eu-west-1.amazonaws.com" or "minio.storage.svc:9000".
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Endpoint string `json:"endpoint"`
+	// Bucket name.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Bucket string `json:"bucket"`
+	// Key of one object.
+	// +optional
+	Key string `json:"key,omitempty"`
+	// Prefix: every object under it is loaded in name order.
+	// +optional
+	Prefix string `json:"prefix,omitempty"`
+	// Region of the bucket.
+	// +optional
+	Region string `json:"region,omitempty"`
+	// Insecure uses plain HTTP to the endpoint.
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
+	// CredentialsSecretRef names a Secret with `accessKeyID` and `secretAccessKey`.
+	// +optional
+	CredentialsSecretRef *corev1.LocalObjectReference `json:"credentialsSecretRef,omitempty"`
+}
+
+// PostImportSQL runs after the dump is loaded and before the snapshot is taken: the place to mask
+// or anonymise data before developers see it.
+type PostImportSQL struct {
+	// Statements to run, in order.
+	// +optional
+	Statements []string `json:"statements,omitempty"`
+	// ConfigMapRef names a key of a ConfigMap holding an SQL script, run after Statements.
+	// +optional
+	ConfigMapRef *corev1.ConfigMapKeySelector `json:"configMapRef,omitempty"`
+}
+
+// TemplateStorage sets where revisions live. The storage class must be backed by a CSI driver
+// that clones snapshots copy-on-write (ZFS-LocalPV, TopoLVM, Ceph RBD, a cloud driver…).
+type TemplateStorage struct {
+	// StorageClassName for the template volumes and their clones. Defaults to the cluster's default class.
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+	// Size of each template volume. Clones get the snapshot's restore size.
+	// +required
+	// +kubebuilder:validation:XValidation:rule="quantity(self).isGreaterThan(quantity('0'))",message="storage.size must be greater than zero"
+	Size resource.Quantity `json:"size"`
+	// SnapshotClassName of the VolumeSnapshotClass used for revisions. Defaults to the class
+	// marked default for the storage class's driver.
+	// +optional
+	SnapshotClassName *string `json:"snapshotClassName,omitempty"`
+}
+
+// RefreshSpec schedules new revisions.
+type RefreshSpec struct {
+	// Schedule in cron format ("0 3 * * *") or a macro such as "@daily".
+	// +required
+	// +kubebuilder:validation:Pattern=`^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|@every [0-9]+(ns|us|ms|s|m|h)+|(\S+\s+){4}\S+)$`
+	Schedule string `json:"schedule"`
+	// TimeZone for the schedule, e.g. "Europe/Madrid". Defaults to the controller manager's.
+	// +optional
+	TimeZone *string `json:"timeZone,omitempty"`
+	// Suspend pauses scheduled refreshes; a refresh started by hand still runs.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+}
+
+// ImportSpec tunes the import Job.
+type ImportSpec struct {
+	// Resources of the import container. A larger memory limit gives a larger buffer pool.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	// Timeout of one import; the Job is stopped and the import reported as failed after it.
+	// +optional
+	// +kubebuilder:default="6h"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+}
+
+// DatabaseTemplateSpec defines a template.
+type DatabaseTemplateSpec struct {
+	// +required
+	Engine EngineSpec `json:"engine"`
+	// +required
+	Source DumpSource `json:"source"`
+	// +optional
+	PostImportSQL *PostImportSQL `json:"postImportSQL,omitempty"`
+	// +required
+	Storage TemplateStorage `json:"storage"`
+	// Refresh imports a new revision on a schedule, through the CronJob <template>-refresh.
+	// `kubectl create job --from=cronjob/<template>-refresh <name>` starts one by hand.
+	// +optional
+	Refresh *RefreshSpec `json:"refresh,omitempty"`
+	// RetainRevisions is how many of the newest revisions are kept. Older ones are deleted as soon
+	// as no instance uses them.
+	// +optional
+	// +kubebuilder:default=2
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	RetainRevisions int32 `json:"retainRevisions,omitempty"`
+	// +optional
+	Import ImportSpec `json:"import,omitempty"`
+}
+
+// TemplateRevision is one imported, snapshotted state of the template.
+type TemplateRevision struct {
+	// Revision number, increasing from 1.
+	Revision int32 `json:"revision"`
+	// SnapshotName is the VolumeSnapshot instances are cloned from.
+	SnapshotName string `json:"snapshotName"`
+	// ImportedAt is when the snapshot became ready to use.
+	ImportedAt metav1.Time `json:"importedAt"`
+	// ImportDuration from the import Job's start to the snapshot being ready.
+	// +optional
+	ImportDuration *metav1.Duration `json:"importDuration,omitempty"`
+	// DumpBytes read from the source.
+	// +optional
+	DumpBytes int64 `json:"dumpBytes,omitempty"`
+	// Size of the loaded data directory.
+	// +optional
+	Size *resource.Quantity `json:"size,omitempty"`
+	// RestoreSize of the snapshot: the size of every clone.
+	// +optional
+	RestoreSize *resource.Quantity `json:"restoreSize,omitempty"`
+	// Instances cloned from this revision that still exist.
+	Instances int32 `json:"instances"`
+}
+
+// ImportPhase is the step an import is at.
+type ImportPhase string
+
+const (
+	ImportPhaseProvisioning ImportPhase = "Provisioning"
+	ImportPhaseLoading      ImportPhase = "Loading"
+	ImportPhaseSnapshotting ImportPhase = "Snapshotting"
+)
+
+// ImportProgress is what the import agent last reported.
+type ImportProgress struct {
+	// Step of the agent: Initializing, Downloading, Loading, PostImport, ShuttingDown.
+	// +optional
+	Step string `json:"step,omitempty"`
+	// BytesDone of the (compressed) source read so far.
+	// +optional
+	BytesDone int64 `json:"bytesDone,omitempty"`
+	// BytesTotal of the source, 0 when unknown.
+	// +optional
+	BytesTotal int64 `json:"bytesTotal,omitempty"`
+	// Percent done, e.g. "42%".
+	// +optional
+	Percent string `json:"percent,omitempty"`
+	// ETA is the estimated time left, e.g. "3m20s".
+	// +optional
+	ETA string `json:"eta,omitempty"`
+	// CurrentFile being loaded.
+	// +optional
+	CurrentFile string `json:"currentFile,omitempty"`
+	// UpdatedAt is when the agent was last asked.
+	// +optional
+	UpdatedAt *metav1.Time `json:"updatedAt,omitempty"`
+}
+
+// CurrentImport is the revision being built.
+type CurrentImport struct {
+	// Revision this import will become.
+	Revision int32 `json:"revision"`
+	// Phase of the pipeline: Provisioning, Loading, Snapshotting.
+	Phase ImportPhase `json:"phase"`
+	// Trigger that started it: Created, SpecChanged or the refresh Job's name.
+	Trigger string `json:"trigger"`
+	// SpecHash of the import-relevant spec this import runs with.
+	SpecHash string `json:"specHash"`
+	// StartedAt is when the revision was allocated.
+	StartedAt metav1.Time `json:"startedAt"`
+	// Progress as reported by the agent.
+	// +optional
+	Progress *ImportProgress `json:"progress,omitempty"`
+	// DumpBytes and DataSize are taken from the agent's report when the import Job has succeeded.
+	// +optional
+	DumpBytes int64 `json:"dumpBytes,omitempty"`
+	// +optional
+	DataSize *resource.Quantity `json:"dataSize,omitempty"`
+}
+
+// FailedImport records the last import that failed; its Job and PVC are kept for inspection
+// until the next import starts.
+type FailedImport struct {
+	Revision int32 `json:"revision"`
+	// SpecHash the failed import ran with: the same spec is not retried until a refresh is requested.
+	SpecHash string `json:"specHash"`
+	// Trigger of the failed import.
+	Trigger string `json:"trigger"`
+	// Message from the agent (file, line, statement) or from the snapshot controller.
+	Message string `json:"message"`
+	// FailedAt is when the failure was seen.
+	FailedAt metav1.Time `json:"failedAt"`
+}
+
+// DatabaseTemplateStatus is the observed state of a template.
+type DatabaseTemplateStatus struct {
+	// ObservedGeneration is the spec generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// Conditions: Ready (a revision can be cloned), Importing, ImportFailed.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// LatestRevision is the newest revision ready to be cloned; 0 when none is.
+	// +optional
+	LatestRevision int32 `json:"latestRevision,omitempty"`
+	// NextRevision is the number the next import will get.
+	// +optional
+	NextRevision int32 `json:"nextRevision,omitempty"`
+	// Revisions that exist, oldest first.
+	// +optional
+	// +listType=map
+	// +listMapKey=revision
+	Revisions []TemplateRevision `json:"revisions,omitempty"`
+	// CurrentImport is the revision being built, if any.
+	// +optional
+	CurrentImport *CurrentImport `json:"currentImport,omitempty"`
+	// LastFailure is the last import that failed, cleared when an import succeeds.
+	// +optional
+	LastFailure *FailedImport `json:"lastFailure,omitempty"`
+	// LatestSpecHash is the import-relevant spec the latest revision was built from.
+	// +optional
+	LatestSpecHash string `json:"latestSpecHash,omitempty"`
+	// HandledRefreshJob is the newest refresh-request Job already acted upon.
+	// +optional
+	HandledRefreshJob string `json:"handledRefreshJob,omitempty"`
+	// Progress summarises the current import for `kubectl get`, e.g. "r3 Loading 42%".
+	// +optional
+	Progress string `json:"progress,omitempty"`
+	// LastImportTime is when the latest revision became ready.
+	// +optional
+	LastImportTime *metav1.Time `json:"lastImportTime,omitempty"`
+}
+
+// DatabaseTemplate imports SQL dumps into a copy-on-write volume and snapshots it: each snapshot is
+// a revision that DatabaseInstances clone in seconds.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=dbt;dbtemplate,categories=myaas
+// +kubebuilder:printcolumn:name="Engine",type=string,JSONPath=`.spec.engine.type`
+// +kubebuilder:printcolumn:name="Latest",type=integer,JSONPath=`.status.latestRevision`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Last Import",type=date,JSONPath=`.status.lastImportTime`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type DatabaseTemplate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   DatabaseTemplateSpec   `json:"spec"`
+	Status DatabaseTemplateStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// DatabaseTemplateList contains a list of DatabaseTemplate.
+type DatabaseTemplateList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []DatabaseTemplate `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&DatabaseTemplate{}, &DatabaseTemplateList{})
+}

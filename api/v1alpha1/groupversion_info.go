@@ -1,0 +1,21 @@
+// Package v1alpha1 contains the myaas API: DatabaseTemplate (where nightly dumps are imported into a
+// copy-on-write snapshot) and DatabaseInstance (a database cloned from one of those snapshots).
+// +kubebuilder:object:generate=true
+// +groupName=myaas.io
+package v1alpha1
+
+import (
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/scheme"
+)
+
+var (
+	// GroupVersion is group version used to register these objects.
+	GroupVersion = schema.GroupVersion{Group: "myaas.io", Version: "v1alpha1"}
+
+	// SchemeBuilder is used to add go types to the GroupVersionKind scheme.
+	SchemeBuilder = &scheme.Builder{GroupVersion: GroupVersion}
+
+	// AddToScheme adds the types in this group-version to the given scheme.
+	AddToScheme = SchemeBuilder.AddToScheme
+)

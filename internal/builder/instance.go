@@ -1,0 +1,252 @@
+package builder
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+
+	"github.com/go-sql-driver/mysql"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/engine"
+)
+
+// InstanceLabels mark every child of an instance.
+func InstanceLabels(inst *myaasv1.DatabaseInstance) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/managed-by": "myaas",
+		myaasv1.LabelInstance:          inst.Name,
+		myaasv1.LabelTemplate:          inst.Spec.TemplateRef.Name,
+		myaasv1.LabelRole:              myaasv1.RoleInstance,
+	}
+}
+
+// selectorLabels select the instance's pod; they never change, as a StatefulSet selector must not.
+func selectorLabels(inst *myaasv1.DatabaseInstance) map[string]string {
+	return map[string]string{myaasv1.LabelInstance: inst.Name}
+}
+
+func instanceOwner(inst *myaasv1.DatabaseInstance) []metav1.OwnerReference {
+	return []metav1.OwnerReference{*metav1.NewControllerRef(inst, myaasv1.GroupVersion.WithKind("DatabaseInstance"))}
+}
+
+// ServiceHost is the in-cluster DNS name of the instance's Service.
+func ServiceHost(inst *myaasv1.DatabaseInstance) string {
+	return fmt.Sprintf("%s.%s.svc", inst.Name, inst.Namespace)
+}
+
+// Credentials are the generated secrets of one instance.
+type Credentials struct {
+	Password     string
+	RootPassword string
+}
+
+// Secret keys. The binding keys follow the Service Binding specification so that consumers
+// (Spring Cloud Bindings, Quarkus, servicebinding.io runtimes) read them as they are.
+const (
+	SecretKeyHost         = "host"
+	SecretKeyPort         = "port"
+	SecretKeyUsername     = "username"
+	SecretKeyPassword     = "password"
+	SecretKeyDatabase     = "database"
+	SecretKeyRootPassword = "root-password"
+	SecretKeyURI          = "uri"
+	SecretKeyJDBCURI      = "jdbc-uri"
+	SecretKeyDSN          = "dsn"
+	SecretKeyType         = "type"
+	SecretKeyProvider     = "provider"
+)
+
+// CredentialsSecret holds everything a client needs to connect to the instance.
+func CredentialsSecret(inst *myaasv1.DatabaseInstance, eng engine.Engine, creds Credentials) *corev1.Secret {
+	host := ServiceHost(inst)
+	port := eng.Port()
+	hostPort := fmt.Sprintf("%s:%d", host, port)
+	user, db := inst.Spec.Username, inst.Spec.Database
+
+	uri := url.URL{Scheme: "mysql", User: url.UserPassword(user, creds.Password), Host: hostPort, Path: "/" + db}
+	jdbcQuery := url.Values{"user": {user}, "password": {creds.Password}}
+	jdbc := fmt.Sprintf("jdbc:%s://%s/%s?%s", eng.Name(), hostPort, db, jdbcQuery.Encode())
+	dsn := mysql.NewConfig()
+	dsn.User, dsn.Passwd, dsn.Net, dsn.Addr, dsn.DBName = user, creds.Password, "tcp", hostPort, db
+	dsn.ParseTime = true
+
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            CredentialsSecretName(inst.Name),
+			Namespace:       inst.Namespace,
+			Labels:          InstanceLabels(inst),
+			OwnerReferences: instanceOwner(inst),
+		},
+		Type: corev1.SecretType("servicebinding.io/mysql"),
+		StringData: map[string]string{
+			SecretKeyHost:         host,
+			SecretKeyPort:         strconv.Itoa(int(port)),
+			SecretKeyUsername:     user,
+			SecretKeyPassword:     creds.Password,
+			SecretKeyDatabase:     db,
+			SecretKeyRootPassword: creds.RootPassword,
+			SecretKeyURI:          uri.String(),
+			SecretKeyJDBCURI:      jdbc,
+			SecretKeyDSN:          dsn.FormatDSN(),
+			SecretKeyType:         "mysql",
+			SecretKeyProvider:     "myaas",
+		},
+	}
+}
+
+// InstanceService exposes the instance's server.
+func InstanceService(inst *myaasv1.DatabaseInstance, eng engine.Engine) *corev1.Service {
+	svcType := inst.Spec.ServiceType
+	if svcType == "" {
+		svcType = corev1.ServiceTypeClusterIP
+	}
+	return &corev1.Service{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            inst.Name,
+			Namespace:       inst.Namespace,
+			Labels:          InstanceLabels(inst),
+			OwnerReferences: instanceOwner(inst),
+		},
+		Spec: corev1.ServiceSpec{
+			Type:     svcType,
+			Selector: selectorLabels(inst),
+			Ports: []corev1.ServicePort{{
+				Name: "mysql", Port: eng.Port(), TargetPort: intstr.FromString("mysql"), Protocol: corev1.ProtocolTCP,
+			}},
+		},
+	}
+}
+
+// StatefulSetParams is what an instance's StatefulSet is built from besides the instance itself.
+type StatefulSetParams struct {
+	Engine       engine.Engine
+	Image        string
+	AgentImage   string
+	ServerConfig map[string]string
+	// Revision the data volume is cloned from.
+	Revision int32
+	// SnapshotName and RestoreSize of that revision: the clone must ask for exactly the snapshot's
+	// size, as some drivers (ZFS-LocalPV) refuse any other.
+	SnapshotName     string
+	RestoreSize      resource.Quantity
+	StorageClassName *string
+	// NodeAffinity copied from the template volume's PV: node-local drivers can only clone on the
+	// node that holds the snapshot.
+	NodeAffinity *corev1.NodeAffinity
+}
+
+// InstanceStatefulSet runs the instance's server on a volume cloned from the revision's snapshot.
+func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *appsv1.StatefulSet {
+	labels := InstanceLabels(inst)
+	podLabels := mergeLabels(labels, map[string]string{myaasv1.LabelRevision: strconv.Itoa(int(p.Revision))})
+	claim := InstanceClaimName(inst.UID, inst.Status.Resets)
+	claimLabels := mergeLabels(labels, map[string]string{
+		myaasv1.LabelRole:     myaasv1.RoleInstanceData,
+		myaasv1.LabelRevision: strconv.Itoa(int(p.Revision)),
+	})
+	replicas := int32(1)
+	if inst.Spec.Suspend {
+		replicas = 0
+	}
+	var affinity *corev1.Affinity
+	if p.NodeAffinity != nil {
+		affinity = &corev1.Affinity{NodeAffinity: p.NodeAffinity}
+	}
+
+	args := []string{
+		"agent", "start",
+		"--engine=" + p.Engine.Name(),
+		"--datadir=" + dataDir,
+		"--run-dir=" + runDir,
+		"--credentials-dir=" + credentialsPath,
+		fmt.Sprintf("--server-id=%d", ServerID(inst.UID)),
+	}
+	args = append(args, serverOptionArgs(p.ServerConfig)...)
+
+	return &appsv1.StatefulSet{
+		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            inst.Name,
+			Namespace:       inst.Namespace,
+			Labels:          labels,
+			OwnerReferences: instanceOwner(inst),
+		},
+		Spec: appsv1.StatefulSetSpec{
+			Replicas:            &replicas,
+			ServiceName:         inst.Name,
+			PodManagementPolicy: appsv1.ParallelPodManagement,
+			Selector:            &metav1.LabelSelector{MatchLabels: selectorLabels(inst)},
+			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
+				WhenDeleted: appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
+				WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{
+					SecurityContext:               databasePodSecurityContext(),
+					Affinity:                      affinity,
+					TerminationGracePeriodSeconds: ptr.To[int64](30),
+					EnableServiceLinks:            ptr.To(false),
+					InitContainers:                []corev1.Container{installContainer(p.AgentImage)},
+					Containers: []corev1.Container{{
+						Name:            "database",
+						Image:           p.Image,
+						ImagePullPolicy: corev1.PullIfNotPresent,
+						Command:         []string{agentBinary},
+						Args:            args,
+						Env:             []corev1.EnvVar{memoryLimitEnv("database")},
+						Ports:           []corev1.ContainerPort{{Name: "mysql", ContainerPort: p.Engine.Port(), Protocol: corev1.ProtocolTCP}},
+						Resources:       inst.Spec.Resources,
+						// The probe logs in with the instance's own credentials, so Ready means usable.
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{
+								agentBinary, "agent", "probe", "--engine=" + p.Engine.Name(), "--credentials-dir=" + credentialsPath,
+							}}},
+							PeriodSeconds:    1,
+							TimeoutSeconds:   5,
+							FailureThreshold: 3,
+						},
+						VolumeMounts: []corev1.VolumeMount{
+							{Name: claim, MountPath: dataMountPath},
+							{Name: volumeRun, MountPath: runDir},
+							{Name: volumeBin, MountPath: agentBinDir, ReadOnly: true},
+							{Name: volumeCreds, MountPath: credentialsPath, ReadOnly: true},
+						},
+						SecurityContext: containerSecurityContext(),
+					}},
+					Volumes: []corev1.Volume{
+						emptyDirVolume(volumeRun),
+						emptyDirVolume(volumeBin),
+						{Name: volumeCreds, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+							SecretName: CredentialsSecretName(inst.Name), DefaultMode: ptr.To[int32](0o440),
+						}}},
+					},
+				},
+			},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
+				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+				ObjectMeta: metav1.ObjectMeta{Name: claim, Labels: claimLabels},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					StorageClassName: p.StorageClassName,
+					Resources: corev1.VolumeResourceRequirements{
+						Requests: corev1.ResourceList{corev1.ResourceStorage: p.RestoreSize},
+					},
+					DataSource: &corev1.TypedLocalObjectReference{
+						APIGroup: ptr.To("snapshot.storage.k8s.io"),
+						Kind:     "VolumeSnapshot",
+						Name:     p.SnapshotName,
+					},
+				},
+			}},
+		},
+	}
+}

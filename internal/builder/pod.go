@@ -1,0 +1,108 @@
+package builder
+
+import (
+	"fmt"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+)
+
+// Paths inside the pods, shared with the agent (see internal/agent).
+const (
+	agentBinDir      = "/opt/myaas/bin"
+	agentBinary      = agentBinDir + "/myaas"
+	dataMountPath    = "/var/lib/myaas"
+	dataDir          = dataMountPath + "/data"
+	runDir           = "/run/myaas"
+	sourceMountPath  = "/source"
+	sourceAuthPath   = "/etc/myaas/source-auth"
+	postImportPath   = "/etc/myaas/post-import"
+	postImportFile   = "post-import.sql"
+	credentialsPath  = "/etc/myaas/credentials"
+	managerBinary    = "/myaas"
+	databaseUID      = 999
+	progressPort     = 8090
+	volumeData       = "data"
+	volumeRun        = "myaas-run"
+	volumeBin        = "myaas-bin"
+	volumeSource     = "source"
+	volumeSourceAuth = "source-auth"
+	volumePostImport = "post-import"
+	volumeCreds      = "credentials"
+)
+
+// ProgressPort is where the import agent serves GET /progress.
+const ProgressPort = progressPort
+
+// installContainer copies the myaas binary from the manager image into an emptyDir, so that the
+// engine's own image runs our agent without a custom image per engine version.
+func installContainer(agentImage string) corev1.Container {
+	return corev1.Container{
+		Name:            "install-agent",
+		Image:           agentImage,
+		ImagePullPolicy: corev1.PullIfNotPresent,
+		Command:         []string{managerBinary, "install", agentBinary},
+		VolumeMounts:    []corev1.VolumeMount{{Name: volumeBin, MountPath: agentBinDir}},
+		SecurityContext: containerSecurityContext(),
+	}
+}
+
+// databasePodSecurityContext runs as the mysql user of the official images; OnRootMismatch avoids
+// a recursive chown of a cloned datadir at every start.
+func databasePodSecurityContext() *corev1.PodSecurityContext {
+	return &corev1.PodSecurityContext{
+		RunAsUser:           ptr.To[int64](databaseUID),
+		RunAsGroup:          ptr.To[int64](databaseUID),
+		RunAsNonRoot:        ptr.To(true),
+		FSGroup:             ptr.To[int64](databaseUID),
+		FSGroupChangePolicy: ptr.To(corev1.FSGroupChangeOnRootMismatch),
+		SeccompProfile:      &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+	}
+}
+
+func containerSecurityContext() *corev1.SecurityContext {
+	return &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
+}
+
+func emptyDirVolume(name string) corev1.Volume {
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
+}
+
+// memoryLimitEnv lets the agent size the buffer pool from the container's limit.
+func memoryLimitEnv(container string) corev1.EnvVar {
+	return corev1.EnvVar{
+		Name: "MYAAS_MEMORY_LIMIT",
+		ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+			ContainerName: container, Resource: "limits.memory",
+		}},
+	}
+}
+
+// serverOptionArgs renders the template's server options in a stable order, so the pod template
+// does not change (and restart the pod) when only the map's iteration order does.
+func serverOptionArgs(config map[string]string) []string {
+	keys := make([]string, 0, len(config))
+	for k := range config {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	args := make([]string, 0, len(keys))
+	for _, k := range keys {
+		args = append(args, fmt.Sprintf("--server-option=%s=%s", k, config[k]))
+	}
+	return args
+}
+
+func mergeLabels(sets ...map[string]string) map[string]string {
+	out := map[string]string{}
+	for _, s := range sets {
+		for k, v := range s {
+			out[k] = v
+		}
+	}
+	return out
+}

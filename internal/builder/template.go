@@ -1,0 +1,282 @@
+package builder
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/engine"
+)
+
+// TemplateLabels mark every child of a template, with the revision where there is one.
+func TemplateLabels(template string, revision int32, role string) map[string]string {
+	l := map[string]string{
+		"app.kubernetes.io/managed-by": "myaas",
+		myaasv1.LabelTemplate:          template,
+		myaasv1.LabelRole:              role,
+	}
+	if revision > 0 {
+		l[myaasv1.LabelRevision] = strconv.Itoa(int(revision))
+	}
+	return l
+}
+
+func templateOwner(t *myaasv1.DatabaseTemplate) []metav1.OwnerReference {
+	return []metav1.OwnerReference{*metav1.NewControllerRef(t, myaasv1.GroupVersion.WithKind("DatabaseTemplate"))}
+}
+
+// EngineImage is the server image of a template: the one it names, or the engine's default.
+func EngineImage(spec myaasv1.EngineSpec) (engine.Engine, string, error) {
+	eng, err := engine.Lookup(string(spec.Type))
+	if err != nil {
+		return nil, "", err
+	}
+	if spec.Image != "" {
+		return eng, spec.Image, nil
+	}
+	version := spec.Version
+	if version == "" {
+		version = eng.DefaultVersion()
+	}
+	return eng, eng.DefaultImage(version), nil
+}
+
+// TemplatePVC is the volume revision n is imported into; its snapshot becomes the revision.
+func TemplatePVC(t *myaasv1.DatabaseTemplate, n int32) *corev1.PersistentVolumeClaim {
+	return &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            TemplatePVCName(t.Name, n),
+			Namespace:       t.Namespace,
+			Labels:          TemplateLabels(t.Name, n, myaasv1.RoleTemplateData),
+			OwnerReferences: templateOwner(t),
+		},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: t.Spec.Storage.StorageClassName,
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: t.Spec.Storage.Size},
+			},
+		},
+	}
+}
+
+// ImportJob loads the template's source into revision n's PVC and shuts the server down cleanly.
+// It never retries by itself: a half-loaded datadir is not worth a second pass, and a failure must
+// reach the user as one clear message.
+func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv1.Job, error) {
+	eng, image, err := EngineImage(t.Spec.Engine)
+	if err != nil {
+		return nil, fmt.Errorf("spec.engine.type: %w", err)
+	}
+	labels := TemplateLabels(t.Name, n, myaasv1.RoleImport)
+
+	args := []string{
+		"agent", "import",
+		"--engine=" + eng.Name(),
+		"--datadir=" + dataDir,
+		"--run-dir=" + runDir,
+		fmt.Sprintf("--progress-addr=:%d", progressPort),
+	}
+	volumes := []corev1.Volume{
+		{Name: volumeData, VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
+			ClaimName: TemplatePVCName(t.Name, n),
+		}}},
+		emptyDirVolume(volumeRun),
+		emptyDirVolume(volumeBin),
+	}
+	mounts := []corev1.VolumeMount{
+		{Name: volumeData, MountPath: dataMountPath},
+		{Name: volumeRun, MountPath: runDir},
+		{Name: volumeBin, MountPath: agentBinDir, ReadOnly: true},
+	}
+	env := []corev1.EnvVar{memoryLimitEnv("import")}
+
+	src := t.Spec.Source
+	switch {
+	case src.PersistentVolumeClaim != nil:
+		args = append(args, "--source-dir="+sourceMountPath, "--source-glob="+src.PersistentVolumeClaim.Path)
+		volumes = append(volumes, corev1.Volume{Name: volumeSource, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: src.PersistentVolumeClaim.ClaimName, ReadOnly: true},
+		}})
+		mounts = append(mounts, corev1.VolumeMount{Name: volumeSource, MountPath: sourceMountPath, ReadOnly: true})
+	case src.HTTP != nil:
+		args = append(args, "--source-url="+src.HTTP.URL)
+		if src.HTTP.SecretRef != nil {
+			volumes = append(volumes, corev1.Volume{Name: volumeSourceAuth, VolumeSource: corev1.VolumeSource{
+				Secret: &corev1.SecretVolumeSource{SecretName: src.HTTP.SecretRef.Name},
+			}})
+			mounts = append(mounts, corev1.VolumeMount{Name: volumeSourceAuth, MountPath: sourceAuthPath, ReadOnly: true})
+			args = append(args, "--source-auth-dir="+sourceAuthPath)
+		}
+	case src.S3 != nil:
+		s3 := src.S3
+		args = append(args, "--s3-endpoint="+s3.Endpoint, "--s3-bucket="+s3.Bucket)
+		if s3.Key != "" {
+			args = append(args, "--s3-key="+s3.Key)
+		} else {
+			args = append(args, "--s3-prefix="+s3.Prefix)
+		}
+		if s3.Region != "" {
+			args = append(args, "--s3-region="+s3.Region)
+		}
+		if s3.Insecure {
+			args = append(args, "--s3-insecure")
+		}
+		if s3.CredentialsSecretRef != nil {
+			env = append(env,
+				secretEnv("AWS_ACCESS_KEY_ID", s3.CredentialsSecretRef.Name, "accessKeyID"),
+				secretEnv("AWS_SECRET_ACCESS_KEY", s3.CredentialsSecretRef.Name, "secretAccessKey"))
+		}
+	default:
+		return nil, fmt.Errorf("spec.source: exactly one of persistentVolumeClaim, http or s3 must be set")
+	}
+
+	if p := t.Spec.PostImportSQL; p != nil {
+		if len(p.Statements) > 0 {
+			env = append(env, corev1.EnvVar{Name: "MYAAS_POST_IMPORT_SQL", Value: joinStatements(p.Statements)})
+		}
+		if p.ConfigMapRef != nil {
+			volumes = append(volumes, corev1.Volume{Name: volumePostImport, VolumeSource: corev1.VolumeSource{
+				ConfigMap: &corev1.ConfigMapVolumeSource{
+					LocalObjectReference: p.ConfigMapRef.LocalObjectReference,
+					Items:                []corev1.KeyToPath{{Key: p.ConfigMapRef.Key, Path: postImportFile}},
+				},
+			}})
+			mounts = append(mounts, corev1.VolumeMount{Name: volumePostImport, MountPath: postImportPath, ReadOnly: true})
+		}
+	}
+	args = append(args, serverOptionArgs(t.Spec.Engine.Config)...)
+
+	var deadline *int64
+	if t.Spec.Import.Timeout != nil && t.Spec.Import.Timeout.Duration > 0 {
+		deadline = ptr.To(int64(t.Spec.Import.Timeout.Duration / time.Second))
+	}
+
+	return &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            ImportJobName(t.Name, n),
+			Namespace:       t.Namespace,
+			Labels:          labels,
+			OwnerReferences: templateOwner(t),
+		},
+		Spec: batchv1.JobSpec{
+			BackoffLimit:          ptr.To[int32](0),
+			ActiveDeadlineSeconds: deadline,
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					RestartPolicy:   corev1.RestartPolicyNever,
+					SecurityContext: databasePodSecurityContext(),
+					InitContainers:  []corev1.Container{installContainer(agentImage)},
+					Containers: []corev1.Container{{
+						Name:                     "import",
+						Image:                    image,
+						ImagePullPolicy:          corev1.PullIfNotPresent,
+						Command:                  []string{agentBinary},
+						Args:                     args,
+						Env:                      env,
+						Ports:                    []corev1.ContainerPort{{Name: "progress", ContainerPort: progressPort}},
+						Resources:                t.Spec.Import.Resources,
+						VolumeMounts:             mounts,
+						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+						SecurityContext:          containerSecurityContext(),
+					}},
+					Volumes: volumes,
+				},
+			},
+		},
+	}, nil
+}
+
+func secretEnv(name, secret, key string) corev1.EnvVar {
+	return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+		LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key,
+	}}}
+}
+
+// joinStatements ends every statement with a semicolon, so users may write them with or without one.
+func joinStatements(stmts []string) string {
+	var b strings.Builder
+	for _, s := range stmts {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		b.WriteString(strings.TrimRight(s, ";"))
+		b.WriteString(";\n")
+	}
+	return b.String()
+}
+
+// TemplateSnapshot is the VolumeSnapshot that makes revision n.
+func TemplateSnapshot(t *myaasv1.DatabaseTemplate, n int32) *snapshotv1.VolumeSnapshot {
+	return &snapshotv1.VolumeSnapshot{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            SnapshotName(t.Name, n),
+			Namespace:       t.Namespace,
+			Labels:          TemplateLabels(t.Name, n, myaasv1.RoleTemplateData),
+			OwnerReferences: templateOwner(t),
+		},
+		Spec: snapshotv1.VolumeSnapshotSpec{
+			Source:                  snapshotv1.VolumeSnapshotSource{PersistentVolumeClaimName: ptr.To(TemplatePVCName(t.Name, n))},
+			VolumeSnapshotClassName: t.Spec.Storage.SnapshotClassName,
+		},
+	}
+}
+
+// RefreshCronJob creates, on schedule, a Job that asks for a new revision. The Job only announces
+// the request: the operator sees it appear and runs the import itself, so a refresh started with
+// `kubectl create job --from=cronjob/...` and a scheduled one take exactly the same path.
+func RefreshCronJob(t *myaasv1.DatabaseTemplate, agentImage string) *batchv1.CronJob {
+	labels := TemplateLabels(t.Name, 0, myaasv1.RoleRefreshRequest)
+	return &batchv1.CronJob{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            RefreshCronJobName(t.Name),
+			Namespace:       t.Namespace,
+			Labels:          labels,
+			OwnerReferences: templateOwner(t),
+		},
+		Spec: batchv1.CronJobSpec{
+			Schedule:                   t.Spec.Refresh.Schedule,
+			TimeZone:                   t.Spec.Refresh.TimeZone,
+			Suspend:                    ptr.To(t.Spec.Refresh.Suspend),
+			ConcurrencyPolicy:          batchv1.ForbidConcurrent,
+			StartingDeadlineSeconds:    ptr.To[int64](3600),
+			SuccessfulJobsHistoryLimit: ptr.To[int32](3),
+			FailedJobsHistoryLimit:     ptr.To[int32](3),
+			JobTemplate: batchv1.JobTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: batchv1.JobSpec{
+					BackoffLimit:            ptr.To[int32](0),
+					TTLSecondsAfterFinished: ptr.To[int32](86400),
+					Template: corev1.PodTemplateSpec{
+						ObjectMeta: metav1.ObjectMeta{Labels: labels},
+						Spec: corev1.PodSpec{
+							RestartPolicy: corev1.RestartPolicyNever,
+							SecurityContext: &corev1.PodSecurityContext{
+								RunAsNonRoot:   ptr.To(true),
+								RunAsUser:      ptr.To[int64](65532),
+								SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+							},
+							Containers: []corev1.Container{{
+								Name:            "request",
+								Image:           agentImage,
+								ImagePullPolicy: corev1.PullIfNotPresent,
+								Command:         []string{managerBinary, "refresh-request", "--template=" + t.Namespace + "/" + t.Name},
+								SecurityContext: containerSecurityContext(),
+							}},
+						},
+					},
+				},
+			},
+		},
+	}
+}

@@ -1,0 +1,157 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+)
+
+// fieldOwner is the server-side apply field manager of everything the operator applies.
+const fieldOwner = client.FieldOwner("myaas")
+
+// DatabaseInstanceReconciler turns an instance into a Secret, a Service and a StatefulSet whose
+// volume is cloned from a template revision, and marks it Ready once it has logged in.
+type DatabaseInstanceReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder record.EventRecorder
+	Clock    clock.PassiveClock
+	// AgentImage is the image holding the myaas binary, copied into every database pod.
+	AgentImage string
+	// Verifier logs in to a running instance.
+	Verifier CredentialVerifier
+	// Address says where to reach a pod's server; PodAddress unless set.
+	Address func(pod *corev1.Pod, port int32) string
+	// NewPassword makes the instance's passwords; RandomPassword unless set.
+	NewPassword func() (string, error)
+}
+
+// +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances,verbs=get;list;watch;update;patch;delete
+// +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances/finalizers,verbs=update
+// +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
+
+// Reconcile moves an instance one step towards Ready.
+func (r *DatabaseInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	inst := &myaasv1.DatabaseInstance{}
+	if err := r.Get(ctx, req.NamespacedName, inst); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !inst.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil // owner references remove the children
+	}
+	before := inst.DeepCopy()
+	res, err := r.reconcileSteps(ctx, inst)
+	if err == nil && res.deleted {
+		return ctrl.Result{}, nil
+	}
+	inst.Status.ObservedGeneration = inst.Generation
+	if perr := patchStatus(ctx, r.Client, before, inst, before.Status, inst.Status); perr != nil && err == nil {
+		err = perr
+	}
+	return finish(res.Result, err)
+}
+
+// stepResult is a step's outcome: when to look again, and whether the instance is gone.
+type stepResult struct {
+	ctrl.Result
+	deleted bool
+}
+
+func (r *DatabaseInstanceReconciler) reconcileSteps(ctx context.Context, inst *myaasv1.DatabaseInstance) (stepResult, error) {
+	ttl, expired, err := r.reconcileTTL(ctx, inst)
+	if err != nil || expired {
+		return stepResult{deleted: expired}, err
+	}
+	if wait, err := r.reconcileReset(ctx, inst); err != nil || wait != nil {
+		return stepResult{Result: soonest(ttl, ptrOr(wait))}, err
+	}
+	src, wait, err := r.resolveRevision(ctx, inst)
+	if err != nil || wait != nil {
+		return stepResult{Result: soonest(ttl, ptrOr(wait))}, err
+	}
+	if err := r.reconcileSecret(ctx, inst, src); err != nil {
+		return stepResult{}, err
+	}
+	if err := r.reconcileService(ctx, inst, src); err != nil {
+		return stepResult{}, err
+	}
+	if err := r.reconcileStatefulSet(ctx, inst, src); err != nil {
+		return stepResult{}, err
+	}
+	ready, err := r.reconcileReadiness(ctx, inst, src)
+	return stepResult{Result: soonest(ttl, ready)}, err
+}
+
+func ptrOr(r *ctrl.Result) ctrl.Result {
+	if r == nil {
+		return ctrl.Result{}
+	}
+	return *r
+}
+
+// SetupWithManager registers the controller and what it watches.
+func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Address == nil {
+		r.Address = PodAddress
+	}
+	if r.NewPassword == nil {
+		r.NewPassword = RandomPassword
+	}
+	byInstanceLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		name := o.GetLabels()[myaasv1.LabelInstance]
+		if name == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&myaasv1.DatabaseInstance{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.Secret{}).
+		// The pod and the clone PVC belong to the StatefulSet; their labels lead back to the instance.
+		Watches(&corev1.Pod{}, byInstanceLabel).
+		Watches(&corev1.PersistentVolumeClaim{}, byInstanceLabel).
+		// A template that gets its first revision, or comes into existence, unblocks its instances.
+		Watches(&myaasv1.DatabaseTemplate{}, handler.EnqueueRequestsFromMapFunc(r.instancesOfTemplate)).
+		Named("databaseinstance").
+		Complete(r)
+}
+
+func (r *DatabaseInstanceReconciler) instancesOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
+	list := &myaasv1.DatabaseInstanceList{}
+	if err := r.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{instanceTemplateField: o.GetName()}); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for _, inst := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inst)})
+	}
+	return reqs
+}
+
+// wrap adds the step and object to an error.
+func wrap(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err)
+}

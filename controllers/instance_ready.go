@@ -1,0 +1,127 @@
+package controllers
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/builder"
+)
+
+// CredentialVerifier logs in to a database server.
+type CredentialVerifier interface {
+	Verify(ctx context.Context, addr, user, password, database string) error
+}
+
+// MySQLVerifier logs in with go-sql-driver/mysql and runs a query.
+type MySQLVerifier struct {
+	Timeout time.Duration
+}
+
+// Verify implements CredentialVerifier.
+func (v MySQLVerifier) Verify(ctx context.Context, addr, user, password, database string) error {
+	timeout := v.Timeout
+	if timeout == 0 {
+		timeout = 5 * time.Second
+	}
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = user, password, "tcp", addr, database
+	cfg.Timeout, cfg.ReadTimeout = timeout, timeout
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return err
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var one int
+	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("log in to %s as %s: %w", addr, user, err)
+	}
+	return nil
+}
+
+// PodAddress reaches the server on the pod's IP, which works from a manager in the cluster and from
+// one on a node of a local cluster, without waiting for Service endpoints and kube-proxy.
+func PodAddress(pod *corev1.Pod, port int32) string {
+	return net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(port)))
+}
+
+// reconcileReadiness reports Ready only after logging in with the Secret's credentials: a Ready
+// pod proves the server runs, a login proves the instance is usable as its Secret says.
+func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, inst *myaasv1.DatabaseInstance, src *revisionSource) (ctrl.Result, error) {
+	notReady := func(phase myaasv1.InstancePhase, reason, msg string) (ctrl.Result, error) {
+		inst.Status.Phase = phase
+		setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		return ctrl.Result{}, nil
+	}
+	if inst.Spec.Suspend {
+		return notReady(myaasv1.InstanceSuspended, myaasv1.ReasonSuspended, "spec.suspend is true: the server is stopped and the data kept")
+	}
+	pod := &corev1.Pod{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: builder.InstancePodName(inst.Name)}, pod)
+	if client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, fmt.Errorf("get pod: %w", err)
+	}
+	if err != nil || pod.Status.Phase == corev1.PodPending {
+		return notReady(myaasv1.InstanceCloning, myaasv1.ReasonCloning,
+			fmt.Sprintf("cloning revision %d (snapshot %s) and starting the server", src.revision.Revision, src.revision.SnapshotName))
+	}
+	if !podReady(pod) || pod.Status.PodIP == "" {
+		return notReady(myaasv1.InstanceStarting, myaasv1.ReasonStarting, "the server is starting")
+	}
+
+	secret := &corev1.Secret{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.Status.SecretName}, secret); err != nil {
+		return ctrl.Result{}, fmt.Errorf("get Secret %s: %w", inst.Status.SecretName, err)
+	}
+	addr := r.Address(pod, src.engine.Port())
+	user, password, db := string(secret.Data[builder.SecretKeyUsername]), string(secret.Data[builder.SecretKeyPassword]), string(secret.Data[builder.SecretKeyDatabase])
+	if err := r.Verifier.Verify(ctx, addr, user, password, db); err != nil {
+		msg := fmt.Sprintf("the server runs but the Secret's credentials do not work: %v", err)
+		if c := readyCondition(inst); c == nil || c.Reason != myaasv1.ReasonLoginFailed {
+			r.Recorder.Event(inst, corev1.EventTypeWarning, EventLoginFailed, msg)
+		}
+		inst.Status.Phase = myaasv1.InstanceStarting
+		setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonLoginFailed, msg)
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+	}
+
+	inst.Status.Phase = myaasv1.InstanceReady
+	if inst.Status.ReadyAt == nil {
+		now := metav1.NewTime(r.Clock.Now())
+		inst.Status.ReadyAt = &now
+		if start := inst.Status.ProvisioningStartedAt; start != nil {
+			inst.Status.TimeToReady = &metav1.Duration{Duration: now.Sub(start.Time).Round(time.Millisecond)}
+		}
+		r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventReady, "Revision %d of %s is ready at %s:%d", src.revision.Revision, src.template.Name, inst.Status.Endpoint.Host, inst.Status.Endpoint.Port)
+	}
+	setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified,
+		fmt.Sprintf("logged in as %s to revision %d of %s", user, src.revision.Revision, src.template.Name))
+	return ctrl.Result{}, nil
+}
+
+func podReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func readyCondition(inst *myaasv1.DatabaseInstance) *metav1.Condition {
+	return meta.FindStatusCondition(inst.Status.Conditions, myaasv1.ConditionReady)
+}

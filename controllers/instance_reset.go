@@ -1,0 +1,79 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+)
+
+// reconcileReset serves the myaas.io/reset annotation: the StatefulSet and its clone PVC are
+// deleted (volume claim templates are immutable), and once they are gone the instance is cloned
+// again from the template's latest revision. The Secret and Service stay, so clients keep working.
+// It returns a result when the reset is still under way.
+func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, inst *myaasv1.DatabaseInstance) (*ctrl.Result, error) {
+	want := inst.Annotations[myaasv1.AnnotationReset]
+	if want == "" || want == inst.Status.HandledReset {
+		return nil, nil
+	}
+	if inst.Status.Phase != myaasv1.InstanceResetting {
+		r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventResetStarted, "Resetting to the latest revision of %s", inst.Spec.TemplateRef.Name)
+	}
+	inst.Status.Phase = myaasv1.InstanceResetting
+	setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonResetting,
+		"the data is being replaced with the template's latest revision")
+
+	gone, err := r.deleteData(ctx, inst)
+	if err != nil || !gone {
+		return &ctrl.Result{RequeueAfter: time.Second}, err
+	}
+	inst.Status.HandledReset = want
+	inst.Status.Resets++
+	inst.Status.Revision = 0
+	inst.Status.SnapshotName = ""
+	inst.Status.ReadyAt = nil
+	inst.Status.TimeToReady = nil
+	inst.Status.ProvisioningStartedAt = nil
+	return nil, nil
+}
+
+// deleteData deletes the StatefulSet and the instance's clone PVCs. It reports done once the
+// StatefulSet is gone: the next clone gets a new claim name, so the old PVCs may finish
+// terminating in the background without any risk of being adopted.
+func (r *DatabaseInstanceReconciler) deleteData(ctx context.Context, inst *myaasv1.DatabaseInstance) (bool, error) {
+	sts := &appsv1.StatefulSet{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.Name}, sts)
+	if client.IgnoreNotFound(err) != nil {
+		return false, fmt.Errorf("get StatefulSet: %w", err)
+	}
+	if err == nil {
+		if sts.DeletionTimestamp.IsZero() {
+			if err := r.Delete(ctx, sts, client.PropagationPolicy(metav1.DeletePropagationForeground)); client.IgnoreNotFound(err) != nil {
+				return false, fmt.Errorf("delete StatefulSet for reset: %w", err)
+			}
+		}
+		return false, nil
+	}
+	pvcs := &corev1.PersistentVolumeClaimList{}
+	if err := r.List(ctx, pvcs, client.InNamespace(inst.Namespace), client.MatchingLabels{
+		myaasv1.LabelInstance: inst.Name, myaasv1.LabelRole: myaasv1.RoleInstanceData,
+	}); err != nil {
+		return false, fmt.Errorf("list PVCs for reset: %w", err)
+	}
+	for i := range pvcs.Items {
+		pvc := &pvcs.Items[i]
+		if pvc.DeletionTimestamp.IsZero() {
+			if err := r.Delete(ctx, pvc); client.IgnoreNotFound(err) != nil {
+				return false, fmt.Errorf("delete PVC %s for reset: %w", pvc.Name, err)
+			}
+		}
+	}
+	return true, nil
+}

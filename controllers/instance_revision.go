@@ -1,0 +1,136 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/builder"
+	"github.com/myaas/myaas/internal/engine"
+)
+
+// revisionSource is everything an instance takes from its template's revision.
+type revisionSource struct {
+	template     *myaasv1.DatabaseTemplate
+	engine       engine.Engine
+	image        string
+	revision     myaasv1.TemplateRevision
+	nodeAffinity *corev1.NodeAffinity
+}
+
+// resolveRevision finds the revision to clone and pins it in status: spec.revision, else the one
+// already pinned, else the template's latest. A missing template or revision is reported in the
+// Ready condition and waited for; nothing is deleted.
+func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, inst *myaasv1.DatabaseInstance) (*revisionSource, *ctrl.Result, error) {
+	waitFor := func(reason, event, msg string) (*revisionSource, *ctrl.Result, error) {
+		if c := readyCondition(inst); c == nil || c.Reason != reason || c.Message != msg {
+			r.Recorder.Event(inst, corev1.EventTypeWarning, event, msg)
+		}
+		inst.Status.Phase = myaasv1.InstancePending
+		setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		// The template watch brings us back; the timer covers a template in another state.
+		return nil, &ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+	}
+
+	t := &myaasv1.DatabaseTemplate{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.Spec.TemplateRef.Name}, t); apierrors.IsNotFound(err) {
+		return waitFor(myaasv1.ReasonTemplateNotFound, EventTemplateMissing,
+			fmt.Sprintf("DatabaseTemplate %q named in spec.templateRef.name does not exist in namespace %s", inst.Spec.TemplateRef.Name, inst.Namespace))
+	} else if err != nil {
+		return nil, nil, fmt.Errorf("get template %s: %w", inst.Spec.TemplateRef.Name, err)
+	}
+
+	want := inst.Status.Revision
+	if want == 0 && inst.Spec.Revision != nil {
+		want = *inst.Spec.Revision
+	}
+	if want == 0 {
+		want = t.Status.LatestRevision
+	}
+	if want == 0 {
+		return waitFor(myaasv1.ReasonTemplateNotReady, EventRevisionMissing,
+			fmt.Sprintf("DatabaseTemplate %s has no revision yet (%s)", t.Name, templateStateForUsers(t)))
+	}
+	var rev *myaasv1.TemplateRevision
+	for i := range t.Status.Revisions {
+		if t.Status.Revisions[i].Revision == want {
+			rev = &t.Status.Revisions[i]
+		}
+	}
+	if rev == nil {
+		return waitFor(myaasv1.ReasonRevisionNotFound, EventRevisionMissing,
+			fmt.Sprintf("revision %d of DatabaseTemplate %s does not exist (available: %s)", want, t.Name, revisionList(t)))
+	}
+
+	eng, image, err := builder.EngineImage(t.Spec.Engine)
+	if err != nil {
+		return nil, nil, fmt.Errorf("template %s: spec.engine.type: %w", t.Name, err)
+	}
+	affinity, err := r.templateNodeAffinity(ctx, t, want)
+	if err != nil {
+		return nil, nil, err
+	}
+	if inst.Status.ProvisioningStartedAt == nil {
+		// The first clone counts from creation, as a user running `kubectl apply` sees it; a
+		// reset counts from the moment the new clone is requested.
+		start := inst.CreationTimestamp
+		if inst.Status.Resets > 0 {
+			start = metav1.NewTime(r.Clock.Now())
+		}
+		inst.Status.ProvisioningStartedAt = &start
+	}
+	inst.Status.Revision = want
+	inst.Status.SnapshotName = rev.SnapshotName
+	return &revisionSource{template: t, engine: eng, image: image, revision: *rev, nodeAffinity: affinity}, nil, nil
+}
+
+// templateNodeAffinity copies the node affinity of the revision's volume: node-local drivers
+// (ZFS-LocalPV, TopoLVM, the local btrfs driver) can only clone a snapshot on its own node.
+func (r *DatabaseInstanceReconciler) templateNodeAffinity(ctx context.Context, t *myaasv1.DatabaseTemplate, n int32) (*corev1.NodeAffinity, error) {
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: builder.TemplatePVCName(t.Name, n)}, pvc); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	if pvc.Spec.VolumeName == "" {
+		return nil, nil
+	}
+	pv := &corev1.PersistentVolume{}
+	if err := r.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
+		return nil, nil
+	}
+	return &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: pv.Spec.NodeAffinity.Required.DeepCopy()}, nil
+}
+
+func templateStateForUsers(t *myaasv1.DatabaseTemplate) string {
+	switch {
+	case t.Status.CurrentImport != nil:
+		return fmt.Sprintf("revision %d is %s", t.Status.CurrentImport.Revision, t.Status.CurrentImport.Phase)
+	case t.Status.LastFailure != nil:
+		return fmt.Sprintf("the last import failed: %s", t.Status.LastFailure.Message)
+	}
+	return "no import has started"
+}
+
+func revisionList(t *myaasv1.DatabaseTemplate) string {
+	if len(t.Status.Revisions) == 0 {
+		return "none"
+	}
+	s := ""
+	for i, rev := range t.Status.Revisions {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprint(rev.Revision)
+	}
+	return s
+}

@@ -1,0 +1,146 @@
+// Package controllers holds the reconcilers of DatabaseTemplate and DatabaseInstance. Each
+// reconciler is a short list of steps; each step lives in its own file beside it.
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+)
+
+// templateFinalizer holds a template until its snapshots can be deleted in a safe order: no clone
+// left, then the snapshot, then the volume (ZFS cannot drop a snapshot that still has clones).
+const templateFinalizer = "myaas.io/revisions"
+
+// DatabaseTemplateReconciler imports dumps into revisions: PVC → import Job → VolumeSnapshot.
+type DatabaseTemplateReconciler struct {
+	client.Client
+	Scheme   *runtime.Scheme
+	Recorder record.EventRecorder
+	Clock    clock.PassiveClock
+	// AgentImage is the image holding the myaas binary, copied into every database pod.
+	AgentImage string
+	// Progress reads the import agent's progress; nil disables progress reporting.
+	Progress ProgressReader
+}
+
+// +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshots,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshotclasses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
+
+// Reconcile moves a template one step along its pipeline.
+func (r *DatabaseTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	t := &myaasv1.DatabaseTemplate{}
+	if err := r.Get(ctx, req.NamespacedName, t); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !t.DeletionTimestamp.IsZero() {
+		return finish(r.reconcileDelete(ctx, t))
+	}
+	if controllerutil.AddFinalizer(t, templateFinalizer) {
+		if err := r.Update(ctx, t); err != nil {
+			return finish(ctrl.Result{}, fmt.Errorf("add finalizer: %w", err))
+		}
+		return ctrl.Result{}, nil
+	}
+
+	before := t.DeepCopy()
+	res, err := r.reconcileSteps(ctx, t)
+	t.Status.ObservedGeneration = t.Generation
+	summarizeTemplate(t)
+	if perr := patchStatus(ctx, r.Client, before, t, before.Status, t.Status); perr != nil && err == nil {
+		err = perr
+	}
+	return finish(res, err)
+}
+
+func (r *DatabaseTemplateReconciler) reconcileSteps(ctx context.Context, t *myaasv1.DatabaseTemplate) (ctrl.Result, error) {
+	if err := r.reconcileRefreshCronJob(ctx, t); err != nil {
+		return ctrl.Result{}, err
+	}
+	inUse, err := r.reconcileUsage(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	importRes, err := r.reconcileImport(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	gcRes, err := r.reconcileGC(ctx, t, inUse)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	return soonest(importRes, gcRes), nil
+}
+
+// SetupWithManager registers the controller and what it watches.
+func (r *DatabaseTemplateReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	byTemplateLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		name := o.GetLabels()[myaasv1.LabelTemplate]
+		if name == "" {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+	})
+	byTemplateRef := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		inst := o.(*myaasv1.DatabaseInstance)
+		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: inst.Namespace, Name: inst.Spec.TemplateRef.Name}}}
+	})
+	refreshJobs := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[myaasv1.LabelRole] == myaasv1.RoleRefreshRequest
+	})
+	instanceClones := predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return o.GetLabels()[myaasv1.LabelRole] == myaasv1.RoleInstanceData
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&myaasv1.DatabaseTemplate{}).
+		Owns(&corev1.PersistentVolumeClaim{}).
+		Owns(&batchv1.Job{}).
+		Owns(&batchv1.CronJob{}).
+		Owns(&snapshotv1.VolumeSnapshot{}).
+		// Refresh requests are Jobs owned by the CronJob, not by the template.
+		Watches(&batchv1.Job{}, byTemplateLabel, builder.WithPredicates(refreshJobs)).
+		// Instance PVCs decide which revisions are still in use.
+		Watches(&corev1.PersistentVolumeClaim{}, byTemplateLabel, builder.WithPredicates(instanceClones)).
+		Watches(&myaasv1.DatabaseInstance{}, byTemplateRef).
+		// Progress of a running import is read from its pod.
+		Watches(&corev1.Pod{}, byTemplateLabel, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			return o.GetLabels()[myaasv1.LabelRole] == myaasv1.RoleImport
+		}))).
+		Named("databasetemplate").
+		Complete(r)
+}
+
+
+// ignoreNotFound treats a missing object as already deleted.
+func ignoreNotFound(err error) error {
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,177 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/builder"
+)
+
+// revisionUsers maps a revision to the names of the instances and clone PVCs that still use it.
+type revisionUsers map[int32][]string
+
+// reconcileUsage counts, per revision, the instances cloned from it. A revision is in use while an
+// instance points at it or while a clone PVC of it still exists (an instance being deleted leaves
+// its PVC behind for a moment, and on ZFS that clone still pins the snapshot).
+func (r *DatabaseTemplateReconciler) reconcileUsage(ctx context.Context, t *myaasv1.DatabaseTemplate) (revisionUsers, error) {
+	instances := &myaasv1.DatabaseInstanceList{}
+	if err := r.List(ctx, instances, client.InNamespace(t.Namespace), client.MatchingFields{instanceTemplateField: t.Name}); err != nil {
+		return nil, fmt.Errorf("list instances of template: %w", err)
+	}
+	users := revisionUsers{}
+	counts := map[int32]int32{}
+	for _, inst := range instances.Items {
+		rev := inst.Status.Revision
+		if rev == 0 && inst.Spec.Revision != nil {
+			rev = *inst.Spec.Revision
+		}
+		if rev == 0 {
+			continue
+		}
+		counts[rev]++
+		users[rev] = append(users[rev], "DatabaseInstance/"+inst.Name)
+	}
+	clones := &corev1.PersistentVolumeClaimList{}
+	if err := r.List(ctx, clones, client.InNamespace(t.Namespace), client.MatchingLabels{
+		myaasv1.LabelTemplate: t.Name, myaasv1.LabelRole: myaasv1.RoleInstanceData,
+	}); err != nil {
+		return nil, fmt.Errorf("list clone PVCs of template: %w", err)
+	}
+	for _, pvc := range clones.Items {
+		n, err := strconv.Atoi(pvc.Labels[myaasv1.LabelRevision])
+		if err != nil {
+			continue
+		}
+		users[int32(n)] = append(users[int32(n)], "PersistentVolumeClaim/"+pvc.Name)
+	}
+	for i := range t.Status.Revisions {
+		t.Status.Revisions[i].Instances = counts[t.Status.Revisions[i].Revision]
+	}
+	return users, nil
+}
+
+// reconcileGC deletes revisions beyond spec.retainRevisions that nothing uses, oldest first, in the
+// order snapshot → import Job → PVC, waiting for each to be gone before the next.
+func (r *DatabaseTemplateReconciler) reconcileGC(ctx context.Context, t *myaasv1.DatabaseTemplate, users revisionUsers) (ctrl.Result, error) {
+	retain := int(t.Spec.RetainRevisions)
+	if retain < 1 {
+		retain = 1
+	}
+	revs := t.Status.Revisions
+	sort.Slice(revs, func(i, j int) bool { return revs[i].Revision < revs[j].Revision })
+	if len(revs) <= retain {
+		return ctrl.Result{}, nil
+	}
+	var result ctrl.Result
+	kept := revs[:0]
+	for i, rev := range revs {
+		expired := i < len(revs)-retain && rev.Revision != t.Status.LatestRevision
+		if !expired || len(users[rev.Revision]) > 0 {
+			kept = append(kept, rev)
+			continue
+		}
+		gone, err := r.deleteRevision(ctx, t, rev.Revision)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if !gone {
+			kept = append(kept, rev)
+			result = ctrl.Result{RequeueAfter: 2 * time.Second}
+			continue
+		}
+		log.FromContext(ctx).Info("revision deleted", "revision", rev.Revision)
+		r.Recorder.Eventf(t, corev1.EventTypeNormal, EventRevisionDeleted, "Revision %d deleted: older than the %d retained and used by no instance", rev.Revision, retain)
+	}
+	t.Status.Revisions = kept
+	return result, nil
+}
+
+// deleteRevision takes one step towards deleting revision n and says whether it is entirely gone.
+func (r *DatabaseTemplateReconciler) deleteRevision(ctx context.Context, t *myaasv1.DatabaseTemplate, n int32) (bool, error) {
+	ns := t.Namespace
+	steps := []client.Object{
+		&snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.SnapshotName(t.Name, n)}},
+		&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.ImportJobName(t.Name, n)}},
+		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.TemplatePVCName(t.Name, n)}},
+	}
+	for _, obj := range steps {
+		err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("get %T %s: %w", obj, obj.GetName(), err)
+		}
+		if obj.GetDeletionTimestamp().IsZero() {
+			if err := r.deleteIfExists(ctx, obj); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
+	}
+	return true, nil
+}
+
+// reconcileDelete runs when the template is deleted: it waits until no instance uses any revision,
+// then deletes the snapshots before letting owner references remove the volumes.
+func (r *DatabaseTemplateReconciler) reconcileDelete(ctx context.Context, t *myaasv1.DatabaseTemplate) (ctrl.Result, error) {
+	if !controllerutil.ContainsFinalizer(t, templateFinalizer) {
+		return ctrl.Result{}, nil
+	}
+	before := t.DeepCopy()
+	users, err := r.reconcileUsage(ctx, t)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	var names []string
+	for _, u := range users {
+		names = append(names, u...)
+	}
+	if len(names) > 0 {
+		sort.Strings(names)
+		msg := fmt.Sprintf("deletion waits for %d users of its revisions: %s", len(names), strings.Join(names, ", "))
+		if c := findReady(t); c == nil || c.Message != msg {
+			r.Recorder.Event(t, corev1.EventTypeNormal, EventWaitingForUsers, msg)
+		}
+		setCondition(&t.Status.Conditions, t.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonDeleting, msg)
+		return ctrl.Result{}, patchStatus(ctx, r.Client, before, t, before.Status, t.Status)
+	}
+	pending := false
+	for _, rev := range t.Status.Revisions {
+		gone, err := r.deleteRevision(ctx, t, rev.Revision)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		pending = pending || !gone
+	}
+	if cur := t.Status.CurrentImport; cur != nil {
+		gone, err := r.deleteRevision(ctx, t, cur.Revision)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		pending = pending || !gone
+	}
+	if pending {
+		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+	}
+	controllerutil.RemoveFinalizer(t, templateFinalizer)
+	if err := r.Update(ctx, t); err != nil {
+		return ctrl.Result{}, fmt.Errorf("remove finalizer: %w", err)
+	}
+	return ctrl.Result{}, nil
+}

@@ -1,0 +1,132 @@
+// Command myaas is the myaas operator. The same static binary runs the controllers (`myaas
+// manager`) and, copied into the database pods by an init container, the agent that imports dumps
+// and prepares cloned data directories (`myaas agent ...`).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/controllers"
+	"github.com/myaas/myaas/internal/agent"
+)
+
+const usage = `usage: myaas <command> [flags]
+
+commands:
+  manager            run the controllers (the default)
+  agent import       load a template's dumps into a fresh data directory (import Job)
+  agent start        prepare a cloned data directory and exec the server (instance pod)
+  agent probe        log in with the instance's credentials (readiness probe)
+  install DST        copy this binary to DST (init container of database pods)
+  refresh-request    announce a refresh (the template's CronJob runs it)
+`
+
+func main() {
+	ctx := ctrl.SetupSignalHandler()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "myaas:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	cmd := "manager"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "manager":
+		return runManager(ctx, args)
+	case "agent":
+		return agent.Run(ctx, args)
+	case "install":
+		if len(args) != 1 {
+			return errors.New("usage: myaas install DST")
+		}
+		return agent.Install(args[0])
+	case "refresh-request":
+		return refreshRequest(args)
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n%s", cmd, usage)
+}
+
+// refreshRequest is what the refresh CronJob's pod runs. The request is the Job itself, which the
+// operator watches; the pod only leaves a line in the Job's log saying what happens next.
+func refreshRequest(args []string) error {
+	fs := flag.NewFlagSet("refresh-request", flag.ContinueOnError)
+	template := fs.String("template", "", "namespace/name of the DatabaseTemplate")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fmt.Printf("refresh of DatabaseTemplate %s requested; the operator imports a new revision "+
+		"(kubectl get databasetemplate shows its progress)\n", *template)
+	return nil
+}
+
+func runManager(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	metricsAddr := fs.String("metrics-bind-address", ":8080", "address of the metrics endpoint (0 disables it)")
+	probeAddr := fs.String("health-probe-bind-address", ":8081", "address of the health probes")
+	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one manager reconciles")
+	agentImage := fs.String("agent-image", envOr("MYAAS_AGENT_IMAGE", "localhost/myaas/manager:dev"),
+		"image holding this binary, copied into database pods (env MYAAS_AGENT_IMAGE)")
+	zapOpts := zap.Options{Development: false}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(snapshotv1.AddToScheme(scheme))
+	utilruntime.Must(myaasv1.AddToScheme(scheme))
+
+	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
+		HealthProbeBindAddress: *probeAddr,
+		LeaderElection:         *leaderElect,
+		LeaderElectionID:       "manager.myaas.io",
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	if err := controllers.Setup(ctx, mgr, controllers.Options{AgentImage: *agentImage, Clock: clock.RealClock{}}); err != nil {
+		return err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return fmt.Errorf("add health check: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return fmt.Errorf("add ready check: %w", err)
+	}
+	ctrl.Log.WithName("setup").Info("starting manager", "agentImage", *agentImage)
+	return mgr.Start(ctx)
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}

@@ -136,7 +136,6 @@ func (r *DatabaseTemplateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-
 // ignoreNotFound treats a missing object as already deleted.
 func ignoreNotFound(err error) error {
 	if apierrors.IsNotFound(err) {

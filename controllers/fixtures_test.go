@@ -41,8 +41,8 @@ func newTemplate(t *testing.T, ns, name string, mutate ...func(*myaasv1.Database
 	tmpl := &myaasv1.DatabaseTemplate{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: myaasv1.DatabaseTemplateSpec{
-			Engine: myaasv1.EngineSpec{Type: myaasv1.EngineMariaDB},
-			Source: myaasv1.DumpSource{PersistentVolumeClaim: &myaasv1.PVCDumpSource{ClaimName: src.Name, Path: "*.sql.gz"}},
+			Engine:  myaasv1.EngineSpec{Type: myaasv1.EngineMariaDB},
+			Source:  myaasv1.DumpSource{PersistentVolumeClaim: &myaasv1.PVCDumpSource{ClaimName: src.Name, Path: "*.sql.gz"}},
 			Storage: myaasv1.TemplateStorage{Size: resource.MustParse("2Gi")},
 		},
 	}

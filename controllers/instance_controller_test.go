@@ -1,0 +1,383 @@
+package controllers
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/builder"
+	"github.com/myaas/myaas/internal/mariadbtest"
+)
+
+// loopbackTo makes the controller reach every instance pod at a real MariaDB server on loopback.
+func loopbackTo(srv *mariadbtest.Server) func(*corev1.Pod, int32) string {
+	return func(*corev1.Pod, int32) string { return srv.Addr }
+}
+
+func newInstance(t *testing.T, ns, name, template string, mutate ...func(*myaasv1.DatabaseInstance)) *myaasv1.DatabaseInstance {
+	t.Helper()
+	inst := &myaasv1.DatabaseInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       myaasv1.DatabaseInstanceSpec{TemplateRef: myaasv1.TemplateReference{Name: template}},
+	}
+	for _, m := range mutate {
+		m(inst)
+	}
+	if err := k8s.Create(bg, inst); err != nil {
+		t.Fatal(err)
+	}
+	return inst
+}
+
+// playInstancePod creates the StatefulSet's pod, Ready, as the StatefulSet controller and kubelet would.
+func playInstancePod(t *testing.T, ns, instance string) *corev1.Pod {
+	t.Helper()
+	sts := &appsv1.StatefulSet{}
+	eventually(t, 20*time.Second, "statefulset", func() error {
+		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: instance}, sts)
+	})
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: instance + "-0", Labels: sts.Spec.Template.Labels},
+		Spec:       *sts.Spec.Template.Spec.DeepCopy(),
+	}
+	for _, claim := range sts.Spec.VolumeClaimTemplates {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: claim.Name, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: fmt.Sprintf("%s-%s-0", claim.Name, instance)},
+		}})
+	}
+	if err := k8s.Create(bg, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.Phase = corev1.PodRunning
+	pod.Status.PodIP = "127.0.0.1"
+	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+	if err := k8s.Status().Update(bg, pod); err != nil {
+		t.Fatal(err)
+	}
+	return pod
+}
+
+func credentials(t *testing.T, ns, instance string) map[string]string {
+	t.Helper()
+	s := &corev1.Secret{}
+	eventually(t, 20*time.Second, "credentials secret", func() error {
+		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: instance + "-credentials"}, s)
+	})
+	out := map[string]string{}
+	for k, v := range s.Data {
+		out[k] = string(v)
+	}
+	return out
+}
+
+// grant plays the agent's part: the server accepts the instance's credentials.
+func grant(t *testing.T, srv *mariadbtest.Server, creds map[string]string) {
+	t.Helper()
+	srv.Exec(t,
+		fmt.Sprintf("CREATE DATABASE IF NOT EXISTS `%s`", creds["database"]),
+		fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'%%' IDENTIFIED BY '%s'", creds["username"], creds["password"]),
+		fmt.Sprintf("ALTER USER '%s'@'%%' IDENTIFIED BY '%s'", creds["username"], creds["password"]),
+		fmt.Sprintf("GRANT ALL ON `%s`.* TO '%s'@'%%'", creds["database"], creds["username"]))
+}
+
+func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
+	requireEnv(t)
+	srv := mariadbtest.Start(t)
+	startManager(t, Options{Address: loopbackTo(srv)})
+	ns := newNamespace(t)
+	newTemplate(t, ns, "shop", func(d *myaasv1.DatabaseTemplate) {
+		d.Spec.Engine.Config = map[string]string{"max_connections": "50"}
+	})
+	importRevision(t, ns, "shop", 1)
+
+	// The template volume lives on one node: the clone must be scheduled there.
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: "pv-" + ns},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:               corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("2Gi")},
+			AccessModes:            []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{Driver: "test.csi", VolumeHandle: "v1"}},
+			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+				MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "topology.test/node", Operator: corev1.NodeSelectorOpIn, Values: []string{"node-a"}}},
+			}}}},
+		},
+	}
+	if err := k8s.Create(bg, pv); err != nil {
+		t.Fatal(err)
+	}
+	pvc := &corev1.PersistentVolumeClaim{}
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "shop-r1"}, pvc); err != nil {
+		t.Fatal(err)
+	}
+	pvc.Spec.VolumeName = pv.Name
+	if err := k8s.Update(bg, pvc); err != nil {
+		t.Fatal(err)
+	}
+
+	inst := newInstance(t, ns, "feature-login", "shop", func(i *myaasv1.DatabaseInstance) {
+		i.Spec.Database = "shop"
+		i.Spec.Username = "dev"
+	})
+	creds := credentials(t, ns, "feature-login")
+	for _, key := range []string{"host", "port", "username", "password", "database", "root-password", "uri", "jdbc-uri", "dsn", "type", "provider"} {
+		if creds[key] == "" {
+			t.Errorf("secret key %q is empty", key)
+		}
+	}
+	if creds["host"] != "feature-login."+ns+".svc" || creds["port"] != "3306" || creds["username"] != "dev" || creds["database"] != "shop" ||
+		creds["type"] != "mysql" || creds["provider"] != "myaas" || len(creds["password"]) < 20 || creds["password"] == creds["root-password"] {
+		t.Fatalf("secret %v", redact(creds))
+	}
+	if want := fmt.Sprintf("mysql://dev:%s@feature-login.%s.svc:3306/shop", creds["password"], ns); creds["uri"] != want {
+		t.Fatalf("uri %q", redactIn(creds["uri"], creds))
+	}
+
+	sts := &appsv1.StatefulSet{}
+	eventually(t, 20*time.Second, "statefulset", func() error {
+		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "feature-login"}, sts)
+	})
+	claim := sts.Spec.VolumeClaimTemplates[0]
+	if ds := claim.Spec.DataSource; ds == nil || ds.Kind != "VolumeSnapshot" || ds.Name != "shop-r1" {
+		t.Fatalf("clone data source %+v", ds)
+	}
+	if size := claim.Spec.Resources.Requests[corev1.ResourceStorage]; size.String() != "2Gi" {
+		t.Fatalf("clone size %s, want the snapshot's restore size", size.String())
+	}
+	aff := sts.Spec.Template.Spec.Affinity
+	if aff == nil || aff.NodeAffinity == nil || aff.NodeAffinity.RequiredDuringSchedulingIgnoredDuringExecution.NodeSelectorTerms[0].MatchExpressions[0].Values[0] != "node-a" {
+		t.Fatalf("clone not pinned to the template volume's node: %+v", aff)
+	}
+	if args := strings.Join(sts.Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--server-option=max_connections=50") {
+		t.Fatalf("server options not passed: %s", args)
+	}
+	if owner := metav1.GetControllerOf(sts); owner == nil || owner.Name != inst.Name {
+		t.Fatalf("statefulset owner %+v", sts.OwnerReferences)
+	}
+	svc := &corev1.Service{}
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "feature-login"}, svc); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "cloning phase", func() error {
+		if got := getInstance(t, ns, "feature-login"); got.Status.Phase != myaasv1.InstanceCloning {
+			return fmt.Errorf("phase %s", got.Status.Phase)
+		}
+		return nil
+	})
+
+	// The pod is Ready but the server does not know the credentials yet: not Ready.
+	playInstancePod(t, ns, "feature-login")
+	eventually(t, 20*time.Second, "login failure reported", func() error {
+		got := getInstance(t, ns, "feature-login")
+		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonLoginFailed)
+	})
+	grant(t, srv, creds)
+	eventually(t, 20*time.Second, "ready", func() error {
+		got := getInstance(t, ns, "feature-login")
+		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified)
+	})
+	got := getInstance(t, ns, "feature-login")
+	if got.Status.Phase != myaasv1.InstanceReady || got.Status.Revision != 1 || got.Status.SecretName != "feature-login-credentials" ||
+		got.Status.Endpoint == nil || got.Status.Endpoint.Port != 3306 || got.Status.TimeToReady == nil || got.Status.ReadyAt == nil {
+		t.Fatalf("status %+v", got.Status)
+	}
+	row := tableRow(t, ns, "databaseinstances", "feature-login")
+	if row["Template"] != "shop" || row["Revision"] != "1" || row["Phase"] != "Ready" || row["Endpoint"] != "feature-login."+ns+".svc" {
+		t.Fatalf("kubectl get columns: %v", row)
+	}
+	if !hasEvent(eventsFor(t, ns, "feature-login"), EventReady) {
+		t.Fatal("no Ready event")
+	}
+}
+
+func TestInstanceResetKeepsSecretAndServiceAndMovesToLatest(t *testing.T) {
+	requireEnv(t)
+	srv := mariadbtest.Start(t)
+	mgr := startManager(t, Options{Address: loopbackTo(srv)})
+	ns := newNamespace(t)
+	newTemplate(t, ns, "shop", func(d *myaasv1.DatabaseTemplate) { d.Spec.RetainRevisions = 2 })
+	importRevision(t, ns, "shop", 1)
+	newInstance(t, ns, "dev", "shop")
+	creds := credentials(t, ns, "dev")
+	grant(t, srv, creds)
+	playInstancePod(t, ns, "dev")
+	eventually(t, 20*time.Second, "ready on revision 1", func() error {
+		if got := getInstance(t, ns, "dev"); got.Status.Phase != myaasv1.InstanceReady || got.Status.Revision != 1 {
+			return fmt.Errorf("status %s r%d", got.Status.Phase, got.Status.Revision)
+		}
+		return nil
+	})
+	svc := &corev1.Service{}
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "dev"}, svc); err != nil {
+		t.Fatal(err)
+	}
+
+	// A manager restart never regenerates the password.
+	mgr.stop()
+	startManager(t, Options{Address: loopbackTo(srv)})
+
+	requestRefresh(t, ns, "shop", "nightly")
+	importRevision(t, ns, "shop", 2)
+	if got := getInstance(t, ns, "dev"); got.Status.Revision != 1 {
+		t.Fatalf("a new revision must not move an existing instance: r%d", got.Status.Revision)
+	}
+
+	inst := getInstance(t, ns, "dev")
+	inst.Annotations = map[string]string{myaasv1.AnnotationReset: "2026-11-24T10:00:00Z"}
+	if err := k8s.Update(bg, inst); err != nil {
+		t.Fatal(err)
+	}
+	// The StatefulSet is deleted in the foreground; play the garbage collector.
+	eventually(t, 20*time.Second, "old statefulset deleted", func() error {
+		sts := &appsv1.StatefulSet{}
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "dev"}, sts); err != nil {
+			return err
+		}
+		if sts.DeletionTimestamp.IsZero() {
+			return fmt.Errorf("not being deleted")
+		}
+		if getInstance(t, ns, "dev").Status.Phase != myaasv1.InstanceResetting {
+			return fmt.Errorf("phase is not Resetting")
+		}
+		return nil
+	})
+	_ = k8s.Delete(bg, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dev-0"}}, client.GracePeriodSeconds(0))
+	removeFinalizer(t, &appsv1.StatefulSet{}, ns, "dev", metav1.FinalizerDeleteDependents)
+
+	eventually(t, 20*time.Second, "recreated on revision 2", func() error {
+		sts := &appsv1.StatefulSet{}
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "dev"}, sts); err != nil {
+			return err
+		}
+		if !sts.DeletionTimestamp.IsZero() {
+			return fmt.Errorf("old statefulset still there")
+		}
+		if ds := sts.Spec.VolumeClaimTemplates[0].Spec.DataSource; ds.Name != "shop-r2" {
+			return fmt.Errorf("data source %s", ds.Name)
+		}
+		return nil
+	})
+	got := getInstance(t, ns, "dev")
+	if got.Status.Revision != 2 || got.Status.Resets != 1 || got.Status.HandledReset != "2026-11-24T10:00:00Z" {
+		t.Fatalf("status after reset %+v", got.Status)
+	}
+	sts := &appsv1.StatefulSet{}
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "dev"}, sts); err != nil {
+		t.Fatal(err)
+	}
+	if name := sts.Spec.VolumeClaimTemplates[0].Name; name != builder.InstanceClaimName(got.UID, 1) {
+		t.Fatalf("claim name %s must differ from the pre-reset one", name)
+	}
+	after := credentials(t, ns, "dev")
+	if after["password"] != creds["password"] || after["root-password"] != creds["root-password"] {
+		t.Fatal("the reset or the restart changed the credentials")
+	}
+	svcAfter := &corev1.Service{}
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "dev"}, svcAfter); err != nil || svcAfter.UID != svc.UID {
+		t.Fatalf("the Service was replaced: %v", err)
+	}
+	playInstancePod(t, ns, "dev")
+	eventually(t, 20*time.Second, "ready again", func() error {
+		if got := getInstance(t, ns, "dev"); got.Status.Phase != myaasv1.InstanceReady {
+			return fmt.Errorf("phase %s", got.Status.Phase)
+		}
+		return nil
+	})
+}
+
+func TestInstanceExpiresAfterTTL(t *testing.T) {
+	requireEnv(t)
+	startManager(t, Options{})
+	ns := newNamespace(t)
+	newTemplate(t, ns, "shop")
+	importRevision(t, ns, "shop", 1)
+	newInstance(t, ns, "ci-123", "shop", func(i *myaasv1.DatabaseInstance) { i.Spec.TTL = &metav1.Duration{Duration: 3 * time.Second} })
+	newInstance(t, ns, "long-lived", "shop", func(i *myaasv1.DatabaseInstance) { i.Spec.TTL = &metav1.Duration{Duration: time.Hour} })
+	eventually(t, 10*time.Second, "expiry in status", func() error {
+		got := getInstance(t, ns, "ci-123")
+		if got.Status.ExpiresAt == nil || !got.Status.ExpiresAt.Time.Equal(got.CreationTimestamp.Add(3*time.Second)) {
+			return fmt.Errorf("expiresAt %v", got.Status.ExpiresAt)
+		}
+		return nil
+	})
+	eventually(t, 20*time.Second, "expired instance deleted", func() error {
+		err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "ci-123"}, &myaasv1.DatabaseInstance{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "long-lived"}, &myaasv1.DatabaseInstance{}); err != nil {
+		t.Fatalf("an instance that has not expired was deleted: %v", err)
+	}
+}
+
+func TestInstanceWaitsForMissingTemplateAndRevision(t *testing.T) {
+	requireEnv(t)
+	startManager(t, Options{})
+	ns := newNamespace(t)
+	newInstance(t, ns, "early", "shop")
+	newInstance(t, ns, "pinned", "shop", func(i *myaasv1.DatabaseInstance) { i.Spec.Revision = ptrInt32(7) })
+	eventually(t, 20*time.Second, "template not found", func() error {
+		got := getInstance(t, ns, "early")
+		if err := conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonTemplateNotFound); err != nil {
+			return err
+		}
+		if msg := metaCondition(got.Status.Conditions, myaasv1.ConditionReady).Message; !strings.Contains(msg, `"shop"`) || !strings.Contains(msg, "spec.templateRef.name") {
+			return fmt.Errorf("message %q", msg)
+		}
+		return nil
+	})
+	if !hasEvent(eventsFor(t, ns, "early"), EventTemplateMissing) {
+		t.Fatal("no TemplateNotFound event")
+	}
+	newTemplate(t, ns, "shop")
+	eventually(t, 20*time.Second, "template not ready", func() error {
+		got := getInstance(t, ns, "early")
+		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonTemplateNotReady)
+	})
+	importRevision(t, ns, "shop", 1)
+	eventually(t, 20*time.Second, "clone started once revision 1 exists", func() error {
+		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "early"}, &appsv1.StatefulSet{})
+	})
+	eventually(t, 20*time.Second, "missing revision named", func() error {
+		got := getInstance(t, ns, "pinned")
+		if err := conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonRevisionNotFound); err != nil {
+			return err
+		}
+		if msg := metaCondition(got.Status.Conditions, myaasv1.ConditionReady).Message; !strings.Contains(msg, "revision 7") || !strings.Contains(msg, "available: 1") {
+			return fmt.Errorf("message %q", msg)
+		}
+		return nil
+	})
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "pinned"}, &appsv1.StatefulSet{}); err == nil {
+		t.Fatal("a StatefulSet was created for a revision that does not exist")
+	}
+}
+
+func ptrInt32(v int32) *int32 { return &v }
+
+// redact keeps passwords out of test output.
+func redact(creds map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range creds {
+		out[k] = redactIn(v, creds)
+	}
+	return out
+}
+
+func redactIn(s string, creds map[string]string) string {
+	for _, k := range []string{"password", "root-password"} {
+		if creds[k] != "" {
+			s = strings.ReplaceAll(s, creds[k], "***")
+		}
+	}
+	return s
+}

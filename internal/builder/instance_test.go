@@ -1,0 +1,164 @@
+package builder
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/engine"
+)
+
+func instance(mutate func(*myaasv1.DatabaseInstance)) *myaasv1.DatabaseInstance {
+	i := &myaasv1.DatabaseInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ci", Name: "feature-x", UID: "0123456789abcdef"},
+		Spec: myaasv1.DatabaseInstanceSpec{
+			TemplateRef: myaasv1.TemplateReference{Name: "shop"},
+			Database:    "shop", Username: "app",
+		},
+	}
+	if mutate != nil {
+		mutate(i)
+	}
+	return i
+}
+
+func mustEngine(t *testing.T, name string) engine.Engine {
+	t.Helper()
+	e, err := engine.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestCredentialsSecret(t *testing.T) {
+	for _, eng := range []string{"mariadb", "mysql"} {
+		t.Run(eng, func(t *testing.T) {
+			s := CredentialsSecret(instance(nil), mustEngine(t, eng), Credentials{Password: "pw/with?odd&chars", RootPassword: "rootpw"})
+			d := s.StringData
+			if s.Name != "feature-x-credentials" || s.Type != "servicebinding.io/mysql" || metav1.GetControllerOf(s) == nil {
+				t.Fatalf("secret meta %+v type %s", s.ObjectMeta, s.Type)
+			}
+			if d["host"] != "feature-x.ci.svc" || d["port"] != "3306" || d["username"] != "app" || d["password"] != "pw/with?odd&chars" ||
+				d["database"] != "shop" || d["root-password"] != "rootpw" || d["type"] != "mysql" || d["provider"] != "myaas" {
+				t.Fatalf("binding keys %v", d)
+			}
+			// Every URI form must round-trip to the same credentials.
+			u, err := url.Parse(d["uri"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pw, _ := u.User.Password(); u.Scheme != "mysql" || u.User.Username() != "app" || pw != "pw/with?odd&chars" || u.Host != "feature-x.ci.svc:3306" || u.Path != "/shop" {
+				t.Fatalf("uri %s", d["uri"])
+			}
+			cfg, err := mysql.ParseDSN(d["dsn"])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.User != "app" || cfg.Passwd != "pw/with?odd&chars" || cfg.Addr != "feature-x.ci.svc:3306" || cfg.DBName != "shop" || cfg.Net != "tcp" {
+				t.Fatalf("dsn %+v", cfg)
+			}
+			jdbc, err := url.Parse(strings.TrimPrefix(d["jdbc-uri"], "jdbc:"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if jdbc.Scheme != eng || jdbc.Host != "feature-x.ci.svc:3306" || jdbc.Query().Get("password") != "pw/with?odd&chars" || jdbc.Query().Get("user") != "app" {
+				t.Fatalf("jdbc-uri %s", d["jdbc-uri"])
+			}
+		})
+	}
+}
+
+func TestInstanceService(t *testing.T) {
+	for _, tc := range []struct {
+		svcType corev1.ServiceType
+		want    corev1.ServiceType
+	}{{"", corev1.ServiceTypeClusterIP}, {corev1.ServiceTypeNodePort, corev1.ServiceTypeNodePort}} {
+		svc := InstanceService(instance(func(i *myaasv1.DatabaseInstance) { i.Spec.ServiceType = tc.svcType }), mustEngine(t, "mariadb"))
+		if svc.Spec.Type != tc.want || svc.Spec.Selector[myaasv1.LabelInstance] != "feature-x" || svc.Spec.Ports[0].Port != 3306 ||
+			svc.Spec.Ports[0].TargetPort.StrVal != "mysql" || svc.Kind != "Service" {
+			t.Fatalf("service %+v", svc)
+		}
+	}
+}
+
+func TestInstanceStatefulSet(t *testing.T) {
+	affinity := &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{
+		NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "openebs.io/nodeid", Operator: "In", Values: []string{"n1"}}}}},
+	}}
+	cases := []struct {
+		name         string
+		mutate       func(*myaasv1.DatabaseInstance)
+		affinity     *corev1.NodeAffinity
+		wantReplicas int32
+		wantClaim    string
+	}{
+		{name: "fresh instance pinned to the snapshot's node", affinity: affinity, wantReplicas: 1, wantClaim: "data-01234567"},
+		{name: "suspended", mutate: func(i *myaasv1.DatabaseInstance) { i.Spec.Suspend = true }, wantReplicas: 0, wantClaim: "data-01234567"},
+		{name: "after two resets", mutate: func(i *myaasv1.DatabaseInstance) { i.Status.Resets = 2 }, wantReplicas: 1, wantClaim: "data-01234567-2"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			inst := instance(tc.mutate)
+			sts := InstanceStatefulSet(inst, StatefulSetParams{
+				Engine: mustEngine(t, "mariadb"), Image: "mariadb:11.4", AgentImage: "myaas:v1",
+				ServerConfig: map[string]string{"max_connections": "50"},
+				Revision:     4, SnapshotName: "shop-r4", RestoreSize: resource.MustParse("20Gi"),
+				StorageClassName: ptr.To("zfs"), NodeAffinity: tc.affinity,
+			})
+			if *sts.Spec.Replicas != tc.wantReplicas || sts.Kind != "StatefulSet" || metav1.GetControllerOf(sts) == nil {
+				t.Fatalf("replicas %d", *sts.Spec.Replicas)
+			}
+			if p := sts.Spec.PersistentVolumeClaimRetentionPolicy; p.WhenDeleted != appsv1.DeletePersistentVolumeClaimRetentionPolicyType {
+				t.Fatalf("retention %+v: a deleted instance must not leave its clone behind", p)
+			}
+			claim := sts.Spec.VolumeClaimTemplates[0]
+			if claim.Name != tc.wantClaim || claim.Spec.DataSource.Name != "shop-r4" || *claim.Spec.DataSource.APIGroup != "snapshot.storage.k8s.io" ||
+				claim.Spec.Resources.Requests.Storage().String() != "20Gi" || *claim.Spec.StorageClassName != "zfs" ||
+				claim.Labels[myaasv1.LabelRevision] != "4" || claim.Labels[myaasv1.LabelRole] != myaasv1.RoleInstanceData {
+				t.Fatalf("claim %+v", claim)
+			}
+			pod := sts.Spec.Template.Spec
+			if (pod.Affinity != nil) != (tc.affinity != nil) {
+				t.Fatalf("affinity %+v", pod.Affinity)
+			}
+			c := pod.Containers[0]
+			args := strings.Join(c.Args, " ")
+			if !strings.HasPrefix(args, "agent start --engine=mariadb") || !strings.Contains(args, fmt.Sprintf("--server-id=%d", ServerID(inst.UID))) ||
+				!strings.Contains(args, "--server-option=max_connections=50") || !strings.Contains(args, "--credentials-dir=/etc/myaas/credentials") {
+				t.Fatalf("args %s", args)
+			}
+			if probe := strings.Join(c.ReadinessProbe.Exec.Command, " "); !strings.Contains(probe, "agent probe") {
+				t.Fatalf("probe %s", probe)
+			}
+			if c.VolumeMounts[0].Name != tc.wantClaim || c.VolumeMounts[0].MountPath != "/var/lib/myaas" {
+				t.Fatalf("data mount %+v", c.VolumeMounts[0])
+			}
+			if sel := sts.Spec.Selector.MatchLabels; len(sel) != 1 || sel[myaasv1.LabelInstance] != "feature-x" {
+				t.Fatalf("selector %v must stay minimal and fixed", sel)
+			}
+		})
+	}
+}
+
+func TestNamesAndServerID(t *testing.T) {
+	if a, b := ServerID("uid-a"), ServerID("uid-b"); a == b || a == 0 || a != ServerID("uid-a") {
+		t.Fatalf("server ids %d %d", a, b)
+	}
+	if got := InstancePVCName("x", types.UID("abcdef0123"), 0); got != "data-abcdef01-x-0" {
+		t.Fatal(got)
+	}
+	if TemplatePVCName("t", 2) != "t-r2" || ImportJobName("t", 2) != "t-import-r2" || SnapshotName("t", 2) != "t-r2" || RefreshCronJobName("t") != "t-refresh" {
+		t.Fatal("names changed: existing objects would no longer be found after an upgrade")
+	}
+}

@@ -343,7 +343,7 @@ func TestGarbageCollectionWaitsForInstancesAndDeletesSnapshotBeforeVolume(t *tes
 	eventually(t, 20*time.Second, "snapshot of revision 1 deleted", func() error {
 		snap := &snapshotv1.VolumeSnapshot{}
 		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "shop-r1"}, snap); err != nil || snap.DeletionTimestamp.IsZero() {
-			return fmt.Errorf("not being deleted: %v", err)
+			return fmt.Errorf("not being deleted: %w", err)
 		}
 		return nil
 	})

@@ -29,7 +29,9 @@ func TestImportSpecHashChangesOnlyForWhatChangesTheData(t *testing.T) {
 		{"retention", func(s *myaasv1.DatabaseTemplateSpec) { s.RetainRevisions = 5 }, false},
 		{"import timeout", func(s *myaasv1.DatabaseTemplateSpec) { s.Import.Timeout = &metav1.Duration{Duration: time.Hour} }, false},
 		{"source", func(s *myaasv1.DatabaseTemplateSpec) { s.Source.HTTP.URL = "https://x/b.sql" }, true},
-		{"masking SQL", func(s *myaasv1.DatabaseTemplateSpec) { s.PostImportSQL = &myaasv1.PostImportSQL{Statements: []string{"DELETE FROM t"}} }, true},
+		{"masking SQL", func(s *myaasv1.DatabaseTemplateSpec) {
+			s.PostImportSQL = &myaasv1.PostImportSQL{Statements: []string{"DELETE FROM t"}}
+		}, true},
 		{"engine version", func(s *myaasv1.DatabaseTemplateSpec) { s.Engine.Version = "10.11" }, true},
 		{"storage class", func(s *myaasv1.DatabaseTemplateSpec) { s.Storage.StorageClassName = ptr.To("zfs") }, true},
 	}

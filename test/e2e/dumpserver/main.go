@@ -1,0 +1,109 @@
+// Command dumpserver is end-to-end test infrastructure: it serves (or writes into a volume) the
+// deterministic dumps of package dumpgen, plus broken ones, so the cluster tests need no external
+// storage. Its image is built locally like the manager's.
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/myaas/myaas/test/e2e/dumpgen"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		log.Fatal("usage: dumpserver serve|write [flags]")
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	rows := fs.Int("rows", 100000, "rows of the shop dump")
+	seed := fs.Uint64("seed", 1, "seed of the shop dump")
+	addr := fs.String("addr", ":8080", "serve: listen address")
+	rate := fs.Int("rate", 0, "serve: bytes per second per response, 0 for unlimited")
+	dir := fs.String("dir", "/dumps", "write: directory to write into")
+	_ = fs.Parse(os.Args[2:])
+
+	files, err := dumps(dumpgen.Spec{Database: "shop", Rows: *rows, Seed: *seed})
+	if err != nil {
+		log.Fatal(err)
+	}
+	switch os.Args[1] {
+	case "serve":
+		log.Fatal(serve(*addr, *rate, files))
+	case "write":
+		for name, content := range files {
+			path := filepath.Join(*dir, name)
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				log.Fatal(err)
+			}
+			if err := os.WriteFile(path, content, 0o644); err != nil {
+				log.Fatal(err)
+			}
+			fmt.Printf("wrote %s (%d bytes)\n", path, len(content))
+		}
+	default:
+		log.Fatalf("unknown command %q", os.Args[1])
+	}
+}
+
+// dumps are the files served by name. shop/ holds the dump split in two files that must load in
+// name order (schema and data); broken/ holds the failure cases.
+func dumps(spec dumpgen.Spec) (map[string][]byte, error) {
+	var full bytes.Buffer
+	if err := spec.Write(&full); err != nil {
+		return nil, err
+	}
+	gz := gzipped(full.Bytes())
+	return map[string][]byte{
+		"shop.sql.gz":              gz,
+		"shop/01-shop.sql.gz":      gz,
+		"shop/02-extra.sql":        []byte("USE `shop`;\nCREATE TABLE `settings` (`k` varchar(20) PRIMARY KEY, `v` text);\nINSERT INTO `settings` VALUES ('loaded','yes');\n"),
+		"broken/truncated.sql.gz":  gz[:len(gz)/2],
+		"broken/bad-statement.sql": []byte(dumpgen.BrokenSQL),
+	}, nil
+}
+
+func gzipped(b []byte) []byte {
+	var out bytes.Buffer
+	zw := gzip.NewWriter(&out)
+	_, _ = zw.Write(b)
+	_ = zw.Close()
+	return out.Bytes()
+}
+
+func serve(addr string, rate int, files map[string][]byte) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		content, ok := files[r.URL.Path[1:]]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(len(content)))
+		if rate <= 0 {
+			_, _ = w.Write(content)
+			return
+		}
+		for off := 0; off < len(content); off += rate / 10 {
+			end := min(off+rate/10, len(content))
+			if _, err := w.Write(content[off:end]); err != nil {
+				return
+			}
+			if f, ok := w.(http.Flusher); ok {
+				f.Flush()
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+	log.Printf("serving %d dumps on %s", len(files), addr)
+	return http.ListenAndServe(addr, mux)
+}

@@ -11,6 +11,8 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 ENVTEST_ASSETS ?= $(LOCALBIN)/k8s
 KUBECONFIG_DEV ?= /var/lib/myaas-dev/kubeconfig
+# The pinned kubectl built with the local cluster, else the one on PATH.
+KUBECTL ?= $(shell [ -x $(LOCALBIN)/k8s/kubectl ] && echo $(LOCALBIN)/k8s/kubectl || echo kubectl)
 
 SHELL = /usr/bin/env bash -o pipefail
 .SHELLFLAGS = -ec
@@ -105,15 +107,15 @@ test-cluster: ## Smoke test: cluster up, snapshot and clone a 1 GiB volume, clus
 
 .PHONY: install
 install: manifests ## Install the CRDs into the current cluster.
-	kubectl apply --server-side -k config/crd
+	$(KUBECTL) apply --server-side -k config/crd
 
 .PHONY: deploy
-deploy: manifests ## Deploy the operator into the current cluster.
-	kubectl apply --server-side -k config/default
+deploy: manifests ## Deploy the operator into the current cluster (IMG sets the image of the manager and the agent).
+	$(KUBECTL) kustomize config/default | sed 's|localhost/myaas/manager:dev|$(IMG)|g' | $(KUBECTL) apply --server-side -f -
 
 .PHONY: undeploy
 undeploy: ## Remove the operator from the current cluster.
-	kubectl delete --ignore-not-found -k config/default
+	$(KUBECTL) delete --ignore-not-found -k config/default
 
 ##@ Tools
 

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs Debian's MariaDB server and client for the agent and controller tests, idempotently.
+# The tests start their own servers on temporary datadirs; the packaged service must not run.
+set -euo pipefail
+need=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
+command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
+if [ ${#need[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  # policy-rc.d keeps the package from starting its own server during installation.
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# A server left by the package (or an earlier run) would hold port 3306 and the default socket.
+if pgrep -x mariadbd >/dev/null 2>&1 && [ -f /run/mysqld/mysqld.pid ]; then
+  kill "$(cat /run/mysqld/mysqld.pid)" 2>/dev/null || true
+fi
+echo "mariadb: $(mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version)"

@@ -1,11 +1,12 @@
 // Package engine holds what differs between database engines, so that the controllers and the agent
-// stay engine-agnostic: adding an engine means adding one adapter here.
+// stay engine-agnostic: adding an engine (PostgreSQL, say) means adding one adapter here.
 package engine
 
 import (
 	"fmt"
-	"sort"
-	"strings"
+	"os"
+	"os/exec"
+	"path/filepath"
 )
 
 // Engine is one database server family (MariaDB, MySQL).
@@ -18,21 +19,113 @@ type Engine interface {
 	DefaultImage(version string) string
 	// Port is the TCP port the server listens on.
 	Port() int32
+
+	// ServerBinaries and ClientBinaries are the names to look for, newest first.
+	ServerBinaries() []string
+	ClientBinaries() []string
+	// InitCommand initialises an empty datadir.
+	InitCommand(datadir string, runAsRoot bool) (name string, args []string, err error)
+	// BulkLoadOptions are server options for the import: fast, not durable until the clean shutdown.
+	BulkLoadOptions(bufferPool int64) []string
+	// ServingOptions are server options for an instance.
+	ServingOptions(bufferPool int64, serverID uint32) []string
+	// BeforeLoadSQL and AfterLoadSQL run around the load (MySQL disables its redo log).
+	BeforeLoadSQL() []string
+	AfterLoadSQL() []string
+	// CredentialSQL sets the instance's users; it runs at every start and must be idempotent.
+	CredentialSQL(c Credentials) []string
+	// PrepareClone gives a cloned datadir its own identity before the server starts.
+	PrepareClone(datadir string) error
 }
 
-var registry = map[string]Engine{}
-
-func register(e Engine) { registry[e.Name()] = e }
+// Credentials of one instance.
+type Credentials struct {
+	Username     string
+	Password     string
+	Database     string
+	RootPassword string
+}
 
 // Lookup returns the engine called name.
 func Lookup(name string) (Engine, error) {
-	if e, ok := registry[name]; ok {
-		return e, nil
+	switch name {
+	case "mariadb":
+		return MariaDB{}, nil
+	case "mysql":
+		return MySQL{}, nil
 	}
-	names := make([]string, 0, len(registry))
-	for n := range registry {
-		names = append(names, n)
+	return nil, fmt.Errorf("unknown engine %q: valid engines are mariadb, mysql", name)
+}
+
+// FindBinary returns the first of names found on PATH or in the sbin directories server packages use.
+func FindBinary(names []string) (string, error) {
+	for _, n := range names {
+		if p, err := exec.LookPath(n); err == nil {
+			return p, nil
+		}
+		for _, dir := range []string{"/usr/sbin", "/usr/local/sbin", "/usr/local/mysql/bin"} {
+			p := filepath.Join(dir, n)
+			if st, err := os.Stat(p); err == nil && !st.IsDir() {
+				return p, nil
+			}
+		}
 	}
-	sort.Strings(names)
-	return nil, fmt.Errorf("unknown engine %q: valid engines are %s", name, strings.Join(names, ", "))
+	return "", fmt.Errorf("none of %v found in the image", names)
+}
+
+// commonOptions are shared by both engines' import and serving configurations. Native AIO
+// misbehaves on copy-on-write file systems, which is where every datadir here lives.
+func commonOptions(bufferPool int64) []string {
+	return []string{
+		"--skip-log-bin",
+		"--innodb-use-native-aio=0",
+		fmt.Sprintf("--innodb-buffer-pool-size=%d", bufferPool),
+		"--character-set-server=utf8mb4",
+		"--max-allowed-packet=1073741824",
+		"--skip-name-resolve",
+	}
+}
+
+// quote escapes a value for a single-quoted SQL string literal.
+func quote(s string) string {
+	out := make([]byte, 0, len(s)+2)
+	out = append(out, '\'')
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '\'', '\\':
+			out = append(out, '\\')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
+
+// ident quotes an identifier.
+func ident(s string) string {
+	out := []byte{'`'}
+	for i := 0; i < len(s); i++ {
+		if s[i] == '`' {
+			out = append(out, '`')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '`'))
+}
+
+// credentialSQL is the same on both engines: the app user with every privilege on its database
+// and on the dump's databases (a developer's own copy), root reachable with its own password.
+func credentialSQL(c Credentials) []string {
+	user := quote(c.Username) + "@'%'"
+	root := "'root'@'%'"
+	return []string{
+		"CREATE DATABASE IF NOT EXISTS " + ident(c.Database),
+		"CREATE USER IF NOT EXISTS " + user + " IDENTIFIED BY " + quote(c.Password),
+		"ALTER USER " + user + " IDENTIFIED BY " + quote(c.Password),
+		"GRANT ALL PRIVILEGES ON *.* TO " + user,
+		"CREATE USER IF NOT EXISTS " + root + " IDENTIFIED BY " + quote(c.RootPassword),
+		"ALTER USER " + root + " IDENTIFIED BY " + quote(c.RootPassword),
+		"GRANT ALL PRIVILEGES ON *.* TO " + root + " WITH GRANT OPTION",
+		"ALTER USER 'root'@'localhost' IDENTIFIED BY " + quote(c.RootPassword),
+		"FLUSH PRIVILEGES",
+	}
 }

@@ -1,6 +1,10 @@
 package engine
 
-func init() { register(MariaDB{}) }
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
 
 // MariaDB is MariaDB 10.6+ and 11.x.
 type MariaDB struct{}
@@ -9,3 +13,57 @@ func (MariaDB) Name() string                       { return "mariadb" }
 func (MariaDB) DefaultVersion() string             { return "11.4" }
 func (MariaDB) DefaultImage(version string) string { return "mariadb:" + version }
 func (MariaDB) Port() int32                        { return 3306 }
+func (MariaDB) ServerBinaries() []string           { return []string{"mariadbd", "mysqld"} }
+func (MariaDB) ClientBinaries() []string           { return []string{"mariadb", "mysql"} }
+
+// InitCommand uses mariadb-install-db; root gets no password here and a real one on every clone.
+func (MariaDB) InitCommand(datadir string, runAsRoot bool) (string, []string, error) {
+	bin, err := FindBinary([]string{"mariadb-install-db", "mysql_install_db"})
+	if err != nil {
+		return "", nil, err
+	}
+	args := []string{"--no-defaults", "--datadir=" + datadir, "--auth-root-authentication-method=normal", "--skip-test-db"}
+	if runAsRoot {
+		args = append(args, "--user=root")
+	}
+	return bin, args, nil
+}
+
+// BulkLoadOptions relax durability while loading: the import either finishes with a clean,
+// slow shutdown (innodb_fast_shutdown=0, set before SHUTDOWN) or is thrown away.
+func (MariaDB) BulkLoadOptions(bufferPool int64) []string {
+	return append(commonOptions(bufferPool),
+		"--skip-networking",
+		"--innodb-flush-log-at-trx-commit=0",
+		"--innodb-doublewrite=0",
+		"--innodb-log-file-size=1073741824",
+		"--innodb-log-buffer-size=67108864",
+		"--innodb-autoinc-lock-mode=2",
+		"--sync-binlog=0",
+		"--skip-innodb-adaptive-hash-index",
+	)
+}
+
+func (MariaDB) ServingOptions(bufferPool int64, serverID uint32) []string {
+	return append(commonOptions(bufferPool),
+		fmt.Sprintf("--server-id=%d", serverID),
+		"--innodb-flush-log-at-trx-commit=2",
+	)
+}
+
+// MariaDB has no switch for its redo log; the relaxed flushing above is the fast path.
+func (MariaDB) BeforeLoadSQL() []string { return nil }
+func (MariaDB) AfterLoadSQL() []string  { return nil }
+
+func (MariaDB) CredentialSQL(c Credentials) []string { return credentialSQL(c) }
+
+// PrepareClone drops files that would make clones share an identity or state: the image's
+// healthcheck credentials and stale pid/socket files.
+func (MariaDB) PrepareClone(datadir string) error {
+	for _, f := range []string{".my-healthcheck.cnf", "mysqld.pid", "mysql.sock"} {
+		if err := os.Remove(filepath.Join(datadir, f)); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("prepare clone: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,6 +1,10 @@
 package engine
 
-func init() { register(MySQL{}) }
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+)
 
 // MySQL is MySQL 8.0 and 8.4.
 type MySQL struct{}
@@ -9,3 +13,52 @@ func (MySQL) Name() string                       { return "mysql" }
 func (MySQL) DefaultVersion() string             { return "8.4" }
 func (MySQL) DefaultImage(version string) string { return "mysql:" + version }
 func (MySQL) Port() int32                        { return 3306 }
+func (MySQL) ServerBinaries() []string           { return []string{"mysqld"} }
+func (MySQL) ClientBinaries() []string           { return []string{"mysql"} }
+
+func (MySQL) InitCommand(datadir string, runAsRoot bool) (string, []string, error) {
+	bin, err := FindBinary([]string{"mysqld"})
+	if err != nil {
+		return "", nil, err
+	}
+	args := []string{"--no-defaults", "--initialize-insecure", "--datadir=" + datadir}
+	if runAsRoot {
+		args = append(args, "--user=root")
+	}
+	return bin, args, nil
+}
+
+func (MySQL) BulkLoadOptions(bufferPool int64) []string {
+	return append(commonOptions(bufferPool),
+		"--skip-networking",
+		"--innodb-flush-log-at-trx-commit=0",
+		"--innodb-doublewrite=OFF",
+		"--innodb-redo-log-capacity=2147483648",
+		"--innodb-autoinc-lock-mode=2",
+		"--sync-binlog=0",
+	)
+}
+
+func (MySQL) ServingOptions(bufferPool int64, serverID uint32) []string {
+	return append(commonOptions(bufferPool),
+		fmt.Sprintf("--server-id=%d", serverID),
+		"--innodb-flush-log-at-trx-commit=2",
+	)
+}
+
+// BeforeLoadSQL disables the redo log (MySQL 8.0.21+); AfterLoadSQL turns it back on before the
+// clean shutdown, so the snapshot is crash-safe for every clone.
+func (MySQL) BeforeLoadSQL() []string { return []string{"ALTER INSTANCE DISABLE INNODB REDO_LOG"} }
+func (MySQL) AfterLoadSQL() []string  { return []string{"ALTER INSTANCE ENABLE INNODB REDO_LOG"} }
+
+func (MySQL) CredentialSQL(c Credentials) []string { return credentialSQL(c) }
+
+// PrepareClone removes auto.cnf so that each clone gets its own server_uuid.
+func (MySQL) PrepareClone(datadir string) error {
+	for _, f := range []string{"auto.cnf", "mysqld.pid", "mysql.sock"} {
+		if err := os.Remove(filepath.Join(datadir, f)); err != nil && !os.IsNotExist(err) {
+			return fmt.Errorf("prepare clone: %w", err)
+		}
+	}
+	return nil
+}

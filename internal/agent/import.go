@@ -1,0 +1,227 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/myaas/myaas/internal/engine"
+)
+
+// importReport is the one-line JSON written to the termination log on success.
+type importReport struct {
+	BytesRead       int64   `json:"bytesRead"`
+	Files           int     `json:"files"`
+	DurationSeconds float64 `json:"durationSeconds"`
+	DatadirBytes    int64   `json:"datadirBytes"`
+}
+
+// importOptions are the flags of `agent import`.
+type importOptions struct {
+	engine         string
+	datadir        string
+	runDir         string
+	source         sourceConfig
+	serverOptions  multiFlag
+	progressAddr   string
+	terminationLog string
+	postImportFile string
+	logInterval    time.Duration
+}
+
+func parseImportFlags(args []string) (importOptions, error) {
+	var o importOptions
+	fs := newFlagSet("import")
+	fs.StringVar(&o.engine, "engine", "mariadb", "database engine: mariadb or mysql")
+	fs.StringVar(&o.datadir, "datadir", "/var/lib/myaas/data", "datadir to create and load")
+	fs.StringVar(&o.runDir, "run-dir", "/run/myaas", "directory for the socket and pid file")
+	fs.StringVar(&o.source.dir, "source-dir", "/source", "mounted volume holding the dumps")
+	fs.StringVar(&o.source.glob, "source-glob", "", "path or glob of the dumps in --source-dir; files load in name order")
+	fs.StringVar(&o.source.url, "source-url", "", "HTTP(S) URL of a dump")
+	fs.StringVar(&o.source.authDir, "source-auth-dir", "", "directory with username, password and headers for the URL")
+	fs.StringVar(&o.source.s3Endpoint, "s3-endpoint", "", "S3 endpoint (host[:port])")
+	fs.StringVar(&o.source.bucket, "s3-bucket", "", "S3 bucket")
+	fs.StringVar(&o.source.s3Key, "s3-key", "", "S3 object key")
+	fs.StringVar(&o.source.s3Prefix, "s3-prefix", "", "S3 prefix: every object under it, in name order")
+	fs.StringVar(&o.source.s3Region, "s3-region", "", "S3 region")
+	fs.BoolVar(&o.source.s3Insecure, "s3-insecure", false, "plain HTTP to the S3 endpoint")
+	fs.Var(&o.serverOptions, "server-option", "server option name=value (repeatable)")
+	fs.StringVar(&o.progressAddr, "progress-addr", ":8090", "address serving GET /progress; empty disables it")
+	fs.StringVar(&o.terminationLog, "termination-log", "/dev/termination-log", "file receiving the outcome")
+	fs.StringVar(&o.postImportFile, "post-import-sql-file", "/etc/myaas/post-import/post-import.sql", "SQL script run after the load, if present")
+	fs.DurationVar(&o.logInterval, "log-interval", 5*time.Second, "how often progress is logged")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	return o, nil
+}
+
+func runImport(ctx context.Context, args []string) error {
+	o, err := parseImportFlags(args)
+	if err != nil {
+		return err
+	}
+	report, err := importDumps(ctx, o, time.Now)
+	if err != nil {
+		writeTerminationLog(o.terminationLog, err.Error())
+		return err
+	}
+	b, _ := json.Marshal(report)
+	writeTerminationLog(o.terminationLog, string(b))
+	log.Printf("import done: %s", b)
+	return nil
+}
+
+// importDumps runs the whole import: initialise, start for bulk load, load every file, run the
+// post-import SQL, shut down cleanly. Any failure stops the server and returns a message that
+// names the file, line and statement, and no snapshot will be taken.
+func importDumps(ctx context.Context, o importOptions, now func() time.Time) (importReport, error) {
+	started := now()
+	eng, err := engine.Lookup(o.engine)
+	if err != nil {
+		return importReport{}, err
+	}
+	extra, err := serverOptions(o.serverOptions)
+	if err != nil {
+		return importReport{}, err
+	}
+	t := newTracker(now)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if err := serveProgress(ctx, o.progressAddr, t); err != nil {
+		return importReport{}, err
+	}
+	go logProgress(ctx, t, o.logInterval)
+
+	files, err := o.source.files(ctx)
+	if err != nil {
+		return importReport{}, err
+	}
+	var total int64
+	for _, f := range files {
+		total += f.Size
+	}
+	t.setTotal(total)
+
+	if err := initDatadir(ctx, eng, o.datadir); err != nil {
+		return importReport{}, err
+	}
+	opts := append(eng.BulkLoadOptions(bufferPoolSize()), extra...)
+	srv, err := startServer(ctx, eng, o.datadir, o.runDir, opts)
+	if err != nil {
+		return importReport{}, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			srv.kill()
+		}
+	}()
+	if err := srv.exec(ctx, eng.BeforeLoadSQL()...); err != nil {
+		return importReport{}, fmt.Errorf("prepare bulk load: %w", err)
+	}
+
+	t.setPhase("Loading")
+	for _, f := range files {
+		if err := loadFile(ctx, eng, srv, f, t, &total); err != nil {
+			t.setPhase("Failed")
+			return importReport{}, err
+		}
+	}
+
+	t.setPhase("PostImport")
+	if err := runPostImport(ctx, eng, srv, o.postImportFile); err != nil {
+		t.setPhase("Failed")
+		return importReport{}, err
+	}
+	if err := srv.exec(ctx, eng.AfterLoadSQL()...); err != nil {
+		return importReport{}, fmt.Errorf("finish bulk load: %w", err)
+	}
+	t.setPhase("ShuttingDown")
+	if err := srv.shutdown(ctx); err != nil {
+		return importReport{}, err
+	}
+	ok = true
+	t.setPhase("Done")
+	size, err := dirSize(o.datadir)
+	if err != nil {
+		return importReport{}, err
+	}
+	return importReport{
+		BytesRead:       t.snapshot().BytesDone,
+		Files:           len(files),
+		DurationSeconds: now().Sub(started).Seconds(),
+		DatadirBytes:    size,
+	}, nil
+}
+
+// loadFile streams one file through decompression into the server.
+func loadFile(ctx context.Context, eng engine.Engine, srv *server, f dumpFile, t *tracker, total *int64) error {
+	t.setFile(f.Name)
+	body, size, err := f.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", f.Name, err)
+	}
+	defer body.Close()
+	if f.Size == 0 && size > 0 {
+		*total += size
+		t.setTotal(*total)
+	}
+	counted := &countingReader{r: body, t: t}
+	sqlStream, err := decompressor(f.Name, counted)
+	if err != nil {
+		return fmt.Errorf("%s: byte 0: %w", f.Name, err)
+	}
+	defer sqlStream.Close()
+	log.Printf("loading %s", f.Name)
+	return loadStream(ctx, eng, srv.socket, f.Name, sqlStream)
+}
+
+// runPostImport runs the template's post-import SQL: the inline statements, then the script.
+func runPostImport(ctx context.Context, eng engine.Engine, srv *server, file string) error {
+	if inline := strings.TrimSpace(os.Getenv("MYAAS_POST_IMPORT_SQL")); inline != "" {
+		log.Print("running the post-import statements")
+		if err := loadStream(ctx, eng, srv.socket, "spec.postImportSQL.statements", strings.NewReader(inline+"\n")); err != nil {
+			return err
+		}
+	}
+	if file == "" {
+		return nil
+	}
+	script, err := os.Open(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("post-import script: %w", err)
+	}
+	defer script.Close()
+	log.Printf("running the post-import script %s", file)
+	return loadStream(ctx, eng, srv.socket, "spec.postImportSQL.configMapRef", io.Reader(script))
+}
+
+func dirSize(dir string) (int64, error) {
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			n += info.Size()
+		}
+		return nil
+	})
+	return n, err
+}

@@ -1,0 +1,197 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// dumpFile is one file of a source, loaded in name order.
+type dumpFile struct {
+	// Name identifies the file in messages: a relative path, a URL or an S3 key.
+	Name string
+	// Size in bytes, 0 when unknown until opened.
+	Size int64
+	Open func(ctx context.Context) (io.ReadCloser, int64, error)
+}
+
+// sourceConfig is the template's source, as flags.
+type sourceConfig struct {
+	dir, glob          string
+	url, authDir       string
+	s3Endpoint, bucket string
+	s3Key, s3Prefix    string
+	s3Region           string
+	s3Insecure         bool
+}
+
+func (c sourceConfig) files(ctx context.Context) ([]dumpFile, error) {
+	switch {
+	case c.glob != "":
+		return dirFiles(c.dir, c.glob)
+	case c.url != "":
+		return httpFiles(c.url, c.authDir)
+	case c.bucket != "":
+		return s3Files(ctx, c)
+	}
+	return nil, fmt.Errorf("no source: set --source-glob, --source-url or --s3-bucket")
+}
+
+// dirFiles lists the files matching glob under dir, in name order.
+func dirFiles(dir, glob string) ([]dumpFile, error) {
+	matches, err := filepath.Glob(filepath.Join(dir, glob))
+	if err != nil {
+		return nil, fmt.Errorf("source path %q: %w", glob, err)
+	}
+	sort.Strings(matches)
+	var files []dumpFile
+	for _, m := range matches {
+		st, err := os.Stat(m)
+		if err != nil {
+			return nil, fmt.Errorf("source %s: %w", m, err)
+		}
+		if st.IsDir() {
+			continue
+		}
+		rel, _ := filepath.Rel(dir, m)
+		p := m
+		files = append(files, dumpFile{Name: rel, Size: st.Size(), Open: func(context.Context) (io.ReadCloser, int64, error) {
+			f, err := os.Open(p)
+			return f, st.Size(), err
+		}})
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("source path %q matches no file in the volume", glob)
+	}
+	return files, nil
+}
+
+// httpFiles is the one file at rawURL, with basic auth and headers from the mounted Secret.
+func httpFiles(rawURL, authDir string) ([]dumpFile, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("source URL %q: %w", rawURL, err)
+	}
+	auth, err := readAuth(authDir)
+	if err != nil {
+		return nil, err
+	}
+	open := func(ctx context.Context) (io.ReadCloser, int64, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+		if err != nil {
+			return nil, 0, err
+		}
+		auth.apply(req)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, 0, fmt.Errorf("GET %s: %w", redactURL(u), err)
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, 0, fmt.Errorf("GET %s: %s", redactURL(u), resp.Status)
+		}
+		return resp.Body, max(resp.ContentLength, 0), nil
+	}
+	return []dumpFile{{Name: path.Base(u.Path), Open: open}}, nil
+}
+
+func redactURL(u *url.URL) string {
+	c := *u
+	c.User = nil
+	return c.String()
+}
+
+type httpAuth struct {
+	user, password string
+	headers        [][2]string
+}
+
+func (a httpAuth) apply(req *http.Request) {
+	if a.user != "" || a.password != "" {
+		req.SetBasicAuth(a.user, a.password)
+	}
+	for _, h := range a.headers {
+		req.Header.Set(h[0], h[1])
+	}
+}
+
+// readAuth reads the keys of the mounted source Secret: username, password, headers.
+func readAuth(dir string) (httpAuth, error) {
+	var a httpAuth
+	if dir == "" {
+		return a, nil
+	}
+	read := func(key string) string {
+		b, _ := os.ReadFile(filepath.Join(dir, key))
+		return strings.TrimRight(string(b), "\r\n")
+	}
+	a.user, a.password = read("username"), read("password")
+	sc := bufio.NewScanner(strings.NewReader(read("headers")))
+	for line := 1; sc.Scan(); line++ {
+		text := strings.TrimSpace(sc.Text())
+		if text == "" {
+			continue
+		}
+		name, value, ok := strings.Cut(text, ":")
+		if !ok {
+			return a, fmt.Errorf("source Secret key headers, line %d: want \"Name: value\"", line)
+		}
+		a.headers = append(a.headers, [2]string{strings.TrimSpace(name), strings.TrimSpace(value)})
+	}
+	return a, nil
+}
+
+// s3Files lists the object, or the objects under the prefix in name order.
+func s3Files(ctx context.Context, c sourceConfig) ([]dumpFile, error) {
+	client, err := minio.New(c.s3Endpoint, &minio.Options{
+		Creds:  credentials.NewEnvAWS(),
+		Secure: !c.s3Insecure,
+		Region: c.s3Region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("S3 endpoint %s: %w", c.s3Endpoint, err)
+	}
+	open := func(key string) func(ctx context.Context) (io.ReadCloser, int64, error) {
+		return func(ctx context.Context) (io.ReadCloser, int64, error) {
+			obj, err := client.GetObject(ctx, c.bucket, key, minio.GetObjectOptions{})
+			if err != nil {
+				return nil, 0, fmt.Errorf("s3://%s/%s: %w", c.bucket, key, err)
+			}
+			st, err := obj.Stat()
+			if err != nil {
+				obj.Close()
+				return nil, 0, fmt.Errorf("s3://%s/%s: %w", c.bucket, key, err)
+			}
+			return obj, st.Size, nil
+		}
+	}
+	if c.s3Key != "" {
+		return []dumpFile{{Name: c.s3Key, Open: open(c.s3Key)}}, nil
+	}
+	var files []dumpFile
+	for obj := range client.ListObjects(ctx, c.bucket, minio.ListObjectsOptions{Prefix: c.s3Prefix, Recursive: true}) {
+		if obj.Err != nil {
+			return nil, fmt.Errorf("list s3://%s/%s: %w", c.bucket, c.s3Prefix, obj.Err)
+		}
+		if strings.HasSuffix(obj.Key, "/") {
+			continue
+		}
+		files = append(files, dumpFile{Name: obj.Key, Size: obj.Size, Open: open(obj.Key)})
+	}
+	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
+	if len(files) == 0 {
+		return nil, fmt.Errorf("s3://%s/%s: no object under this prefix", c.bucket, c.s3Prefix)
+	}
+	return files, nil
+}

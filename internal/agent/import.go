@@ -35,6 +35,8 @@ type importOptions struct {
 	terminationLog string
 	postImportFile string
 	logInterval    time.Duration
+	// serverLog receives the server's own log; the pod's log in production.
+	serverLog io.Writer
 }
 
 func parseImportFlags(args []string) (importOptions, error) {
@@ -115,7 +117,11 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (im
 		return importReport{}, err
 	}
 	opts := append(eng.BulkLoadOptions(bufferPoolSize()), extra...)
-	srv, err := startServer(ctx, eng, o.datadir, o.runDir, opts)
+	serverLog := o.serverLog
+	if serverLog == nil {
+		serverLog = os.Stderr
+	}
+	srv, err := startServer(ctx, eng, o.datadir, o.runDir, opts, serverLog)
 	if err != nil {
 		return importReport{}, err
 	}

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -45,7 +46,7 @@ func initDatadir(ctx context.Context, eng engine.Engine, datadir string) error {
 }
 
 // startServer starts the engine's server on datadir with opts, listening on socket.
-func startServer(ctx context.Context, eng engine.Engine, datadir, runDir string, opts []string) (*server, error) {
+func startServer(ctx context.Context, eng engine.Engine, datadir, runDir string, opts []string, serverLog io.Writer) (*server, error) {
 	bin, err := engine.FindBinary(eng.ServerBinaries())
 	if err != nil {
 		return nil, err
@@ -62,7 +63,7 @@ func startServer(ctx context.Context, eng engine.Engine, datadir, runDir string,
 		args = append(args, "--user=root")
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Stdout, cmd.Stderr = serverLog, serverLog
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
 	}

@@ -148,6 +148,9 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (im
 		t.setPhase("Failed")
 		return importReport{}, err
 	}
+	if err := srv.dropInitialAccounts(ctx); err != nil {
+		return importReport{}, err
+	}
 	if err := srv.exec(ctx, eng.AfterLoadSQL()...); err != nil {
 		return importReport{}, fmt.Errorf("finish bulk load: %w", err)
 	}

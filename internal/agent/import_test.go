@@ -80,7 +80,7 @@ func tableChecksums(t *testing.T, db *sql.DB) map[string]string {
 	out := map[string]string{}
 	for _, table := range []string{"shop.customers", "shop.orders", "audit.log"} {
 		var name, sum sql.NullString
-		if err := db.QueryRow("CHECKSUM TABLE " + table + " EXTENDED").Scan(&name, &sum); err != nil {
+		if err := db.QueryRow("CHECKSUM TABLE "+table+" EXTENDED").Scan(&name, &sum); err != nil {
 			t.Fatal(err)
 		}
 		out[table] = sum.String

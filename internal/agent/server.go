@@ -101,7 +101,7 @@ func (s *server) waitReady(ctx context.Context, timeout time.Duration) error {
 		select {
 		case werr := <-s.exited:
 			s.exited <- werr
-			return fmt.Errorf("the server exited while starting (%v): see the log above", werr)
+			return fmt.Errorf("the server exited while starting, see its log above: %w", werr)
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):

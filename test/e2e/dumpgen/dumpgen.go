@@ -95,7 +95,7 @@ func writeRows(w *bufio.Writer, table string, n, perInsert int, row func(i int) 
 			b.WriteString(row(i))
 		}
 		b.WriteString(";\n")
-		w.WriteString(b.String())
+		_, _ = w.WriteString(b.String()) // bufio keeps the first error for Flush
 	}
 }
 

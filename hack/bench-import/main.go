@@ -22,7 +22,7 @@ import (
 
 func main() {
 	myaas := flag.String("myaas", "bin/myaas", "the myaas binary")
-	rows := flag.Int("rows", 14_000_000, "orders in the dump (about 75 bytes each)")
+	rows := flag.Int("rows", 14_500_000, "orders in the dump (about 75 bytes each)")
 	work := flag.String("work", "", "work directory (default: a new temporary one, removed at the end)")
 	memory := flag.Int64("memory", 4<<30, "memory limit given to the agent, as in a pod")
 	flag.Parse()

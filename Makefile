@@ -101,7 +101,15 @@ dev-cluster-load: ## Rebuild the manager image and import it into the local clus
 
 .PHONY: test-cluster
 test-cluster: ## Smoke test: cluster up, snapshot and clone a 1 GiB volume, cluster down.
-	bash hack/dev-cluster.sh smoke
+	bash test/cluster/smoke.sh
+
+.PHONY: test-e2e
+test-e2e: ## End-to-end suite on the local cluster (brings it up and down unless one is running).
+	bash hack/e2e.sh
+
+.PHONY: demo
+demo: ## Local cluster, operator, a template and an instance, and a real query against it.
+	bash hack/demo.sh
 
 ##@ Deployment
 

@@ -1,0 +1,469 @@
+#!/usr/bin/env bash
+# A single-node Kubernetes cluster on this machine, built only from Debian packages and Go modules,
+# with copy-on-write volume snapshots (btrfs on a loop file, served by test/csi-btrfs).
+#
+#   hack/dev-cluster.sh up      remove leftovers, build what is missing, start everything, wait
+#   hack/dev-cluster.sh down    stop everything by pid and remove all it created
+#   hack/dev-cluster.sh load    rebuild the project's images and import them into containerd
+#   hack/dev-cluster.sh status  print what runs
+#
+# Every component runs as a host process; logs go to $STATE/logs/<component>.log.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+STATE=${MYAAS_DEV_STATE:-/var/lib/myaas-dev}
+KUBECONFIG_PATH=$STATE/kubeconfig
+BTRFS_SIZE=${MYAAS_DEV_BTRFS_SIZE:-40G}
+K8S=$root/bin/k8s
+TOOLS=$root/bin/tools
+DRIVER=btrfs.csi.myaas.io
+CSI_SOCKET=/var/lib/kubelet/plugins/$DRIVER/csi.sock
+POD_CIDR=10.244.0.0/24
+SERVICE_CIDR=10.96.0.0/16
+API_SERVICE_IP=10.96.0.1
+DNS_SERVICE_IP=10.96.0.10
+BRIDGE=myaas0
+CNI_NETWORK=myaas-dev
+# The rules, chains and links this cluster creates carry these names, so cleanup can find them
+# even when a previous run died without its state dir.
+CNI_CONF_DIR=$STATE/cni/net.d
+
+log() { printf '%s [dev-cluster] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+kubectl() { "$K8S/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+host_ip() {
+  ip -4 -o addr show scope global | awk '$2 != "'$BRIDGE'" {split($4, a, "/"); print a[1]; exit}'
+}
+
+# ---------------------------------------------------------------------------------------------
+# Cleanup: safe to run any time, whatever an earlier run left behind.
+
+kill_pidfiles() {
+  local f pid
+  for f in "$STATE"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  sleep 1
+  for f in "$STATE"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    pid=$(cat "$f")
+    for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$f"
+  done
+  # Processes whose pid file was lost: every component names the state dir on its command line.
+  pkill -KILL -f -- "$STATE/" 2>/dev/null || true
+}
+
+kill_pod_processes() {
+  # Containers outlive containerd's shims; with the cgroupfs driver they all sit under kubepods.
+  local procs
+  pkill -KILL -f 'containerd-shim-runc-v2 -namespace k8s.io' 2>/dev/null || true
+  procs=$(cat /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs \
+    /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs 2>/dev/null | sort -u || true)
+  [ -z "$procs" ] || kill -KILL $procs 2>/dev/null || true
+  sleep 0.5
+  local d
+  for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
+    [ -d "$d" ] || continue
+    find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  done
+}
+
+unmount_under() {
+  # Deepest first, lazily, so busy leftovers cannot block the teardown.
+  local prefix m
+  for prefix in "$@"; do
+    awk -v p="$prefix" '$2 == p || index($2, p "/") == 1 {print $2}' /proc/self/mounts | sort -r |
+      while read -r m; do umount -l "$m" 2>/dev/null || umount -f "$m" 2>/dev/null || true; done
+  done
+}
+
+remove_network() {
+  local ns
+  for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns del "$ns" 2>/dev/null || true; done
+  ip link del "$BRIDGE" 2>/dev/null || true
+  if [ -x "$K8S/kube-proxy" ]; then "$K8S/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
+  local t
+  for t in iptables ip6tables; do
+    command -v "$t-save" >/dev/null || continue
+    if "$t-save" 2>/dev/null | grep -qE 'KUBE-|CNI-'; then
+      "$t-save" | grep -vE 'KUBE-|CNI-' | "$t-restore" || log "could not clean $t rules"
+    fi
+  done
+  rm -rf /var/lib/cni/networks/"$CNI_NETWORK" /var/lib/cni/results
+}
+
+cleanup() {
+  kill_pidfiles
+  kill_pod_processes
+  unmount_under /var/lib/kubelet /run/containerd /var/lib/containerd /run/netns "$STATE"
+  local dev
+  for dev in $(losetup -a 2>/dev/null | awk -F: -v f="$STATE/btrfs.img" 'index($0, f) {print $1}'); do
+    losetup -d "$dev" 2>/dev/null || true
+  done
+  remove_network
+  rm -rf "$STATE" /var/lib/kubelet /var/lib/containerd /run/containerd /var/lib/cni
+}
+
+# ---------------------------------------------------------------------------------------------
+# Bring-up
+
+install_packages() {
+  local missing=()
+  command -v containerd >/dev/null || missing+=(containerd)
+  command -v runc >/dev/null || missing+=(runc)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v mkfs.btrfs >/dev/null || missing+=(btrfs-progs)
+  command -v iptables >/dev/null || missing+=(iptables)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v losetup >/dev/null || missing+=(mount)
+  command -v ip >/dev/null || missing+=(iproute2)
+  command -v conntrack >/dev/null || missing+=(conntrack)
+  [ ${#missing[@]} -eq 0 ] && return
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+build_all() {
+  local t0=$SECONDS
+  bash "$root/hack/build-k8s.sh"
+  bash "$root/hack/build-tools.sh"
+  (cd "$root" && CGO_ENABLED=0 go build -o "$root/bin/csi-btrfs" ./test/csi-btrfs)
+  bash "$root/hack/build-images.sh" all
+  log "binaries and images ready ($((SECONDS - t0))s)"
+}
+
+start() {
+  # start NAME CMD... : a detached process with its pid and log in the state dir.
+  local name=$1; shift
+  setsid "$@" >"$STATE/logs/$name.log" 2>&1 < /dev/null &
+  echo $! >"$STATE/pids/$name.pid"
+}
+
+wait_for() {
+  # wait_for WHAT SECONDS CMD...
+  local what=$1 timeout=$2; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "timed out after ${timeout}s waiting for $what (logs: $STATE/logs)"
+    sleep 0.5
+  done
+}
+
+make_pki() {
+  local pki=$STATE/pki ip=$1
+  mkdir -p "$pki"
+  (
+    cd "$pki"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 -subj /CN=myaas-dev-ca \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign,digitalSignature 2>/dev/null
+    issue() { # issue NAME SUBJECT EXTENSIONS
+      openssl req -newkey rsa:2048 -nodes -keyout "$1.key" -out "$1.csr" -subj "$2" 2>/dev/null
+      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 -out "$1.crt" \
+        -extfile <(printf '%s\n' "$3") 2>/dev/null
+    }
+    issue apiserver /CN=kube-apiserver "subjectAltName=DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$API_SERVICE_IP,IP:$ip
+extendedKeyUsage=serverAuth"
+    # One admin identity for every host component: this cluster has a single trusted operator.
+    issue admin "/O=system:masters/CN=myaas-dev-admin" "extendedKeyUsage=clientAuth"
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  )
+  cat >"$KUBECONFIG_PATH" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: myaas-dev
+  cluster:
+    server: https://127.0.0.1:6443
+    certificate-authority: $pki/ca.crt
+users:
+- name: admin
+  user:
+    client-certificate: $pki/admin.crt
+    client-key: $pki/admin.key
+contexts:
+- name: myaas-dev
+  context: {cluster: myaas-dev, user: admin}
+current-context: myaas-dev
+EOF
+}
+
+start_control_plane() {
+  local ip=$1 pki=$STATE/pki
+  start etcd "$K8S/etcd" --data-dir "$STATE/etcd" --name myaas-dev \
+    --listen-client-urls http://127.0.0.1:12379 --advertise-client-urls http://127.0.0.1:12379 \
+    --listen-peer-urls http://127.0.0.1:12380 --initial-advertise-peer-urls http://127.0.0.1:12380 \
+    --initial-cluster myaas-dev=http://127.0.0.1:12380 --unsafe-no-fsync
+  start kube-apiserver "$K8S/kube-apiserver" --etcd-servers http://127.0.0.1:12379 \
+    --advertise-address "$ip" --bind-address 0.0.0.0 --secure-port 6443 \
+    --client-ca-file "$pki/ca.crt" --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --kubelet-client-certificate "$pki/admin.crt" --kubelet-client-key "$pki/admin.key" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC --allow-privileged=true \
+    --cert-dir "$STATE/apiserver-certs"
+  wait_for "kube-apiserver" 90 kubectl get --raw /readyz
+  start kube-controller-manager "$K8S/kube-controller-manager" --kubeconfig "$KUBECONFIG_PATH" \
+    --authentication-kubeconfig "$KUBECONFIG_PATH" --authorization-kubeconfig "$KUBECONFIG_PATH" \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" --use-service-account-credentials \
+    --leader-elect=false --bind-address 127.0.0.1 --secure-port 10257
+  start kube-scheduler "$K8S/kube-scheduler" --kubeconfig "$KUBECONFIG_PATH" \
+    --authentication-kubeconfig "$KUBECONFIG_PATH" --authorization-kubeconfig "$KUBECONFIG_PATH" \
+    --leader-elect=false --bind-address 127.0.0.1 --secure-port 10259
+}
+
+start_containerd() {
+  mkdir -p "$STATE/containerd" "$CNI_CONF_DIR"
+  containerd config default |
+    sed -e 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' \
+      -e 's|bin_dir = "/opt/cni/bin"|bin_dir = "/usr/lib/cni"|' \
+      -e "s|conf_dir = \"/etc/cni/net.d\"|conf_dir = \"$CNI_CONF_DIR\"|" \
+      -e 's|sandbox_image = ".*"|sandbox_image = "localhost/myaas/pause:3.10"|' \
+      -e 's/SystemdCgroup = true/SystemdCgroup = false/' >"$STATE/containerd/config.toml"
+  grep -q 'restrict_oom_score_adj = true' "$STATE/containerd/config.toml" || die "containerd config: restrict_oom_score_adj not set"
+  cat >"$CNI_CONF_DIR/10-myaas.conflist" <<EOF
+{
+  "cniVersion": "0.4.0",
+  "name": "$CNI_NETWORK",
+  "plugins": [
+    {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
+     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "loopback"}
+  ]
+}
+EOF
+  start containerd containerd --config "$STATE/containerd/config.toml"
+  wait_for containerd 30 ctr --address /run/containerd/containerd.sock version
+}
+
+declare -A IMAGES=(
+  [pause]=localhost/myaas/pause:3.10
+  [mariadb]=localhost/myaas/mariadb:10.11
+  [manager]=localhost/myaas/manager:dev
+  [dumpserver]=localhost/myaas/dumpserver:dev
+)
+
+load_images() {
+  local image tar
+  for image in "${@:-${!IMAGES[@]}}"; do
+    tar=$root/bin/images/$image.tar
+    [ -f "$tar" ] || die "$tar is missing: run hack/build-images.sh $image"
+    ctr -n k8s.io images import --index-name "${IMAGES[$image]}" "$tar" >/dev/null
+    log "image ${IMAGES[$image]} imported"
+  done
+}
+
+start_node() {
+  local ip=$1 pki=$STATE/pki node
+  node=$(hostname)
+  : >"$STATE/resolv.conf"
+  cat >"$STATE/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+enforceNodeAllocatable: []
+localStorageCapacityIsolation: false
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: false}
+  x509: {clientCAFile: $pki/ca.crt}
+authorization: {mode: AlwaysAllow}
+clusterDomain: cluster.local
+clusterDNS: [$DNS_SERVICE_IP]
+resolvConf: $STATE/resolv.conf
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+serializeImagePulls: false
+imageGCHighThresholdPercent: 100
+evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
+maxPods: 250
+EOF
+  start kubelet "$K8S/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$KUBECONFIG_PATH" \
+    --hostname-override "$node" --node-ip "$ip" --root-dir /var/lib/kubelet
+  start kube-proxy "$K8S/kube-proxy" --kubeconfig "$KUBECONFIG_PATH" --hostname-override "$node" \
+    --cluster-cidr "$POD_CIDR" --proxy-mode iptables --conntrack-max-per-core 0 \
+    --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256
+  wait_for "node $node to register" 120 kubectl get node "$node"
+}
+
+start_storage() {
+  local node crd_dir
+  node=$(hostname)
+  mkdir -p "$STATE/btrfs"
+  truncate -s "$BTRFS_SIZE" "$STATE/btrfs.img"
+  mkfs.btrfs -q -f "$STATE/btrfs.img"
+  mount -o loop "$STATE/btrfs.img" "$STATE/btrfs"
+  crd_dir=$(cd "$root/hack/tools/external-snapshotter" && go list -m -f '{{.Dir}}' github.com/kubernetes-csi/external-snapshotter/client/v8)/config/crd
+  for f in "$crd_dir"/snapshot.storage.k8s.io_*.yaml; do kubectl apply --server-side -f "$f" >/dev/null; done
+  kubectl wait --for condition=Established --timeout 60s crd/volumesnapshots.snapshot.storage.k8s.io \
+    crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io >/dev/null
+  start csi-btrfs "$root/bin/csi-btrfs" --endpoint "unix://$CSI_SOCKET" --root "$STATE/btrfs" --node-id "$node"
+  wait_for "CSI socket" 30 test -S "$CSI_SOCKET"
+  start csi-provisioner "$TOOLS/csi-provisioner" --csi-address "$CSI_SOCKET" --kubeconfig "$KUBECONFIG_PATH" \
+    --leader-election=false --feature-gates Topology=true --extra-create-metadata --timeout 120s \
+    --worker-threads 20 --v 2
+  start csi-snapshotter "$TOOLS/csi-snapshotter" --csi-address "$CSI_SOCKET" --kubeconfig "$KUBECONFIG_PATH" \
+    --leader-election=false --timeout 120s --worker-threads 20 --v 2
+  start snapshot-controller "$TOOLS/snapshot-controller" --kubeconfig "$KUBECONFIG_PATH" \
+    --leader-election=false --worker-threads 20 --v 2
+  kubectl apply --server-side -f - >/dev/null <<EOF
+apiVersion: storage.k8s.io/v1
+kind: CSIDriver
+metadata: {name: $DRIVER}
+spec:
+  attachRequired: false
+  podInfoOnMount: false
+  fsGroupPolicy: File
+  volumeLifecycleModes: [Persistent]
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: myaas-btrfs
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: $DRIVER
+reclaimPolicy: Delete
+volumeBindingMode: WaitForFirstConsumer
+---
+apiVersion: snapshot.storage.k8s.io/v1
+kind: VolumeSnapshotClass
+metadata: {name: myaas-btrfs}
+driver: $DRIVER
+deletionPolicy: Delete
+EOF
+}
+
+start_dns() {
+  local ip=$1
+  cat >"$STATE/Corefile" <<EOF
+cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
+    bind $ip
+    errors
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $KUBECONFIG_PATH
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    cache 5
+}
+EOF
+  start coredns "$TOOLS/coredns" -conf "$STATE/Corefile"
+  # CoreDNS runs on the host; the kube-dns Service points at it, as a Service without a selector.
+  kubectl apply --server-side -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Service
+metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  clusterIP: $DNS_SERVICE_IP
+  ports:
+  - {name: dns, port: 53, protocol: UDP, targetPort: 53}
+  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-host
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns}
+addressType: IPv4
+endpoints:
+- addresses: ["$ip"]
+  conditions: {ready: true}
+ports:
+- {name: dns, port: 53, protocol: UDP}
+- {name: dns-tcp, port: 53, protocol: TCP}
+EOF
+}
+
+wait_ready() {
+  local node
+  node=$(hostname)
+  kubectl wait --for condition=Ready --timeout 180s "node/$node" >/dev/null || die "node $node is not Ready (logs: $STATE/logs/kubelet.log)"
+  wait_for "CSI driver registration with kubelet" 90 bash -c \
+    "'$K8S/kubectl' --kubeconfig '$KUBECONFIG_PATH' get csinode '$node' -o jsonpath='{.spec.drivers[*].name}' | grep -q '$DRIVER'"
+  wait_for "default service account" 60 kubectl -n default get serviceaccount default
+  # A pod resolving the API server's name proves pod networking, kube-proxy and CoreDNS together.
+  kubectl -n default delete pod dns-check --ignore-not-found --wait=false >/dev/null
+  kubectl -n default run dns-check --image localhost/myaas/mariadb:10.11 --image-pull-policy Never --restart Never \
+    --command -- getent hosts kubernetes.default.svc.cluster.local >/dev/null
+  local deadline=$((SECONDS + 120)) phase=
+  while [ $SECONDS -lt $deadline ]; do
+    phase=$(kubectl -n default get pod dns-check -o jsonpath='{.status.phase}' 2>/dev/null || true)
+    [ "$phase" = Succeeded ] || [ "$phase" = Failed ] && break
+    sleep 1
+  done
+  [ "$phase" = Succeeded ] || { kubectl -n default logs dns-check >&2 || true; die "a pod could not resolve kubernetes.default.svc.cluster.local (phase $phase)"; }
+  kubectl -n default delete pod dns-check --wait=false >/dev/null
+}
+
+up() {
+  [ "$(id -u)" = 0 ] || die "the local cluster needs root"
+  local t0=$SECONDS ip
+  log "removing leftovers of earlier runs"
+  cleanup
+  install_packages
+  build_all
+  local t1=$SECONDS
+  ip=$(host_ip)
+  [ -n "$ip" ] || die "no global IPv4 address on this machine for the API server to advertise"
+  mkdir -p "$STATE/logs" "$STATE/pids"
+  sysctl -qw net.ipv4.ip_forward=1
+  sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || log "bridge netfilter not available"
+  make_pki "$ip"
+  start_control_plane "$ip"
+  start_containerd
+  load_images
+  start_node "$ip"
+  start_storage
+  start_dns "$ip"
+  wait_ready
+  log "cluster ready in $((SECONDS - t1))s (with builds: $((SECONDS - t0))s)"
+  cat <<EOF
+
+  export KUBECONFIG=$KUBECONFIG_PATH
+  $K8S/kubectl get nodes
+  StorageClass: myaas-btrfs   VolumeSnapshotClass: myaas-btrfs   logs: $STATE/logs
+  stop and remove everything: make dev-cluster-down
+
+EOF
+}
+
+down() {
+  cleanup
+  log "local cluster removed"
+}
+
+load() {
+  local images=("${@:-manager}")
+  for image in "${images[@]}"; do bash "$root/hack/build-images.sh" "$image"; done
+  load_images "${images[@]}"
+}
+
+status() {
+  local f
+  for f in "$STATE"/pids/*.pid; do
+    [ -e "$f" ] || { echo "not running"; return; }
+    if kill -0 "$(cat "$f")" 2>/dev/null; then echo "running  $(basename "$f" .pid)"; else echo "stopped  $(basename "$f" .pid)"; fi
+  done
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  load) shift; load "$@" ;;
+  status) status ;;
+  *) echo "usage: $0 up|down|load|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# make test-e2e: the end-to-end suite on the local cluster. Reuses a running cluster (and leaves it
+# running); otherwise brings one up from nothing and removes it afterwards.
+# MYAAS_E2E_KEEP=1 keeps a cluster this script started; extra arguments go to `go test`.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=hack/lib-cluster.sh
+. "$root/hack/lib-cluster.sh"
+
+started=0
+if ! cluster_running; then
+  bash "$root/hack/dev-cluster.sh" up
+  started=1
+fi
+if [ $started = 1 ] && [ "${MYAAS_E2E_KEEP:-0}" != 1 ]; then
+  trap 'bash "$root/hack/dev-cluster.sh" down' EXIT
+fi
+[ $started = 1 ] || bash "$root/hack/dev-cluster.sh" load manager dumpserver
+deploy_operator
+cd "$root"
+KUBECONFIG=$KUBECONFIG_PATH go test -tags e2e ./test/e2e -count=1 -timeout 45m -v "$@" 2>&1 |
+  tee "${MYAAS_E2E_LOG:-/tmp/myaas-e2e.log}" | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:'

@@ -71,6 +71,10 @@ envtest: ## Build kube-apiserver and etcd for envtest from Go modules into bin/k
 bench-import: build ## Benchmark: the agent's import against a plain `mariadb < dump.sql`.
 	bash hack/bench-import.sh
 
+.PHONY: bench-provision
+bench-provision: ## Benchmark: kubectl apply to Ready, sequential and concurrent, and the disk cost of clones.
+	bash hack/bench-provision.sh
+
 ##@ Build
 
 .PHONY: build

@@ -82,6 +82,18 @@ func gzipped(b []byte) []byte {
 func serve(addr string, rate int, files map[string][]byte) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
+	// Dumps too big to hold in memory are generated while they are sent: /generated.sql?rows=N&seed=S.
+	mux.HandleFunc("/generated.sql", func(w http.ResponseWriter, r *http.Request) {
+		rows, err := strconv.Atoi(r.URL.Query().Get("rows"))
+		if err != nil || rows <= 0 {
+			http.Error(w, "rows must be a positive integer", http.StatusBadRequest)
+			return
+		}
+		seed, _ := strconv.ParseUint(r.URL.Query().Get("seed"), 10, 64)
+		if err := (dumpgen.Spec{Database: "shop", Rows: rows, Seed: seed}).Write(w); err != nil {
+			log.Printf("generated.sql: %v", err)
+		}
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		content, ok := files[r.URL.Path[1:]]
 		if !ok {

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# make bench-provision: provisioning figures on the local cluster (started if needed, then left
+# running). Needs root (it reads the cluster's btrfs store) and about 20 GB of free disk.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=hack/lib-cluster.sh
+. "$root/hack/lib-cluster.sh"
+bash "$root/hack/install-mariadb.sh" >/dev/null
+if cluster_running; then
+  bash "$root/hack/dev-cluster.sh" load manager dumpserver
+else
+  bash "$root/hack/dev-cluster.sh" up
+fi
+deploy_operator
+cd "$root"
+go run ./hack/bench-provision --kubeconfig "$KUBECONFIG_PATH" "$@"

@@ -1,0 +1,387 @@
+// Command bench-provision measures how fast the operator hands out databases on the local cluster
+// (make bench-provision): the floor outside Kubernetes, sequential and concurrent provisioning for
+// a small and a large template, and the disk cost of clones. It prints figures; it asserts nothing.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+)
+
+const namespace = "myaas-bench"
+
+type bench struct {
+	c          client.Client
+	btrfsRoot  string
+	mariadbImg string
+}
+
+func main() {
+	kubeconfig := flag.String("kubeconfig", "/var/lib/myaas-dev/kubeconfig", "kubeconfig of the local cluster")
+	btrfsRoot := flag.String("btrfs-root", "/var/lib/myaas-dev/btrfs", "mount point of the cluster's btrfs volume store")
+	smallRows := flag.Int("small-rows", 100_000, "orders in the small template's dump (about 10 MB)")
+	largeRows := flag.Int("large-rows", 20_000_000, "orders in the large template's dump (a datadir of 2 GB or more)")
+	runs := flag.Int("runs", 20, "sequential instances per template")
+	concurrent := flag.Int("concurrent", 20, "instances applied at once")
+	flag.Parse()
+
+	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
+	if err != nil {
+		log.Fatalf("no local cluster (make dev-cluster): %v", err)
+	}
+	cfg.QPS, cfg.Burst = 100, 200
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(snapshotv1.AddToScheme(scheme))
+	utilruntime.Must(myaasv1.AddToScheme(scheme))
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		log.Fatal(err)
+	}
+	b := &bench{c: c, btrfsRoot: *btrfsRoot, mariadbImg: "localhost/myaas/mariadb:10.11"}
+	ctx := context.Background()
+	if err := b.run(ctx, *smallRows, *largeRows, *runs, *concurrent); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func (b *bench) run(ctx context.Context, smallRows, largeRows, runs, concurrent int) error {
+	if err := b.freshNamespace(ctx); err != nil {
+		return err
+	}
+	if err := b.dumpServer(ctx); err != nil {
+		return err
+	}
+	templates := []struct {
+		name string
+		rows int
+		size string
+	}{{"small", smallRows, "2Gi"}, {"large", largeRows, "16Gi"}}
+	sizes := map[string]int64{}
+	for _, t := range templates {
+		start := time.Now()
+		if err := b.template(ctx, t.name, t.rows, t.size); err != nil {
+			return err
+		}
+		size, err := b.templateBytes(ctx, t.name)
+		if err != nil {
+			return err
+		}
+		sizes[t.name] = size
+		log.Printf("template %s: revision 1 in %s, datadir %s", t.name, time.Since(start).Round(time.Second), mib(size))
+	}
+
+	floor, err := b.floor(ctx, "large", 5)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+
+	p50 := map[string]time.Duration{}
+	for _, t := range templates {
+		var times []time.Duration
+		for i := range runs {
+			d, err := b.provision(ctx, fmt.Sprintf("%s-seq-%02d", t.name, i), t.name)
+			if err != nil {
+				return err
+			}
+			times = append(times, d)
+		}
+		slices.Sort(times)
+		p50[t.name] = percentile(times, 50)
+		fmt.Printf("%-6s template, %d sequential instances: p50 %s  p95 %s  (min %s, max %s)\n", t.name, runs,
+			secs(p50[t.name]), secs(percentile(times, 95)), secs(times[0]), secs(times[len(times)-1]))
+	}
+
+	usedBefore, err := b.btrfsUsed()
+	if err != nil {
+		return err
+	}
+	all, err := b.concurrent(ctx, "large", concurrent)
+	if err != nil {
+		return err
+	}
+	usedAfter, err := b.btrfsUsed()
+	if err != nil {
+		return err
+	}
+	added := usedAfter - usedBefore
+
+	fmt.Println()
+	fmt.Printf("floor (btrfs snapshot of the large datadir → mariadbd answers, no Kubernetes): %s\n", secs(floor))
+	fmt.Printf("kubectl apply → Ready (credentials verified), p50: small %s, large %s; large/small %.2f; p50/floor %.1fx\n",
+		secs(p50["small"]), secs(p50["large"]), float64(p50["large"])/float64(p50["small"]), float64(p50["large"])/float64(floor))
+	fmt.Printf("%d instances of the large template applied at once: all Ready in %s\n", concurrent, secs(all))
+	fmt.Printf("disk added by %d running clones of the large template: %s, %.2f%% of its %s\n",
+		concurrent, mib(added), 100*float64(added)/float64(sizes["large"]), mib(sizes["large"]))
+	return b.c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})
+}
+
+func (b *bench) freshNamespace(ctx context.Context) error {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
+	if err := b.c.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
+		return err
+	}
+	for b.c.Get(ctx, client.ObjectKeyFromObject(ns), ns) == nil {
+		time.Sleep(time.Second)
+	}
+	return b.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})
+}
+
+func (b *bench) dumpServer(ctx context.Context) error {
+	labels := map[string]string{"app": "dumpserver"}
+	dep := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "dumpserver"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "dumpserver", Image: "localhost/myaas/dumpserver:dev", ImagePullPolicy: corev1.PullIfNotPresent,
+					Command: []string{"/dumpserver", "serve", "--rows=1000"},
+					Ports:   []corev1.ContainerPort{{ContainerPort: 8080}},
+					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+						Path: "/healthz", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
+				}}},
+			},
+		},
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "dumpserver"},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
+	}
+	for _, o := range []client.Object{dep, svc} {
+		if err := b.c.Create(ctx, o); err != nil {
+			return err
+		}
+	}
+	return poll(ctx, 2*time.Minute, "dump server ready", func() (bool, error) {
+		err := b.c.Get(ctx, client.ObjectKeyFromObject(dep), dep)
+		return err == nil && dep.Status.ReadyReplicas == 1, err
+	})
+}
+
+func (b *bench) template(ctx context.Context, name string, rows int, size string) error {
+	sc := "myaas-btrfs"
+	t := &myaasv1.DatabaseTemplate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: myaasv1.DatabaseTemplateSpec{
+			Engine: myaasv1.EngineSpec{Type: myaasv1.EngineMariaDB, Image: b.mariadbImg},
+			Source: myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{
+				URL: fmt.Sprintf("http://dumpserver.%s.svc.cluster.local:8080/generated.sql?rows=%d&seed=1", namespace, rows)}},
+			Storage: myaasv1.TemplateStorage{StorageClassName: &sc, SnapshotClassName: &sc, Size: resource.MustParse(size)},
+			Import:  myaasv1.ImportSpec{Timeout: &metav1.Duration{Duration: 2 * time.Hour}},
+		},
+	}
+	if err := b.c.Create(ctx, t); err != nil {
+		return err
+	}
+	return poll(ctx, 2*time.Hour, "template "+name+" revision 1", func() (bool, error) {
+		if err := b.c.Get(ctx, client.ObjectKeyFromObject(t), t); err != nil {
+			return false, err
+		}
+		if c := meta.FindStatusCondition(t.Status.Conditions, myaasv1.ConditionImportFailed); c != nil && c.Status == metav1.ConditionTrue {
+			return false, fmt.Errorf("import failed: %s", c.Message)
+		}
+		return t.Status.LatestRevision >= 1, nil
+	})
+}
+
+// snapshotPath is where the driver keeps the read-only subvolume behind the template's revision 1.
+func (b *bench) snapshotPath(ctx context.Context, template string) (string, error) {
+	t := &myaasv1.DatabaseTemplate{}
+	if err := b.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: template}, t); err != nil {
+		return "", err
+	}
+	vs := &snapshotv1.VolumeSnapshot{}
+	if err := b.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: t.Status.Revisions[0].SnapshotName}, vs); err != nil {
+		return "", err
+	}
+	content := &snapshotv1.VolumeSnapshotContent{}
+	if vs.Status == nil || vs.Status.BoundVolumeSnapshotContentName == nil {
+		return "", fmt.Errorf("snapshot %s is not bound", vs.Name)
+	}
+	if err := b.c.Get(ctx, client.ObjectKey{Name: *vs.Status.BoundVolumeSnapshotContentName}, content); err != nil {
+		return "", err
+	}
+	if content.Status == nil || content.Status.SnapshotHandle == nil {
+		return "", fmt.Errorf("snapshot content %s has no handle", content.Name)
+	}
+	return filepath.Join(b.btrfsRoot, "snapshots", *content.Status.SnapshotHandle), nil
+}
+
+func (b *bench) templateBytes(ctx context.Context, template string) (int64, error) {
+	path, err := b.snapshotPath(ctx, template)
+	if err != nil {
+		return 0, err
+	}
+	out, err := exec.CommandContext(ctx, "du", "-sb", path).Output()
+	if err != nil {
+		return 0, fmt.Errorf("du %s: %w", path, err)
+	}
+	return strconv.ParseInt(strings.Fields(string(out))[0], 10, 64)
+}
+
+// floor: what the hardware allows without Kubernetes: a writable btrfs snapshot of the template's
+// datadir and a mariadbd started on it by hand, until its first answered query.
+func (b *bench) floor(ctx context.Context, template string, runs int) (time.Duration, error) {
+	snap, err := b.snapshotPath(ctx, template)
+	if err != nil {
+		return 0, err
+	}
+	var times []time.Duration
+	for i := range runs {
+		clone := filepath.Join(b.btrfsRoot, fmt.Sprintf("bench-floor-%d", i))
+		sock := filepath.Join(os.TempDir(), fmt.Sprintf("bench-floor-%d.sock", i))
+		start := time.Now()
+		if out, err := exec.CommandContext(ctx, "btrfs", "subvolume", "snapshot", snap, clone).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("snapshot: %v: %s", err, out)
+		}
+		server := exec.CommandContext(ctx, "mariadbd", "--no-defaults", "--user=root", "--datadir="+clone+"/data",
+			"--socket="+sock, "--skip-networking", "--skip-grant-tables", "--innodb-use-native-aio=0",
+			"--innodb-buffer-pool-size=256M", "--pid-file="+clone+"/floor.pid")
+		if err := server.Start(); err != nil {
+			return 0, err
+		}
+		db, _ := sql.Open("mysql", "root@unix("+sock+")/")
+		err := poll(ctx, time.Minute, "mariadbd on the snapshot", func() (bool, error) {
+			return db.QueryRowContext(ctx, "SELECT 1").Scan(new(int)) == nil, nil
+		})
+		elapsed := time.Since(start)
+		_ = db.Close()
+		_ = server.Process.Kill()
+		_ = server.Wait()
+		if out, derr := exec.CommandContext(ctx, "btrfs", "subvolume", "delete", clone).CombinedOutput(); derr != nil {
+			return 0, fmt.Errorf("delete %s: %v: %s", clone, derr, out)
+		}
+		if err != nil {
+			return 0, err
+		}
+		times = append(times, elapsed)
+	}
+	slices.Sort(times)
+	return percentile(times, 50), nil
+}
+
+func (b *bench) instance(name, template string) *myaasv1.DatabaseInstance {
+	return &myaasv1.DatabaseInstance{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec:       myaasv1.DatabaseInstanceSpec{TemplateRef: myaasv1.TemplateReference{Name: template}},
+	}
+}
+
+func (b *bench) ready(ctx context.Context, name string) (bool, error) {
+	d := &myaasv1.DatabaseInstance{}
+	if err := b.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, d); err != nil {
+		return false, err
+	}
+	return meta.IsStatusConditionTrue(d.Status.Conditions, myaasv1.ConditionReady), nil
+}
+
+// provision applies one instance, waits for Ready and deletes it, so that every run starts alike.
+func (b *bench) provision(ctx context.Context, name, template string) (time.Duration, error) {
+	d := b.instance(name, template)
+	start := time.Now()
+	if err := b.c.Create(ctx, d); err != nil {
+		return 0, err
+	}
+	if err := poll(ctx, 5*time.Minute, name+" Ready", func() (bool, error) { return b.ready(ctx, name) }); err != nil {
+		return 0, err
+	}
+	elapsed := time.Since(start)
+	return elapsed, b.c.Delete(ctx, d)
+}
+
+// concurrent applies n instances at once and waits until all are Ready; they stay for the disk
+// measurement and go with the namespace.
+func (b *bench) concurrent(ctx context.Context, template string, n int) (time.Duration, error) {
+	start := time.Now()
+	pending := map[string]bool{}
+	for i := range n {
+		name := fmt.Sprintf("%s-par-%02d", template, i)
+		if err := b.c.Create(ctx, b.instance(name, template)); err != nil {
+			return 0, err
+		}
+		pending[name] = true
+	}
+	err := poll(ctx, 10*time.Minute, fmt.Sprintf("%d concurrent instances Ready", n), func() (bool, error) {
+		for name := range pending {
+			ok, err := b.ready(ctx, name)
+			if err != nil {
+				return false, err
+			}
+			if ok {
+				delete(pending, name)
+			}
+		}
+		return len(pending) == 0, nil
+	})
+	return time.Since(start), err
+}
+
+func (b *bench) btrfsUsed() (int64, error) {
+	if out, err := exec.Command("btrfs", "filesystem", "sync", b.btrfsRoot).CombinedOutput(); err != nil {
+		return 0, fmt.Errorf("btrfs sync: %v: %s", err, out)
+	}
+	out, err := exec.Command("btrfs", "filesystem", "usage", "-b", b.btrfsRoot).Output()
+	if err != nil {
+		return 0, fmt.Errorf("btrfs usage: %w", err)
+	}
+	for line := range strings.Lines(string(out)) {
+		if f := strings.Fields(line); len(f) == 2 && f[0] == "Used:" {
+			return strconv.ParseInt(f[1], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no Used: line in btrfs filesystem usage")
+}
+
+func poll(ctx context.Context, timeout time.Duration, what string, done func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := done()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not reached within %s (last error: %v)", what, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func percentile(sorted []time.Duration, p int) time.Duration {
+	i := (len(sorted)*p + 99) / 100
+	return sorted[max(0, min(len(sorted)-1, i-1))]
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+func mib(b int64) string          { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }

@@ -47,14 +47,29 @@ func (s store) meta(kind, id string) string { return filepath.Join(s.root, "meta
 func (s store) init() error {
 	for _, d := range []string{kindVolume, kindSnapshot, "meta/" + kindVolume, "meta/" + kindSnapshot} {
 		if err := os.MkdirAll(filepath.Join(s.root, d), 0o755); err != nil {
-			return err
+			return fmt.Errorf("creating store directory: %w", err)
 		}
 	}
 	return nil
 }
 
+// validID accepts only IDs of the form idFor makes, so that no ID a caller sends can name a
+// path outside the store.
+func validID(kind, id string) bool {
+	prefix := "vol-"
+	if kind == kindSnapshot {
+		prefix = "snap-"
+	}
+	hexPart, ok := strings.CutPrefix(id, prefix)
+	if !ok || len(hexPart) != 20 {
+		return false
+	}
+	_, err := hex.DecodeString(hexPart)
+	return err == nil
+}
+
 func (s store) get(kind, id string) (*record, error) {
-	if strings.ContainsAny(id, "/.") || id == "" {
+	if !validID(kind, id) {
 		return nil, nil
 	}
 	b, err := os.ReadFile(s.meta(kind, id))
@@ -62,7 +77,7 @@ func (s store) get(kind, id string) (*record, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reading metadata of %s: %w", id, err)
 	}
 	r := &record{}
 	if err := json.Unmarshal(b, r); err != nil {
@@ -72,27 +87,33 @@ func (s store) get(kind, id string) (*record, error) {
 }
 
 func (s store) put(kind string, r *record) error {
-	b, _ := json.Marshal(r)
+	b, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encoding metadata of %s: %w", r.ID, err)
+	}
 	tmp := s.meta(kind, r.ID) + ".tmp"
 	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
+		return fmt.Errorf("writing metadata of %s: %w", r.ID, err)
 	}
-	return os.Rename(tmp, s.meta(kind, r.ID))
+	if err := os.Rename(tmp, s.meta(kind, r.ID)); err != nil {
+		return fmt.Errorf("committing metadata of %s: %w", r.ID, err)
+	}
+	return nil
 }
 
 func (s store) remove(kind, id string) error {
 	err := os.Remove(s.meta(kind, id))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("removing metadata of %s: %w", id, err)
 	}
-	return err
+	return nil
 }
 
 // list returns every record of a kind, by ID, for stable pagination.
 func (s store) list(kind string) ([]*record, error) {
 	entries, err := os.ReadDir(filepath.Join(s.root, "meta", kind))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("listing %s: %w", kind, err)
 	}
 	var out []*record
 	for _, e := range entries {

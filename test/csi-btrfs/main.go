@@ -1,0 +1,45 @@
+// Command csi-btrfs runs the btrfs CSI driver as a host process beside kubelet, as root:
+//
+//	csi-btrfs --root /var/lib/myaas-btrfs
+//
+// It registers itself with kubelet through the plugin registry, so no node-driver-registrar is
+// needed. csi-provisioner and csi-snapshotter run as host processes too and share the socket:
+//
+//	csi-provisioner --csi-address=/var/lib/kubelet/plugins/btrfs.csi.myaas.io/csi.sock --kubeconfig=... --feature-gates=Topology=true
+//	csi-snapshotter --csi-address=/var/lib/kubelet/plugins/btrfs.csi.myaas.io/csi.sock --kubeconfig=...
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/myaas/myaas/test/csi-btrfs/driver"
+)
+
+func main() {
+	hostname, _ := os.Hostname()
+	cfg := driver.Config{}
+	flag.StringVar(&cfg.Endpoint, "endpoint", "unix:///var/lib/kubelet/plugins/"+driver.Name+"/csi.sock", "CSI endpoint the sidecars and kubelet connect to")
+	flag.StringVar(&cfg.Root, "root", "", "mount point of the btrfs filesystem holding the volumes (required)")
+	flag.StringVar(&cfg.NodeID, "node-id", hostname, "node name as kubelet knows it")
+	flag.StringVar(&cfg.RegistrationDir, "registration-dir", driver.DefaultRegistrationDir, "kubelet plugin registry directory; empty disables registration")
+	flag.Parse()
+
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	if cfg.Root == "" {
+		fmt.Fprintln(os.Stderr, "--root is required")
+		flag.Usage()
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := driver.Run(ctx, cfg); err != nil {
+		cfg.Logger.Error("driver failed", "err", err)
+		os.Exit(1)
+	}
+}

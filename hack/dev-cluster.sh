@@ -258,7 +258,8 @@ load_images() {
   for image in "${@:-${!IMAGES[@]}}"; do
     tar=$root/bin/images/$image.tar
     [ -f "$tar" ] || die "$tar is missing: run hack/build-images.sh $image"
-    ctr -n k8s.io images import --index-name "${IMAGES[$image]}" "$tar" >/dev/null
+    # The archive names the image itself (org.opencontainers.image.ref.name).
+    ctr -n k8s.io images import "$tar" >/dev/null
     log "image ${IMAGES[$image]} imported"
   done
 }

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# Builds the local cluster's container images as OCI image-layout tars in bin/images, without a
+# Docker engine or a registry (neither exists on the development machines): static Go binaries
+# and a debootstrap'ed MariaDB root filesystem are packed by hack/ociimage.
+#
+# Usage: hack/build-images.sh [--import] [all|pause|mariadb|manager|dumpserver ...]
+#   --import (or IMPORT=1)  also run `ctr -n k8s.io images import` for each image built
+#   MIRROR=URL              Debian mirror for the MariaDB rootfs (default: this machine's apt source)
+#   CACHE_DIR=DIR           where the MariaDB rootfs and downloaded .debs are kept (default bin/.cache/images)
+#   REBUILD_ROOTFS=1        rebuild the MariaDB rootfs even when cached
+#   REF_ANNOTATION=0        leave the image name out of index.json, for importers that name the
+#                           image with `ctr images import --index-name NAME` (containerd 1.6 fails
+#                           at unpack when both name the same image)
+set -euo pipefail
+shopt -s inherit_errexit
+root=$(cd "$(dirname "$0")/.." && pwd)
+out=$root/bin/images
+cache=${CACHE_DIR:-$root/bin/.cache/images}
+import=${IMPORT:-0}
+ref_annotation=${REF_ANNOTATION:-1}
+# A fixed timestamp keeps every rebuild of unchanged content byte-identical, so containerd sees
+# the same digests and re-imports are free.
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-0}
+
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; }
+
+targets=()
+for arg in "$@"; do
+  case $arg in
+    --import) import=1 ;;
+    all) targets+=(pause mariadb manager dumpserver) ;;
+    pause | mariadb | manager | dumpserver) targets+=("$arg") ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "unknown argument: $arg" >&2; usage >&2; exit 2 ;;
+  esac
+done
+[ ${#targets[@]} -gt 0 ] || targets=(pause mariadb manager dumpserver)
+
+mkdir -p "$out/.build" "$cache"
+
+# debootstrap mounts /proc and /sys inside the target; an interrupted run leaves them mounted,
+# and a later rm -rf of the rootfs would then reach into the host's /sys.
+unmount_under() {
+  local m
+  awk -v p="$1/" 'index($2, p) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do
+    umount -l "$m" || true
+  done
+}
+unmount_under "$cache"
+
+since() { echo $(($(date +%s) - $1)); }
+
+(cd "$root" && go build -o "$out/.build/ociimage" ./hack/ociimage)
+ociimage() {
+  local ref=true
+  [ "$ref_annotation" = 1 ] || ref=false
+  "$out/.build/ociimage" --ref-annotation=$ref "$@"
+}
+
+gobuild() { # output package
+  (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$1" "$2")
+}
+
+import_image() { # name tar
+  [ "$import" = 1 ] || return 0
+  if ! ctr -n k8s.io version >/dev/null 2>&1; then
+    echo "containerd is not reachable: not importing $1" >&2
+    return 0
+  fi
+  if [ "$ref_annotation" = 1 ]; then
+    ctr -n k8s.io images import "$2"
+  else
+    ctr -n k8s.io images import --index-name "$1" "$2"
+  fi
+}
+
+# The first deb source of this machine for bookworm, so debootstrap uses the same reachable repo.
+detect_mirror() {
+  local f uri
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+    [ -f "$f" ] || continue
+    uri=$(awk '$1 == "deb" { i = 2; if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+      if ($(i + 1) == "bookworm") { print $i; exit } }' "$f")
+    [ -n "$uri" ] && { echo "$uri"; return; }
+  done
+  for f in /etc/apt/sources.list.d/*.sources; do
+    [ -f "$f" ] || continue
+    uri=$(awk 'BEGIN { RS = ""; FS = "\n" }
+      { u = ""; s = 0; t = 0; off = 0
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^URIs:/) { split($i, a, /[ \t]+/); u = a[2] }
+          if ($i ~ /^Suites:/ && ($i " ") ~ /[ \t]bookworm[ \t]/) s = 1
+          if ($i ~ /^Types:/ && ($i " ") ~ /[ \t]deb[ \t]/) t = 1
+          if ($i ~ /^Enabled:[ \t]*no/) off = 1
+        }
+        if (u != "" && s && t && !off) { print u; exit } }' "$f")
+    [ -n "$uri" ] && { echo "$uri"; return; }
+  done
+  echo http://deb.debian.org/debian
+}
+
+build_pause() {
+  gobuild "$out/.build/pause" ./hack/pause
+  ociimage --name localhost/myaas/pause:3.10 --output "$out/pause.tar" \
+    --add "$out/.build/pause:/pause:0755" --entrypoint /pause
+}
+
+build_manager() {
+  gobuild "$out/.build/myaas" .
+  ociimage --name localhost/myaas/manager:dev --output "$out/manager.tar" \
+    --add "$out/.build/myaas:/myaas:0755" --dir /tmp:1777 \
+    --entrypoint /myaas --user 65532:65532
+}
+
+build_dumpserver() {
+  gobuild "$out/.build/dumpserver" ./test/e2e/dumpserver
+  ociimage --name localhost/myaas/dumpserver:dev --output "$out/dumpserver.tar" \
+    --add "$out/.build/dumpserver:/dumpserver:0755" --dir /dumps:0777 --dir /tmp:1777 \
+    --entrypoint /dumpserver
+}
+
+mariadb_suite=bookworm
+mariadb_packages=mariadb-server,mariadb-client
+# Bump when the post-processing below changes, so cached root filesystems are rebuilt.
+mariadb_recipe=2
+mysql_id=999
+
+# The pods run as 999:999 with fsGroup 999, so the image's mysql user must own that id.
+fix_mysql_ids() { # rootfs
+  local r=$1 uid gid
+  uid=$(awk -F: '$1 == "mysql" { print $3 }' "$r/etc/passwd")
+  gid=$(awk -F: '$1 == "mysql" { print $3 }' "$r/etc/group")
+  [ -n "$uid" ] && [ -n "$gid" ] || { echo "no mysql user or group in $r" >&2; return 1; }
+  if awk -F: -v id=$mysql_id '$3 == id && $1 != "mysql" { found = 1 } END { exit !found }' "$r/etc/passwd" "$r/etc/group"; then
+    echo "id $mysql_id is already taken in $r" >&2
+    return 1
+  fi
+  if [ "$gid" != $mysql_id ]; then
+    chroot "$r" groupmod -g $mysql_id mysql
+    find "$r" -xdev -gid "$gid" -exec chgrp -h $mysql_id {} +
+  fi
+  if [ "$uid" != $mysql_id ]; then
+    chroot "$r" usermod -u $mysql_id -g $mysql_id mysql
+    find "$r" -xdev -uid "$uid" -exec chown -h $mysql_id {} +
+  fi
+}
+
+slim_rootfs() { # rootfs
+  local r=$1
+  # The operator initialises every datadir itself; the one debootstrap's postinst made is junk.
+  find "$r/var/lib/mysql" -mindepth 1 -delete
+  rm -rf "$r"/var/cache/apt/* "$r"/var/lib/apt/lists/* "$r"/var/cache/debconf/*-old \
+    "$r"/usr/share/doc/* "$r"/usr/share/man/* "$r"/usr/share/info/* "$r"/usr/share/locale/* \
+    "$r"/usr/share/lintian "$r"/var/log/apt/* "$r"/tmp/* "$r"/var/tmp/*
+  find "$r/var/log" -type f -delete
+  # A fresh machine-id per container is the runtime's business; an inherited one is not unique.
+  : >"$r/etc/machine-id"
+  # mariadb-install-db refuses to run when localhost does not resolve; kubelet mounts its own
+  # /etc/hosts, but ctr run and chroot tests see only the image's.
+  printf '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n' >"$r/etc/hosts"
+  # mariadbd's default socket directory; Debian creates it at service start, not at install.
+  install -d -m 0755 -o $mysql_id -g $mysql_id "$r/run/mysqld"
+}
+
+mariadb_rootfs() {
+  local key dir mirror start
+  key=$(printf '%s\n' "$mariadb_suite" "$mariadb_packages" "$mariadb_recipe" | sha256sum | cut -c1-12)
+  dir=$cache/mariadb-rootfs-$key
+  if [ -f "$dir.done" ] && [ "${REBUILD_ROOTFS:-0}" != 1 ]; then
+    echo "mariadb rootfs: cached ($dir)" >&2
+    echo "$dir"
+    return
+  fi
+  command -v debootstrap >/dev/null || apt-get install -y -q debootstrap >&2
+  mirror=${MIRROR:-$(detect_mirror)}
+  start=$(date +%s)
+  echo "mariadb rootfs: debootstrap $mariadb_suite from $mirror" >&2
+  rm -rf "$dir" "$dir.tmp" "$dir.done"
+  mkdir -p "$cache/debs"
+  if ! debootstrap --variant=minbase --include="$mariadb_packages" --cache-dir="$cache/debs" \
+    "$mariadb_suite" "$dir.tmp" "$mirror" >"$cache/debootstrap.log" 2>&1; then
+    unmount_under "$dir.tmp"
+    tail -n 30 "$cache/debootstrap.log" >&2
+    echo "debootstrap failed; full log in $cache/debootstrap.log" >&2
+    return 1
+  fi
+  unmount_under "$dir.tmp"
+  fix_mysql_ids "$dir.tmp"
+  slim_rootfs "$dir.tmp"
+  chroot --userspec=$mysql_id:$mysql_id "$dir.tmp" mariadbd --version >&2
+  # Root filesystems of older recipes are several hundred MB each.
+  find "$cache" -maxdepth 1 -name 'mariadb-rootfs-*' ! -name "mariadb-rootfs-$key*" -exec rm -rf {} +
+  mv "$dir.tmp" "$dir"
+  touch "$dir.done"
+  echo "mariadb rootfs: built in $(since "$start")s" >&2
+  echo "$dir"
+}
+
+build_mariadb() {
+  local rootfs
+  rootfs=$(mariadb_rootfs)
+  ociimage --name localhost/myaas/mariadb:10.11 --output "$out/mariadb.tar" --rootfs "$rootfs" \
+    --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin --cmd mariadbd
+}
+
+declare -A names=(
+  [pause]=localhost/myaas/pause:3.10
+  [mariadb]=localhost/myaas/mariadb:10.11
+  [manager]=localhost/myaas/manager:dev
+  [dumpserver]=localhost/myaas/dumpserver:dev
+)
+total=$(date +%s)
+for t in "${targets[@]}"; do
+  start=$(date +%s)
+  echo "building ${names[$t]} -> bin/images/$t.tar"
+  "build_$t"
+  echo "built ${names[$t]} in $(since "$start")s ($(du -h "$out/$t.tar" | cut -f1))"
+  import_image "${names[$t]}" "$out/$t.tar"
+done
+echo "done in $(since "$total")s"

@@ -396,6 +396,7 @@ wait_ready() {
   wait_for "CSI driver registration with kubelet" 90 bash -c \
     "'$K8S/kubectl' --kubeconfig '$KUBECONFIG_PATH' get csinode '$node' -o jsonpath='{.spec.drivers[*].name}' | grep -q '$DRIVER'"
   wait_for "default service account" 60 kubectl -n default get serviceaccount default
+  wait_for "kube-proxy rules for kube-dns" 60 bash -c "iptables-save -t nat | grep -q 'kube-system/kube-dns:dns cluster IP'"
   # A pod resolving the API server's name proves pod networking, kube-proxy and CoreDNS together.
   kubectl -n default delete pod dns-check --ignore-not-found --wait=false >/dev/null
   kubectl -n default run dns-check --image localhost/myaas/mariadb:10.11 --image-pull-policy Never --restart Never \

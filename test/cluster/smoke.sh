@@ -23,6 +23,7 @@ kind: Pod
 metadata: {name: $1}
 spec:
   restartPolicy: Never
+  terminationGracePeriodSeconds: 1
   securityContext: {runAsUser: 999, runAsGroup: 999, fsGroup: 999}
   containers:
   - name: c

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // Run dispatches an agent subcommand.
@@ -96,6 +98,24 @@ func bufferPoolSize() int64 {
 		return unknown
 	}
 	return max(limit*6/10, 64<<20)
+}
+
+// redoLogSize is a large redo log (fewer checkpoints while loading) that still leaves most of the
+// template volume to the data: an eighth of the file system, between 64 MiB and 1 GiB.
+func redoLogSize(datadir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(filepath.Dir(datadir), &st); err != nil {
+		return 0, fmt.Errorf("size of the volume holding %s: %w", datadir, err)
+	}
+	size := int64(st.Blocks) * st.Bsize
+	if declared, _ := strconv.ParseInt(os.Getenv("MYAAS_VOLUME_BYTES"), 10, 64); declared > 0 {
+		size = min(size, declared)
+	}
+	return logSizeFor(size), nil
+}
+
+func logSizeFor(volumeBytes int64) int64 {
+	return min(max(volumeBytes/8, 64<<20), 1<<30) &^ (1<<20 - 1)
 }
 
 func newFlagSet(name string) *flag.FlagSet {

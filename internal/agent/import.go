@@ -116,7 +116,11 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (im
 	if err := initDatadir(ctx, eng, o.datadir); err != nil {
 		return importReport{}, err
 	}
-	opts := append(eng.BulkLoadOptions(bufferPoolSize()), extra...)
+	logBytes, err := redoLogSize(o.datadir)
+	if err != nil {
+		return importReport{}, err
+	}
+	opts := append(eng.BulkLoadOptions(bufferPoolSize(), logBytes), extra...)
 	serverLog := o.serverLog
 	if serverLog == nil {
 		serverLog = os.Stderr

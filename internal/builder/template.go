@@ -97,7 +97,11 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv
 		{Name: volumeRun, MountPath: runDir},
 		{Name: volumeBin, MountPath: agentBinDir, ReadOnly: true},
 	}
-	env := []corev1.EnvVar{memoryLimitEnv("import")}
+	env := []corev1.EnvVar{
+		memoryLimitEnv("import"),
+		// A quota-limited volume (btrfs qgroup, LVM thin) shows the whole pool to statfs.
+		{Name: "MYAAS_VOLUME_BYTES", Value: strconv.FormatInt(t.Spec.Storage.Size.Value(), 10)},
+	}
 
 	src := t.Spec.Source
 	switch {

@@ -26,7 +26,8 @@ type Engine interface {
 	// InitCommand initialises an empty datadir.
 	InitCommand(datadir string, runAsRoot bool) (name string, args []string, err error)
 	// BulkLoadOptions are server options for the import: fast, not durable until the clean shutdown.
-	BulkLoadOptions(bufferPool int64) []string
+	// logBytes bounds the redo log, which must fit in the template volume beside the data.
+	BulkLoadOptions(bufferPool, logBytes int64) []string
 	// ServingOptions are server options for an instance.
 	ServingOptions(bufferPool int64, serverID uint32) []string
 	// BeforeLoadSQL and AfterLoadSQL run around the load (MySQL disables its redo log).

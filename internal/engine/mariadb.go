@@ -31,12 +31,12 @@ func (MariaDB) InitCommand(datadir string, runAsRoot bool) (string, []string, er
 
 // BulkLoadOptions relax durability while loading: the import either finishes with a clean,
 // slow shutdown (innodb_fast_shutdown=0, set before SHUTDOWN) or is thrown away.
-func (MariaDB) BulkLoadOptions(bufferPool int64) []string {
+func (MariaDB) BulkLoadOptions(bufferPool, logBytes int64) []string {
 	return append(commonOptions(bufferPool),
 		"--skip-networking",
 		"--innodb-flush-log-at-trx-commit=0",
 		"--innodb-doublewrite=0",
-		"--innodb-log-file-size=1073741824",
+		fmt.Sprintf("--innodb-log-file-size=%d", logBytes),
 		"--innodb-log-buffer-size=67108864",
 		"--innodb-autoinc-lock-mode=2",
 		"--sync-binlog=0",

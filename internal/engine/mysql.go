@@ -28,12 +28,12 @@ func (MySQL) InitCommand(datadir string, runAsRoot bool) (string, []string, erro
 	return bin, args, nil
 }
 
-func (MySQL) BulkLoadOptions(bufferPool int64) []string {
+func (MySQL) BulkLoadOptions(bufferPool, logBytes int64) []string {
 	return append(commonOptions(bufferPool),
 		"--skip-networking",
 		"--innodb-flush-log-at-trx-commit=0",
 		"--innodb-doublewrite=OFF",
-		"--innodb-redo-log-capacity=2147483648",
+		fmt.Sprintf("--innodb-redo-log-capacity=%d", logBytes),
 		"--innodb-autoinc-lock-mode=2",
 		"--sync-binlog=0",
 	)

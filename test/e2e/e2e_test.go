@@ -22,7 +22,7 @@ import (
 // their own credentials, hold the dump's data, and are isolated from each other.
 func TestImportCloneAndIsolation(t *testing.T) {
 	ns := newNamespace(t)
-	url := startDumpServer(t, ns, 1<<20) // ~1 MB/s: the import lasts several seconds
+	url := startDumpServer(t, ns, 100<<10) // the 1.1 MB dump at 100 KB/s: the import lasts over 10 s
 	claim := dumpsPVC(t, ns)
 
 	newTemplate(t, ns, "shop-http", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
@@ -255,7 +255,7 @@ func TestBrokenDumpKeepsPreviousRevision(t *testing.T) {
 // without duplicate Jobs, PVCs or snapshots.
 func TestManagerKilledMidway(t *testing.T) {
 	ns := newNamespace(t)
-	url := startDumpServer(t, ns, 512<<10)
+	url := startDumpServer(t, ns, 100<<10) // slow enough to kill the manager while it loads
 	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
 	eventually(t, 180*time.Second, "import running", func() error {
 		ci := getTemplate(t, ns, "shop").Status.CurrentImport

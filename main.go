@@ -107,6 +107,8 @@ func runManager(ctx context.Context, args []string) error {
 		HealthProbeBindAddress: *probeAddr,
 		LeaderElection:         *leaderElect,
 		LeaderElectionID:       "manager.myaas.io",
+		// A replaced manager pod hands over at once instead of after the lease expires.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)

@@ -335,3 +335,26 @@ func playPVCProtection(t *testing.T, ns, name string) {
 	})
 	removeFinalizer(t, &corev1.PersistentVolumeClaim{}, ns, name, "kubernetes.io/pvc-protection")
 }
+
+// deleteInstance deletes an instance and plays the garbage collector, which envtest lacks: the
+// clone PVCs it owns go too, past their protection finalizer, as they would once its pod is gone.
+func deleteInstance(t *testing.T, inst *myaasv1.DatabaseInstance) {
+	t.Helper()
+	pvcs := &corev1.PersistentVolumeClaimList{}
+	if err := k8s.List(bg, pvcs, client.InNamespace(inst.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Delete(bg, inst); err != nil {
+		t.Fatal(err)
+	}
+	for i := range pvcs.Items {
+		pvc := &pvcs.Items[i]
+		if owner := metav1.GetControllerOf(pvc); owner == nil || owner.UID != inst.UID {
+			continue
+		}
+		if err := k8s.Delete(bg, pvc); client.IgnoreNotFound(err) != nil {
+			t.Fatal(err)
+		}
+		playPVCProtection(t, pvc.Namespace, pvc.Name)
+	}
+}

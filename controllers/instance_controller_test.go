@@ -49,6 +49,18 @@ func playInstancePod(t *testing.T, ns, instance string) *corev1.Pod {
 		Spec:       *sts.Spec.Template.Spec.DeepCopy(),
 	}
 	for _, claim := range sts.Spec.VolumeClaimTemplates {
+		// The StatefulSet controller would adopt an existing PVC of this name: the operator's own.
+		pvc := &corev1.PersistentVolumeClaim{}
+		name := fmt.Sprintf("%s-%s-0", claim.Name, instance)
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: name}, pvc); err != nil {
+			t.Fatalf("the clone PVC %s must exist before the StatefulSet's pod: %v", name, err)
+		}
+		if owner := metav1.GetControllerOf(pvc); owner == nil || owner.Kind != "DatabaseInstance" || owner.Name != instance {
+			t.Fatalf("clone PVC %s is owned by %+v, not by its instance: deleting the instance would leave it", name, owner)
+		}
+		if pvc.Spec.DataSource == nil || pvc.Spec.DataSource.Name != claim.Spec.DataSource.Name {
+			t.Fatalf("clone PVC %s has data source %+v, want snapshot %s", name, pvc.Spec.DataSource, claim.Spec.DataSource.Name)
+		}
 		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: claim.Name, VolumeSource: corev1.VolumeSource{
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: fmt.Sprintf("%s-%s-0", claim.Name, instance)},
 		}})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -27,7 +29,7 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, i
 	if rs := src.revision.RestoreSize; rs != nil && !rs.IsZero() {
 		size = *rs
 	}
-	sts := builder.InstanceStatefulSet(inst, builder.StatefulSetParams{
+	params := builder.StatefulSetParams{
 		Engine:           src.engine,
 		Image:            src.image,
 		AgentImage:       r.AgentImage,
@@ -37,9 +39,22 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, i
 		RestoreSize:      resource.MustParse(size.String()),
 		StorageClassName: src.template.Spec.Storage.StorageClassName,
 		NodeAffinity:     src.nodeAffinity,
-	})
+	}
+	if err := r.ensureClaim(ctx, builder.InstanceClaim(inst, params)); err != nil {
+		return err
+	}
+	sts := builder.InstanceStatefulSet(inst, params)
 	if err := r.Patch(ctx, sts, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
 		return fmt.Errorf("apply StatefulSet %s: %w", sts.Name, err)
 	}
 	return nil
+}
+
+// ensureClaim creates the clone PVC once; a claim's spec is immutable, so an existing one is kept.
+func (r *DatabaseInstanceReconciler) ensureClaim(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
+	err := r.Create(ctx, pvc)
+	if err == nil || apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return fmt.Errorf("create PVC %s: %w", pvc.Name, err)
 }

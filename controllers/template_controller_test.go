@@ -337,9 +337,7 @@ func TestGarbageCollectionWaitsForInstancesAndDeletesSnapshotBeforeVolume(t *tes
 		return nil
 	})
 
-	if err := k8s.Delete(bg, inst); err != nil {
-		t.Fatal(err)
-	}
+	deleteInstance(t, inst)
 	eventually(t, 20*time.Second, "snapshot of revision 1 deleted", func() error {
 		snap := &snapshotv1.VolumeSnapshot{}
 		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "shop-r1"}, snap); err != nil || snap.DeletionTimestamp.IsZero() {
@@ -400,9 +398,7 @@ func TestTemplateDeletionWaitsForInstances(t *testing.T) {
 	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "shop-r1"}, &snapshotv1.VolumeSnapshot{}); err != nil {
 		t.Fatalf("snapshot deleted while an instance uses it: %v", err)
 	}
-	if err := k8s.Delete(bg, inst); err != nil {
-		t.Fatal(err)
-	}
+	deleteInstance(t, inst)
 	playPVCProtection(t, ns, "shop-r1")
 	eventually(t, 20*time.Second, "template gone", func() error {
 		err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "shop"}, &myaasv1.DatabaseTemplate{})

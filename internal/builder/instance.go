@@ -147,11 +147,7 @@ type StatefulSetParams struct {
 func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *appsv1.StatefulSet {
 	labels := InstanceLabels(inst)
 	podLabels := mergeLabels(labels, map[string]string{myaasv1.LabelRevision: strconv.Itoa(int(p.Revision))})
-	claim := InstanceClaimName(inst.UID, inst.Status.Resets)
-	claimLabels := mergeLabels(labels, map[string]string{
-		myaasv1.LabelRole:     myaasv1.RoleInstanceData,
-		myaasv1.LabelRevision: strconv.Itoa(int(p.Revision)),
-	})
+	claimTemplate := instanceClaimTemplate(inst, p)
 	replicas := int32(1)
 	if inst.Spec.Suspend {
 		replicas = 0
@@ -184,10 +180,6 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 			ServiceName:         inst.Name,
 			PodManagementPolicy: appsv1.ParallelPodManagement,
 			Selector:            &metav1.LabelSelector{MatchLabels: selectorLabels(inst)},
-			PersistentVolumeClaimRetentionPolicy: &appsv1.StatefulSetPersistentVolumeClaimRetentionPolicy{
-				WhenDeleted: appsv1.DeletePersistentVolumeClaimRetentionPolicyType,
-				WhenScaled:  appsv1.RetainPersistentVolumeClaimRetentionPolicyType,
-			},
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
 				Spec: corev1.PodSpec{
@@ -215,7 +207,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 							FailureThreshold: 3,
 						},
 						VolumeMounts: []corev1.VolumeMount{
-							{Name: claim, MountPath: dataMountPath},
+							{Name: claimTemplate.Name, MountPath: dataMountPath},
 							{Name: volumeRun, MountPath: runDir},
 							{Name: volumeBin, MountPath: agentBinDir, ReadOnly: true},
 							{Name: volumeCreds, MountPath: credentialsPath, ReadOnly: true},
@@ -231,22 +223,46 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 					},
 				},
 			},
-			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{{
-				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
-				ObjectMeta: metav1.ObjectMeta{Name: claim, Labels: claimLabels},
-				Spec: corev1.PersistentVolumeClaimSpec{
-					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-					StorageClassName: p.StorageClassName,
-					Resources: corev1.VolumeResourceRequirements{
-						Requests: corev1.ResourceList{corev1.ResourceStorage: p.RestoreSize},
-					},
-					DataSource: &corev1.TypedLocalObjectReference{
-						APIGroup: ptr.To("snapshot.storage.k8s.io"),
-						Kind:     "VolumeSnapshot",
-						Name:     p.SnapshotName,
-					},
-				},
-			}},
+			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{claimTemplate},
+		},
+	}
+}
+
+// InstanceClaim is the clone PVC, created by the operator (owned by the instance) before the
+// StatefulSet, which then finds it under the name it would have used and leaves it alone. Letting
+// the StatefulSet controller create it with a deletion retention policy instead makes that
+// controller write the claim's owner while the scheduler binds it: both conflict, and the pod
+// waits for a scheduling retry, about two seconds of every provisioning.
+func InstanceClaim(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *corev1.PersistentVolumeClaim {
+	pvc := instanceClaimTemplate(inst, p)
+	pvc.Name = InstancePVCName(inst.Name, inst.UID, inst.Status.Resets)
+	pvc.Namespace = inst.Namespace
+	pvc.Labels = mergeLabels(pvc.Labels, selectorLabels(inst))
+	pvc.OwnerReferences = instanceOwner(inst)
+	return &pvc
+}
+
+func instanceClaimTemplate(inst *myaasv1.DatabaseInstance, p StatefulSetParams) corev1.PersistentVolumeClaim {
+	return corev1.PersistentVolumeClaim{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: InstanceClaimName(inst.UID, inst.Status.Resets),
+			Labels: mergeLabels(InstanceLabels(inst), map[string]string{
+				myaasv1.LabelRole:     myaasv1.RoleInstanceData,
+				myaasv1.LabelRevision: strconv.Itoa(int(p.Revision)),
+			}),
+		},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			StorageClassName: p.StorageClassName,
+			Resources: corev1.VolumeResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceStorage: p.RestoreSize},
+			},
+			DataSource: &corev1.TypedLocalObjectReference{
+				APIGroup: ptr.To("snapshot.storage.k8s.io"),
+				Kind:     "VolumeSnapshot",
+				Name:     p.SnapshotName,
+			},
 		},
 	}
 }

@@ -3,11 +3,11 @@ package builder
 import (
 	"fmt"
 	"net/url"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/go-sql-driver/mysql"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -119,10 +119,24 @@ func TestInstanceStatefulSet(t *testing.T) {
 			if *sts.Spec.Replicas != tc.wantReplicas || sts.Kind != "StatefulSet" || metav1.GetControllerOf(sts) == nil {
 				t.Fatalf("replicas %d", *sts.Spec.Replicas)
 			}
-			if p := sts.Spec.PersistentVolumeClaimRetentionPolicy; p.WhenDeleted != appsv1.DeletePersistentVolumeClaimRetentionPolicyType {
-				t.Fatalf("retention %+v: a deleted instance must not leave its clone behind", p)
+			if p := sts.Spec.PersistentVolumeClaimRetentionPolicy; p != nil {
+				t.Fatalf("retention %+v: the operator owns the clone PVC, the StatefulSet controller must not write it", p)
 			}
 			claim := sts.Spec.VolumeClaimTemplates[0]
+			pvc := InstanceClaim(inst, StatefulSetParams{
+				Engine: mustEngine(t, "mariadb"), Revision: 4, SnapshotName: "shop-r4", RestoreSize: resource.MustParse("20Gi"),
+				StorageClassName: ptr.To("zfs"), NodeAffinity: tc.affinity,
+			})
+			// The StatefulSet controller names its claim <template>-<set>-<ordinal>: it must find ours.
+			if pvc.Name != claim.Name+"-"+sts.Name+"-0" || pvc.Namespace != inst.Namespace {
+				t.Fatalf("PVC %s/%s is not the one the StatefulSet uses (%s-%s-0)", pvc.Namespace, pvc.Name, claim.Name, sts.Name)
+			}
+			if owner := metav1.GetControllerOf(pvc); owner == nil || owner.UID != inst.UID || owner.Kind != "DatabaseInstance" {
+				t.Fatalf("PVC owner %+v: deleting the instance must delete its clone", owner)
+			}
+			if !reflect.DeepEqual(pvc.Spec, claim.Spec) || !reflect.DeepEqual(mergeLabels(claim.Labels, selectorLabels(inst)), pvc.Labels) {
+				t.Fatalf("PVC %+v differs from the claim template %+v", pvc, claim)
+			}
 			if claim.Name != tc.wantClaim || claim.Spec.DataSource.Name != "shop-r4" || *claim.Spec.DataSource.APIGroup != "snapshot.storage.k8s.io" ||
 				claim.Spec.Resources.Requests.Storage().String() != "20Gi" || *claim.Spec.StorageClassName != "zfs" ||
 				claim.Labels[myaasv1.LabelRevision] != "4" || claim.Labels[myaasv1.LabelRole] != myaasv1.RoleInstanceData {

@@ -40,6 +40,12 @@ func newInstance(t *testing.T, ns, name, template string, mutate ...func(*myaasv
 // playInstancePod creates the StatefulSet's pod, Ready, as the StatefulSet controller and kubelet would.
 func playInstancePod(t *testing.T, ns, instance string) *corev1.Pod {
 	t.Helper()
+	return playInstancePodWith(t, ns, instance, true)
+}
+
+// playInstancePodWith creates the pod with its server container running, Ready or not yet probed.
+func playInstancePodWith(t *testing.T, ns, instance string, ready bool) *corev1.Pod {
+	t.Helper()
 	sts := &appsv1.StatefulSet{}
 	eventually(t, 20*time.Second, "statefulset", func() error {
 		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: instance}, sts)
@@ -70,7 +76,13 @@ func playInstancePod(t *testing.T, ns, instance string) *corev1.Pod {
 	}
 	pod.Status.Phase = corev1.PodRunning
 	pod.Status.PodIP = "127.0.0.1"
-	pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+		Name: builder.DatabaseContainer, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0",
+		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+	}}
+	if ready {
+		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+	}
 	if err := k8s.Status().Update(bg, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +218,35 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 	}
 	if !hasEvent(eventsFor(t, ns, "feature-login"), EventReady) {
 		t.Fatal("no Ready event")
+	}
+}
+
+// The operator's login is what Ready means: it does not wait for the kubelet's next probe.
+func TestInstanceReadyOnceTheServerAcceptsTheLoginBeforeThePodProbe(t *testing.T) {
+	requireEnv(t)
+	srv := mariadbtest.Start(t)
+	startManager(t, Options{Address: loopbackTo(srv)})
+	ns := newNamespace(t)
+	newTemplate(t, ns, "shop")
+	importRevision(t, ns, "shop", 1)
+	newInstance(t, ns, "early", "shop")
+	creds := credentials(t, ns, "early")
+	playInstancePodWith(t, ns, "early", false)
+	eventually(t, 20*time.Second, "starting while the server refuses the login", func() error {
+		got := getInstance(t, ns, "early")
+		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonStarting)
+	})
+	if hasEvent(eventsFor(t, ns, "early"), EventLoginFailed) {
+		t.Fatal("a server still starting was reported as refusing the credentials")
+	}
+	grant(t, srv, creds)
+	eventually(t, 20*time.Second, "ready with the pod not yet probed", func() error {
+		got := getInstance(t, ns, "early")
+		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified)
+	})
+	svc := &corev1.Service{}
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "early"}, svc); err != nil || !svc.Spec.PublishNotReadyAddresses {
+		t.Fatalf("the Service must route to the pod before its probe passes (err %v)", err)
 	}
 }
 

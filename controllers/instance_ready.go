@@ -79,7 +79,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, ins
 		return notReady(myaasv1.InstanceCloning, myaasv1.ReasonCloning,
 			fmt.Sprintf("cloning revision %d (snapshot %s) and starting the server", src.revision.Revision, src.revision.SnapshotName))
 	}
-	if !podReady(pod) || pod.Status.PodIP == "" {
+	if pod.Status.PodIP == "" || !(podReady(pod) || containerRunning(pod, builder.DatabaseContainer)) {
 		return notReady(myaasv1.InstanceStarting, myaasv1.ReasonStarting, "the server is starting")
 	}
 
@@ -90,6 +90,12 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, ins
 	addr := r.Address(pod, src.engine.Port())
 	user, password, db := string(secret.Data[builder.SecretKeyUsername]), string(secret.Data[builder.SecretKeyPassword]), string(secret.Data[builder.SecretKeyDatabase])
 	if err := r.Verifier.Verify(ctx, addr, user, password, db); err != nil {
+		if !podReady(pod) {
+			// The server is still starting: trying again shortly is faster than waiting for the
+			// kubelet's next probe, and the login is what Ready means anyway.
+			_, _ = notReady(myaasv1.InstanceStarting, myaasv1.ReasonStarting, "the server is starting")
+			return ctrl.Result{RequeueAfter: startingPollInterval}, nil
+		}
 		msg := fmt.Sprintf("the server runs but the Secret's credentials do not work: %v", err)
 		if c := readyCondition(inst); c == nil || c.Reason != myaasv1.ReasonLoginFailed {
 			r.Recorder.Event(inst, corev1.EventTypeWarning, EventLoginFailed, msg)
@@ -111,6 +117,19 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, ins
 	setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified,
 		fmt.Sprintf("logged in as %s to revision %d of %s", user, src.revision.Revision, src.template.Name))
 	return ctrl.Result{}, nil
+}
+
+// startingPollInterval paces login attempts while the server starts: it starts in well under a
+// second on a clone, so a coarser interval would dominate the time to Ready.
+const startingPollInterval = 200 * time.Millisecond
+
+func containerRunning(pod *corev1.Pod, name string) bool {
+	for _, c := range pod.Status.ContainerStatuses {
+		if c.Name == name {
+			return c.State.Running != nil
+		}
+	}
+	return false
 }
 
 func podReady(pod *corev1.Pod) bool {

@@ -41,7 +41,9 @@ func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, inst *m
 	inst.Status.ReadyAt = nil
 	inst.Status.TimeToReady = nil
 	inst.Status.ProvisioningStartedAt = nil
-	return nil, nil
+	// The new clone is made by the next reconcile, once this status is stored: were the write lost
+	// after the new StatefulSet existed, the retry would take the fresh clone for the old data.
+	return &ctrl.Result{RequeueAfter: time.Millisecond}, nil
 }
 
 // deleteData deletes the StatefulSet and the instance's clone PVCs. It reports done once the

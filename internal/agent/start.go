@@ -75,7 +75,8 @@ func startCommand(o startOptions) (string, []string, error) {
 	if st, err := os.Stat(filepath.Join(o.datadir, "mysql")); err != nil || !st.IsDir() {
 		return "", nil, fmt.Errorf("%s holds no database: the clone of the template's snapshot is missing or empty", o.datadir)
 	}
-	if err := eng.PrepareClone(o.datadir); err != nil {
+	keep, err := eng.PrepareClone(o.datadir)
+	if err != nil {
 		return "", nil, err
 	}
 	extra, err := serverOptions(o.serverOptions)
@@ -105,6 +106,7 @@ func startCommand(o startOptions) (string, []string, error) {
 		fmt.Sprintf("--port=%d", o.port),
 		"--init-file=" + initFile,
 	}, eng.ServingOptions(bufferPoolSize(), uint32(o.serverID))...)
+	args = append(args, keep...)
 	args = append(args, extra...)
 	if runAsRoot() {
 		args = append(args, "--user=root")

@@ -122,6 +122,14 @@ func TestCloneGetsItsOwnCredentialsAndIdentity(t *testing.T) {
 	if err := login(bob, "bob", "pw-bob-1", "bobdb"); err != nil {
 		t.Fatalf("bob's own database was not created: %v", err)
 	}
+	// A clone that rewrote its redo log would own a private copy of it: no longer copy-on-write.
+	var logSize int64
+	if err := db.QueryRow("SELECT @@innodb_log_file_size").Scan(&logSize); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(filepath.Join(template, "ib_logfile0")); err != nil || st.Size() != logSize {
+		t.Fatalf("clone runs with a %d-byte redo log, the template has %v (%v)", logSize, st.Size(), err)
+	}
 
 	// A restart with a rotated password: idempotent, and only the new password works.
 	stopAlice()

@@ -101,6 +101,9 @@ func CredentialsSecret(inst *myaasv1.DatabaseInstance, eng engine.Engine, creds 
 	}
 }
 
+// DatabaseContainer is the name of the container running the server in an instance's pod.
+const DatabaseContainer = "database"
+
 // InstanceService exposes the instance's server.
 func InstanceService(inst *myaasv1.DatabaseInstance, eng engine.Engine) *corev1.Service {
 	svcType := inst.Spec.ServiceType
@@ -118,6 +121,9 @@ func InstanceService(inst *myaasv1.DatabaseInstance, eng engine.Engine) *corev1.
 		Spec: corev1.ServiceSpec{
 			Type:     svcType,
 			Selector: selectorLabels(inst),
+			// The instance's Ready condition, set once the operator has logged in, is the gate
+			// clients wait for; it may come before the kubelet's next probe marks the pod Ready.
+			PublishNotReadyAddresses: true,
 			Ports: []corev1.ServicePort{{
 				Name: "mysql", Port: eng.Port(), TargetPort: intstr.FromString("mysql"), Protocol: corev1.ProtocolTCP,
 			}},
@@ -189,7 +195,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 					EnableServiceLinks:            ptr.To(false),
 					InitContainers:                []corev1.Container{installContainer(p.AgentImage)},
 					Containers: []corev1.Container{{
-						Name:            "database",
+						Name:            DatabaseContainer,
 						Image:           p.Image,
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						Command:         []string{agentBinary},

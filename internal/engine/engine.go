@@ -35,8 +35,10 @@ type Engine interface {
 	AfterLoadSQL() []string
 	// CredentialSQL sets the instance's users; it runs at every start and must be idempotent.
 	CredentialSQL(c Credentials) []string
-	// PrepareClone gives a cloned datadir its own identity before the server starts.
-	PrepareClone(datadir string) error
+	// PrepareClone gives a cloned datadir its own identity before the server starts, and returns
+	// the server options that keep the clone as it is (a server that rewrites files at start
+	// makes every clone pay for private copies of them).
+	PrepareClone(datadir string) ([]string, error)
 }
 
 // Credentials of one instance.

@@ -58,12 +58,20 @@ func (MariaDB) AfterLoadSQL() []string  { return nil }
 func (MariaDB) CredentialSQL(c Credentials) []string { return credentialSQL(c) }
 
 // PrepareClone drops files that would make clones share an identity or state: the image's
-// healthcheck credentials and stale pid/socket files.
-func (MariaDB) PrepareClone(datadir string) error {
+// healthcheck credentials and stale pid/socket files. The redo log keeps the size the import gave
+// it: with any other size MariaDB writes a new log file at start, a private copy in every clone.
+func (MariaDB) PrepareClone(datadir string) ([]string, error) {
 	for _, f := range []string{".my-healthcheck.cnf", "mysqld.pid", "mysql.sock"} {
 		if err := os.Remove(filepath.Join(datadir, f)); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("prepare clone: %w", err)
+			return nil, fmt.Errorf("prepare clone: %w", err)
 		}
 	}
-	return nil
+	st, err := os.Stat(filepath.Join(datadir, "ib_logfile0"))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prepare clone: %w", err)
+	}
+	return []string{fmt.Sprintf("--innodb-log-file-size=%d", st.Size())}, nil
 }

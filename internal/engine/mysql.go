@@ -54,11 +54,11 @@ func (MySQL) AfterLoadSQL() []string  { return []string{"ALTER INSTANCE ENABLE I
 func (MySQL) CredentialSQL(c Credentials) []string { return credentialSQL(c) }
 
 // PrepareClone removes auto.cnf so that each clone gets its own server_uuid.
-func (MySQL) PrepareClone(datadir string) error {
+func (MySQL) PrepareClone(datadir string) ([]string, error) {
 	for _, f := range []string{"auto.cnf", "mysqld.pid", "mysql.sock"} {
 		if err := os.Remove(filepath.Join(datadir, f)); err != nil && !os.IsNotExist(err) {
-			return fmt.Errorf("prepare clone: %w", err)
+			return nil, fmt.Errorf("prepare clone: %w", err)
 		}
 	}
-	return nil
+	return nil, nil
 }

@@ -305,7 +305,7 @@ start_storage() {
   node=$(hostname)
   mkdir -p "$STATE/btrfs"
   truncate -s "$BTRFS_SIZE" "$STATE/btrfs.img"
-  mkfs.btrfs -q -f "$STATE/btrfs.img"
+  mkfs.btrfs -q -f "$STATE/btrfs.img" >/dev/null
   mount -o loop "$STATE/btrfs.img" "$STATE/btrfs"
   crd_dir=$(cd "$root/hack/tools/external-snapshotter" && go list -m -f '{{.Dir}}' github.com/kubernetes-csi/external-snapshotter/client/v8)/config/crd
   for f in "$crd_dir"/snapshot.storage.k8s.io_*.yaml; do kubectl apply --server-side -f "$f" >/dev/null; done
@@ -337,7 +337,9 @@ metadata:
   annotations: {storageclass.kubernetes.io/is-default-class: "true"}
 provisioner: $DRIVER
 reclaimPolicy: Delete
-volumeBindingMode: WaitForFirstConsumer
+# One node: nothing to wait for. Binding at once lets the clone be made while the pod is created,
+# where WaitForFirstConsumer would add a scheduling round trip to every instance.
+volumeBindingMode: Immediate
 ---
 apiVersion: snapshot.storage.k8s.io/v1
 kind: VolumeSnapshotClass

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
@@ -40,6 +41,9 @@ func summarizeTemplate(t *myaasv1.DatabaseTemplate) {
 		st.Progress = fmt.Sprintf("r%d %s", ci.Revision, ci.Phase)
 		if p := ci.Progress; p != nil && p.Percent != "" {
 			st.Progress += " " + p.Percent
+		} else if p != nil && p.BytesDone > 0 {
+			// A streamed source has no known size: the bytes loaded still show it moving.
+			st.Progress += " " + resource.NewQuantity(p.BytesDone&^(1<<20-1), resource.BinarySI).String()
 		}
 	default:
 		if c := meta.FindStatusCondition(st.Conditions, myaasv1.ConditionImporting); c == nil || c.Status == metav1.ConditionTrue {

@@ -56,6 +56,8 @@ func TestSummarizeTemplate(t *testing.T) {
 		{"new", myaasv1.DatabaseTemplateStatus{}, metav1.ConditionFalse, myaasv1.ReasonNoRevisionYet, metav1.ConditionFalse, ""},
 		{"first import loading", myaasv1.DatabaseTemplateStatus{CurrentImport: &myaasv1.CurrentImport{Revision: 1, Phase: myaasv1.ImportPhaseLoading,
 			Progress: &myaasv1.ImportProgress{Percent: "10%"}}}, metav1.ConditionFalse, myaasv1.ReasonNoRevisionYet, metav1.ConditionTrue, "r1 Loading 10%"},
+		{"streamed source of unknown size", myaasv1.DatabaseTemplateStatus{CurrentImport: &myaasv1.CurrentImport{Revision: 1, Phase: myaasv1.ImportPhaseLoading,
+			Progress: &myaasv1.ImportProgress{BytesDone: 938967040}}}, metav1.ConditionFalse, myaasv1.ReasonNoRevisionYet, metav1.ConditionTrue, "r1 Loading 895Mi"},
 		{"first import failed", myaasv1.DatabaseTemplateStatus{LastFailure: &myaasv1.FailedImport{Revision: 1, Message: "boom"}},
 			metav1.ConditionFalse, myaasv1.ReasonImportJobFailed, metav1.ConditionFalse, "r1 failed"},
 		{"serving r2 while r3 snapshots", myaasv1.DatabaseTemplateStatus{LatestRevision: 2, CurrentImport: &myaasv1.CurrentImport{Revision: 3, Phase: myaasv1.ImportPhaseSnapshotting}},

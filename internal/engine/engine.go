@@ -77,11 +77,13 @@ func FindBinary(names []string) (string, error) {
 }
 
 // commonOptions are shared by both engines' import and serving configurations. Native AIO
-// misbehaves on copy-on-write file systems, which is where every datadir here lives.
+// misbehaves on copy-on-write file systems, which is where every datadir here lives. The temporary
+// tablespace is written in full at every start: kept small, it costs each clone 1 MB, not 12.
 func commonOptions(bufferPool int64) []string {
 	return []string{
 		"--skip-log-bin",
 		"--innodb-use-native-aio=0",
+		"--innodb-temp-data-file-path=ibtmp1:1M:autoextend",
 		fmt.Sprintf("--innodb-buffer-pool-size=%d", bufferPool),
 		"--character-set-server=utf8mb4",
 		"--max-allowed-packet=1073741824",

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -107,6 +108,8 @@ func ptrOr(r *ctrl.Result) ctrl.Result {
 	return *r
 }
 
+const instanceWorkers = 8
+
 // SetupWithManager registers the controller and what it watches.
 func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Address == nil {
@@ -133,6 +136,9 @@ func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// A template that gets its first revision, or comes into existence, unblocks its instances.
 		Watches(&myaasv1.DatabaseTemplate{}, handler.EnqueueRequestsFromMapFunc(r.instancesOfTemplate)).
 		Named("databaseinstance").
+		// Instances are independent and a reconcile mostly waits on the network (a login to a
+		// starting server): one worker would make 20 instances applied at once wait in line.
+		WithOptions(controller.Options{MaxConcurrentReconciles: instanceWorkers}).
 		Complete(r)
 }
 

@@ -39,6 +39,7 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, i
 		RestoreSize:      resource.MustParse(size.String()),
 		StorageClassName: src.template.Spec.Storage.StorageClassName,
 		NodeAffinity:     src.nodeAffinity,
+		AgentInVolume:    src.revision.AgentImage != "" && src.revision.AgentImage == r.AgentImage,
 	}
 	if err := r.ensureClaim(ctx, builder.InstanceClaim(inst, params)); err != nil {
 		return err

@@ -128,11 +128,12 @@ func (r *DatabaseTemplateReconciler) startImportIfDue(ctx context.Context, t *my
 		t.Status.HandledRefreshJob = refreshJob
 	}
 	t.Status.CurrentImport = &myaasv1.CurrentImport{
-		Revision:  n,
-		Phase:     myaasv1.ImportPhaseProvisioning,
-		Trigger:   trigger,
-		SpecHash:  ImportSpecHash(t.Spec),
-		StartedAt: metav1.NewTime(r.Clock.Now()),
+		Revision:   n,
+		Phase:      myaasv1.ImportPhaseProvisioning,
+		Trigger:    trigger,
+		SpecHash:   ImportSpecHash(t.Spec),
+		StartedAt:  metav1.NewTime(r.Clock.Now()),
+		AgentImage: r.AgentImage,
 	}
 	log.FromContext(ctx).Info("starting import", "revision", n, "trigger", trigger)
 	r.Recorder.Eventf(t, corev1.EventTypeNormal, EventImportStarted, "Importing revision %d (%s)", n, trigger)

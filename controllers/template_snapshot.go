@@ -45,6 +45,7 @@ func (r *DatabaseTemplateReconciler) reconcileSnapshot(ctx context.Context, t *m
 		DumpBytes:      ci.DumpBytes,
 		Size:           ci.DataSize,
 		RestoreSize:    st.RestoreSize,
+		AgentImage:     ci.AgentImage,
 	}
 	t.Status.Revisions = append(t.Status.Revisions, rev)
 	t.Status.LatestRevision = ci.Revision

@@ -207,6 +207,10 @@ type TemplateRevision struct {
 	RestoreSize *resource.Quantity `json:"restoreSize,omitempty"`
 	// Instances cloned from this revision that still exist.
 	Instances int32 `json:"instances"`
+	// AgentImage whose agent the import left in the revision's volume; instances started by the
+	// same image run it from their clone instead of copying it in with an init container.
+	// +optional
+	AgentImage string `json:"agentImage,omitempty"`
 }
 
 // ImportPhase is the step an import is at.
@@ -263,6 +267,9 @@ type CurrentImport struct {
 	DumpBytes int64 `json:"dumpBytes,omitempty"`
 	// +optional
 	DataSize *resource.Quantity `json:"dataSize,omitempty"`
+	// AgentImage running the import.
+	// +optional
+	AgentImage string `json:"agentImage,omitempty"`
 }
 
 // FailedImport records the last import that failed; its Job and PVC are kept for inspection

@@ -34,6 +34,7 @@ type importOptions struct {
 	progressAddr   string
 	terminationLog string
 	postImportFile string
+	keepAgent      string
 	logInterval    time.Duration
 	// serverLog receives the server's own log; the pod's log in production.
 	serverLog io.Writer
@@ -60,6 +61,7 @@ func parseImportFlags(args []string) (importOptions, error) {
 	fs.StringVar(&o.terminationLog, "termination-log", "/dev/termination-log", "file receiving the outcome")
 	fs.StringVar(&o.postImportFile, "post-import-sql-file", "/etc/myaas/post-import/post-import.sql", "SQL script run after the load, if present")
 	fs.DurationVar(&o.logInterval, "log-interval", 5*time.Second, "how often progress is logged")
+	fs.StringVar(&o.keepAgent, "keep-agent", "", "copy this binary there, into the template volume, for the clones to run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -113,6 +115,11 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (im
 	}
 	t.setTotal(total)
 
+	if o.keepAgent != "" {
+		if err := Install(o.keepAgent); err != nil {
+			return importReport{}, fmt.Errorf("keep the agent in the template volume: %w", err)
+		}
+	}
 	if err := initDatadir(ctx, eng, o.datadir); err != nil {
 		return importReport{}, err
 	}

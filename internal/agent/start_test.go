@@ -80,9 +80,16 @@ func TestCloneGetsItsOwnCredentialsAndIdentity(t *testing.T) {
 	dump, _ := sourceDumpSmall()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "d.sql"), dump, 0o644)
-	template, _, err := runImportInto(t, importOptions{source: sourceConfig{dir: dir, glob: "d.sql"}})
+	keep := filepath.Join(t.TempDir(), ".myaas", "myaas")
+	template, _, err := runImportInto(t, importOptions{source: sourceConfig{dir: dir, glob: "d.sql"}, keepAgent: keep})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The clones run the agent the import left in the template volume.
+	self, _ := os.Executable()
+	kept, err := os.Stat(keep)
+	if want, serr := os.Stat(self); err != nil || serr != nil || kept.Size() != want.Size() || kept.Mode()&0o111 == 0 {
+		t.Fatalf("agent kept in the volume: %v %v", kept, err)
 	}
 	// The template as imported: root without a password, as every clone starts out.
 	tmplSrv := serveDatadir(t, copyDir(t, template))

@@ -3,6 +3,7 @@ package builder
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 
 	"github.com/go-sql-driver/mysql"
@@ -147,6 +148,9 @@ type StatefulSetParams struct {
 	// NodeAffinity copied from the template volume's PV: node-local drivers can only clone on the
 	// node that holds the snapshot.
 	NodeAffinity *corev1.NodeAffinity
+	// AgentInVolume: the revision's volume holds the agent of AgentImage, so the pod runs it from
+	// its clone. Without an init container the server starts a kubelet sync loop earlier.
+	AgentInVolume bool
 }
 
 // InstanceStatefulSet runs the instance's server on a volume cloned from the revision's snapshot.
@@ -154,6 +158,26 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 	labels := InstanceLabels(inst)
 	podLabels := mergeLabels(labels, map[string]string{myaasv1.LabelRevision: strconv.Itoa(int(p.Revision))})
 	claimTemplate := instanceClaimTemplate(inst, p)
+	agent := agentBinary
+	initContainers := []corev1.Container{installContainer(p.AgentImage)}
+	mounts := []corev1.VolumeMount{
+		{Name: claimTemplate.Name, MountPath: dataMountPath},
+		{Name: volumeRun, MountPath: runDir},
+		{Name: volumeBin, MountPath: agentBinDir, ReadOnly: true},
+		{Name: volumeCreds, MountPath: credentialsPath, ReadOnly: true},
+	}
+	volumes := []corev1.Volume{
+		emptyDirVolume(volumeRun),
+		emptyDirVolume(volumeBin),
+		{Name: volumeCreds, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: CredentialsSecretName(inst.Name), DefaultMode: ptr.To[int32](0o440),
+		}}},
+	}
+	if p.AgentInVolume {
+		agent, initContainers = agentInVolume, nil
+		mounts = slices.DeleteFunc(mounts, func(m corev1.VolumeMount) bool { return m.Name == volumeBin })
+		volumes = slices.DeleteFunc(volumes, func(v corev1.Volume) bool { return v.Name == volumeBin })
+	}
 	replicas := int32(1)
 	if inst.Spec.Suspend {
 		replicas = 0
@@ -193,12 +217,12 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 					Affinity:                      affinity,
 					TerminationGracePeriodSeconds: ptr.To[int64](30),
 					EnableServiceLinks:            ptr.To(false),
-					InitContainers:                []corev1.Container{installContainer(p.AgentImage)},
+					InitContainers:                initContainers,
 					Containers: []corev1.Container{{
 						Name:            DatabaseContainer,
 						Image:           p.Image,
 						ImagePullPolicy: corev1.PullIfNotPresent,
-						Command:         []string{agentBinary},
+						Command:         []string{agent},
 						Args:            args,
 						Env:             []corev1.EnvVar{memoryLimitEnv("database")},
 						Ports:           []corev1.ContainerPort{{Name: "mysql", ContainerPort: p.Engine.Port(), Protocol: corev1.ProtocolTCP}},
@@ -206,27 +230,16 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 						// The probe logs in with the instance's own credentials, so Ready means usable.
 						ReadinessProbe: &corev1.Probe{
 							ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{
-								agentBinary, "agent", "probe", "--engine=" + p.Engine.Name(), "--credentials-dir=" + credentialsPath,
+								agent, "agent", "probe", "--engine=" + p.Engine.Name(), "--credentials-dir=" + credentialsPath,
 							}}},
 							PeriodSeconds:    1,
 							TimeoutSeconds:   5,
 							FailureThreshold: 3,
 						},
-						VolumeMounts: []corev1.VolumeMount{
-							{Name: claimTemplate.Name, MountPath: dataMountPath},
-							{Name: volumeRun, MountPath: runDir},
-							{Name: volumeBin, MountPath: agentBinDir, ReadOnly: true},
-							{Name: volumeCreds, MountPath: credentialsPath, ReadOnly: true},
-						},
+						VolumeMounts:    mounts,
 						SecurityContext: containerSecurityContext(),
 					}},
-					Volumes: []corev1.Volume{
-						emptyDirVolume(volumeRun),
-						emptyDirVolume(volumeBin),
-						{Name: volumeCreds, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-							SecretName: CredentialsSecretName(inst.Name), DefaultMode: ptr.To[int32](0o440),
-						}}},
-					},
+					Volumes: volumes,
 				},
 			},
 			VolumeClaimTemplates: []corev1.PersistentVolumeClaim{claimTemplate},

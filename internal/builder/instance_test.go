@@ -176,3 +176,37 @@ func TestNamesAndServerID(t *testing.T) {
 		t.Fatal("names changed: existing objects would no longer be found after an upgrade")
 	}
 }
+
+func TestInstanceStatefulSetRunsTheAgentFromTheCloneWhenItIsTheSame(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		agentInVolume bool
+		wantAgent     string
+		wantInit      int
+	}{
+		{name: "revision imported by another agent image: copy the current one in", wantAgent: "/opt/myaas/bin/myaas", wantInit: 1},
+		{name: "revision imported by this agent image: run it from the clone", agentInVolume: true, wantAgent: "/var/lib/myaas/.myaas/myaas"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sts := InstanceStatefulSet(instance(nil), StatefulSetParams{
+				Engine: mustEngine(t, "mariadb"), Image: "mariadb:11.4", AgentImage: "myaas:v1",
+				Revision: 1, SnapshotName: "shop-r1", RestoreSize: resource.MustParse("1Gi"), AgentInVolume: tc.agentInVolume,
+			})
+			pod := sts.Spec.Template.Spec
+			c := pod.Containers[0]
+			if len(pod.InitContainers) != tc.wantInit || c.Command[0] != tc.wantAgent || c.ReadinessProbe.Exec.Command[0] != tc.wantAgent {
+				t.Fatalf("init containers %d, command %v, probe %v", len(pod.InitContainers), c.Command, c.ReadinessProbe.Exec.Command)
+			}
+			for _, v := range pod.Volumes {
+				if v.Name == volumeBin && tc.wantInit == 0 {
+					t.Fatal("an agent volume nobody fills")
+				}
+			}
+			for _, m := range c.VolumeMounts {
+				if m.MountPath == dataMountPath && !strings.HasPrefix(tc.wantAgent, m.MountPath) && tc.agentInVolume {
+					t.Fatalf("the agent %s is not in the data volume %s", tc.wantAgent, m.MountPath)
+				}
+			}
+		})
+	}
+}

@@ -12,6 +12,9 @@ import (
 const (
 	agentBinDir      = "/opt/myaas/bin"
 	agentBinary      = agentBinDir + "/myaas"
+	// agentInVolume is where the import leaves a copy of the agent, in the volume every clone
+	// shares copy-on-write: a clone's pod can start without an init container.
+	agentInVolume = dataMountPath + "/.myaas/myaas"
 	dataMountPath    = "/var/lib/myaas"
 	dataDir          = dataMountPath + "/data"
 	runDir           = "/run/myaas"

@@ -84,6 +84,7 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv
 		"--datadir=" + dataDir,
 		"--run-dir=" + runDir,
 		fmt.Sprintf("--progress-addr=:%d", progressPort),
+		"--keep-agent=" + agentInVolume,
 	}
 	volumes := []corev1.Volume{
 		{Name: volumeData, VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{

@@ -40,9 +40,10 @@ func TestImportJob(t *testing.T) {
 		deadline   *int64
 	}{
 		{
-			name:       "PVC source with the default image",
-			wantImage:  "mariadb:11.4",
-			wantArgs:   []string{"--engine=mariadb", "--source-dir=/source", "--source-glob=nightly/*.sql.gz", "--datadir=/var/lib/myaas/data", "--progress-addr=:8090"},
+			name:      "PVC source with the default image",
+			wantImage: "mariadb:11.4",
+			wantArgs: []string{"--engine=mariadb", "--source-dir=/source", "--source-glob=nightly/*.sql.gz", "--datadir=/var/lib/myaas/data", "--progress-addr=:8090",
+				"--keep-agent=/var/lib/myaas/.myaas/myaas"},
 			wantMounts: []string{"/var/lib/myaas", "/run/myaas", "/opt/myaas/bin", "/source"},
 		},
 		{
@@ -120,6 +121,9 @@ func TestImportJob(t *testing.T) {
 			}
 			if envValue(c.Env, "MYAAS_MEMORY_LIMIT") != "resource:limits.memory" {
 				t.Error("memory limit not passed to the agent")
+			}
+			if envValue(c.Env, "MYAAS_VOLUME_BYTES") != "21474836480" {
+				t.Errorf("volume size %q not passed to the agent: its redo log must fit", envValue(c.Env, "MYAAS_VOLUME_BYTES"))
 			}
 			var mounts []string
 			for _, m := range c.VolumeMounts {

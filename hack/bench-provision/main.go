@@ -19,19 +19,18 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/test/e2e/fixture"
 )
 
 const namespace = "myaas-bench"
@@ -154,27 +153,8 @@ func (b *bench) freshNamespace(ctx context.Context) error {
 }
 
 func (b *bench) dumpServer(ctx context.Context) error {
-	labels := map[string]string{"app": "dumpserver"}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "dumpserver"},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "dumpserver", Image: "localhost/myaas/dumpserver:dev", ImagePullPolicy: corev1.PullIfNotPresent,
-					Command: []string{"/dumpserver", "serve", "--rows=1000"},
-					Ports:   []corev1.ContainerPort{{ContainerPort: 8080}},
-					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-						Path: "/healthz", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
-				}}},
-			},
-		},
-	}
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "dumpserver"},
-		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
-	}
+	// The large dump is generated while it is sent (/generated.sql): the server holds only a small one.
+	dep, svc := fixture.DumpServer(namespace, 1000, 0)
 	for _, o := range []client.Object{dep, svc} {
 		if err := b.c.Create(ctx, o); err != nil {
 			return err

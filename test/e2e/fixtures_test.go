@@ -8,15 +8,14 @@ import (
 	"testing"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/myaas/myaas/test/e2e/dumpgen"
+	"github.com/myaas/myaas/test/e2e/fixture"
 )
 
 // The dump every source serves: a few MB, so an import takes seconds.
@@ -26,27 +25,7 @@ var shopDump = dumpgen.Spec{Database: "shop", Rows: 100000, Seed: 1}
 // slows the download so that an import lasts long enough to be watched or interrupted.
 func startDumpServer(t *testing.T, ns string, rate int) string {
 	t.Helper()
-	labels := map[string]string{"app": "dumpserver"}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dumpserver"},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{
-					Name: "dumpserver", Image: dumpImage, ImagePullPolicy: corev1.PullIfNotPresent,
-					Command: []string{"/dumpserver", "serve", "--rows=" + strconv.Itoa(shopDump.Rows), "--seed=1", "--rate=" + strconv.Itoa(rate)},
-					Ports:   []corev1.ContainerPort{{ContainerPort: 8080}},
-					ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-						Path: "/healthz", Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1},
-				}}},
-			},
-		},
-	}
-	svc := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "dumpserver"},
-		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Port: 8080, TargetPort: intstr.FromInt32(8080)}}},
-	}
+	dep, svc := fixture.DumpServer(ns, shopDump.Rows, rate)
 	for _, o := range []client.Object{dep, svc} {
 		if err := k8s.Create(ctx, o); err != nil {
 			t.Fatal(err)
@@ -82,7 +61,7 @@ func dumpsPVC(t *testing.T, ns string) string {
 			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 				RestartPolicy: corev1.RestartPolicyNever,
 				Containers: []corev1.Container{{
-					Name: "write", Image: dumpImage, ImagePullPolicy: corev1.PullIfNotPresent,
+					Name: "write", Image: fixture.DumpServerImage, ImagePullPolicy: corev1.PullIfNotPresent,
 					Command:      []string{"/dumpserver", "write", "--dir=/dumps", "--rows=" + strconv.Itoa(shopDump.Rows), "--seed=1"},
 					VolumeMounts: []corev1.VolumeMount{{Name: "dumps", MountPath: "/dumps"}},
 				}},

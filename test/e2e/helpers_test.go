@@ -41,7 +41,6 @@ var (
 const (
 	storageClass  = "myaas-btrfs"
 	snapshotClass = "myaas-btrfs"
-	dumpImage     = "localhost/myaas/dumpserver:dev"
 )
 
 func TestMain(m *testing.M) {

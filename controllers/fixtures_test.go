@@ -170,7 +170,7 @@ func playSnapshotReady(t *testing.T, ns, template string, n int32, restoreSize s
 func importRevision(t *testing.T, ns, template string, n int32) {
 	t.Helper()
 	job := waitForImportJob(t, ns, template, n)
-	playImportPod(t, job, terminatedPod(`{"bytesRead":1048576,"files":1,"durationSeconds":3.5,"datadirBytes":52428800}`, 0))
+	playImportPod(t, job, terminatedPod(`{"bytesRead":1048576,"files":1,"durationSeconds":3.5,"datadirBytes":52428800,"agentSHA256":"`+testAgentSHA256+`"}`, 0))
 	playJobFinished(t, job, true)
 	playSnapshotReady(t, ns, template, n, "2Gi")
 	waitForLatestRevision(t, ns, template, n)
@@ -358,3 +358,7 @@ func deleteInstance(t *testing.T, inst *myaasv1.DatabaseInstance) {
 		playPVCProtection(t, pvc.Namespace, pvc.Name)
 	}
 }
+
+// testAgentSHA256 stands for the manager's binary: imports played by the tests report it as the
+// agent they kept in the template volume.
+const testAgentSHA256 = "5e1f0000000000000000000000000000000000000000000000000000000000a1"

@@ -30,6 +30,8 @@ type DatabaseInstanceReconciler struct {
 	Clock    clock.PassiveClock
 	// AgentImage is the image holding the myaas binary, copied into every database pod.
 	AgentImage string
+	// AgentSHA256 identifies that binary: a revision whose volume holds the same one needs no copy.
+	AgentSHA256 string
 	// Verifier logs in to a running instance.
 	Verifier CredentialVerifier
 	// Address says where to reach a pod's server; PodAddress unless set.

@@ -39,7 +39,7 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, i
 		RestoreSize:      resource.MustParse(size.String()),
 		StorageClassName: src.template.Spec.Storage.StorageClassName,
 		NodeAffinity:     src.nodeAffinity,
-		AgentInVolume:    src.revision.AgentImage != "" && src.revision.AgentImage == r.AgentImage,
+		AgentInVolume:    src.revision.AgentSHA256 != "" && src.revision.AgentSHA256 == r.AgentSHA256,
 	}
 	if err := r.ensureClaim(ctx, builder.InstanceClaim(inst, params)); err != nil {
 		return err

@@ -2,7 +2,12 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -14,7 +19,10 @@ import (
 type Options struct {
 	// AgentImage holds the myaas binary copied into database pods.
 	AgentImage string
-	Clock      clock.PassiveClock
+	// AgentSHA256 of the binary in AgentImage; by default that of the running manager, which is
+	// the same binary when AgentImage is the manager's own image.
+	AgentSHA256 string
+	Clock       clock.PassiveClock
 	// Verifier and Address default to logging in over the pod network.
 	Verifier CredentialVerifier
 	Address  func(pod *corev1.Pod, port int32) string
@@ -24,6 +32,13 @@ type Options struct {
 
 // Setup registers the indexes and both controllers with the manager.
 func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
+	if o.AgentSHA256 == "" {
+		sum, err := SelfSHA256()
+		if err != nil {
+			return err
+		}
+		o.AgentSHA256 = sum
+	}
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
@@ -47,12 +62,32 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	return (&DatabaseInstanceReconciler{
-		Client:     mgr.GetClient(),
-		Scheme:     mgr.GetScheme(),
-		Recorder:   mgr.GetEventRecorderFor("databaseinstance-controller"),
-		Clock:      o.Clock,
-		AgentImage: o.AgentImage,
-		Verifier:   o.Verifier,
-		Address:    o.Address,
+		Client:      mgr.GetClient(),
+		Scheme:      mgr.GetScheme(),
+		Recorder:    mgr.GetEventRecorderFor("databaseinstance-controller"),
+		Clock:       o.Clock,
+		AgentImage:  o.AgentImage,
+		AgentSHA256: o.AgentSHA256,
+		Verifier:    o.Verifier,
+		Address:     o.Address,
 	}).SetupWithManager(mgr)
+}
+
+// SelfSHA256 is the hex SHA-256 of the running binary, as the import agent reports the copy it
+// keeps in a template volume.
+func SelfSHA256() (string, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("locate the manager binary: %w", err)
+	}
+	f, err := os.Open(self)
+	if err != nil {
+		return "", fmt.Errorf("read the manager binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("read the manager binary: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -132,6 +132,9 @@ func startManager(t *testing.T, o Options) *testManager {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if o.AgentSHA256 == "" {
+		o.AgentSHA256 = testAgentSHA256
+	}
 	if o.AgentImage == "" {
 		o.AgentImage = "localhost/myaas/manager:test"
 	}

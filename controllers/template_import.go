@@ -128,12 +128,11 @@ func (r *DatabaseTemplateReconciler) startImportIfDue(ctx context.Context, t *my
 		t.Status.HandledRefreshJob = refreshJob
 	}
 	t.Status.CurrentImport = &myaasv1.CurrentImport{
-		Revision:   n,
-		Phase:      myaasv1.ImportPhaseProvisioning,
-		Trigger:    trigger,
-		SpecHash:   ImportSpecHash(t.Spec),
-		StartedAt:  metav1.NewTime(r.Clock.Now()),
-		AgentImage: r.AgentImage,
+		Revision:  n,
+		Phase:     myaasv1.ImportPhaseProvisioning,
+		Trigger:   trigger,
+		SpecHash:  ImportSpecHash(t.Spec),
+		StartedAt: metav1.NewTime(r.Clock.Now()),
 	}
 	log.FromContext(ctx).Info("starting import", "revision", n, "trigger", trigger)
 	r.Recorder.Eventf(t, corev1.EventTypeNormal, EventImportStarted, "Importing revision %d (%s)", n, trigger)
@@ -227,6 +226,7 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, t *
 	case jobHasCondition(job, batchv1.JobComplete):
 		report := parseImportReport(terminationMessage(pod, "import"))
 		ci.DumpBytes = report.BytesRead
+		ci.AgentSHA256 = report.AgentSHA256
 		if report.DatadirBytes > 0 {
 			ci.DataSize = resource.NewQuantity(report.DatadirBytes, resource.BinarySI)
 		}
@@ -321,6 +321,7 @@ type importReport struct {
 	Files           int     `json:"files"`
 	DurationSeconds float64 `json:"durationSeconds"`
 	DatadirBytes    int64   `json:"datadirBytes"`
+	AgentSHA256     string  `json:"agentSHA256"`
 }
 
 func parseImportReport(msg string) importReport {

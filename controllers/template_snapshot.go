@@ -45,7 +45,7 @@ func (r *DatabaseTemplateReconciler) reconcileSnapshot(ctx context.Context, t *m
 		DumpBytes:      ci.DumpBytes,
 		Size:           ci.DataSize,
 		RestoreSize:    st.RestoreSize,
-		AgentImage:     ci.AgentImage,
+		AgentSHA256:    ci.AgentSHA256,
 	}
 	t.Status.Revisions = append(t.Status.Revisions, rev)
 	t.Status.LatestRevision = ci.Revision

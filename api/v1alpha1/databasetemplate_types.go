@@ -207,10 +207,10 @@ type TemplateRevision struct {
 	RestoreSize *resource.Quantity `json:"restoreSize,omitempty"`
 	// Instances cloned from this revision that still exist.
 	Instances int32 `json:"instances"`
-	// AgentImage whose agent the import left in the revision's volume; instances started by the
-	// same image run it from their clone instead of copying it in with an init container.
+	// AgentSHA256 of the agent the import left in the revision's volume: a manager with the same
+	// binary starts instances with it, from their clone, instead of copying its own in.
 	// +optional
-	AgentImage string `json:"agentImage,omitempty"`
+	AgentSHA256 string `json:"agentSHA256,omitempty"`
 }
 
 // ImportPhase is the step an import is at.
@@ -267,9 +267,9 @@ type CurrentImport struct {
 	DumpBytes int64 `json:"dumpBytes,omitempty"`
 	// +optional
 	DataSize *resource.Quantity `json:"dataSize,omitempty"`
-	// AgentImage running the import.
+	// AgentSHA256 of the agent the import left in the volume.
 	// +optional
-	AgentImage string `json:"agentImage,omitempty"`
+	AgentSHA256 string `json:"agentSHA256,omitempty"`
 }
 
 // FailedImport records the last import that failed; its Job and PVC are kept for inspection

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +24,9 @@ type importReport struct {
 	Files           int     `json:"files"`
 	DurationSeconds float64 `json:"durationSeconds"`
 	DatadirBytes    int64   `json:"datadirBytes"`
+	// AgentSHA256 of the agent kept in the template volume, for the controller to know whether
+	// clones can run it.
+	AgentSHA256 string `json:"agentSHA256,omitempty"`
 }
 
 // importOptions are the flags of `agent import`.
@@ -115,9 +120,13 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (im
 	}
 	t.setTotal(total)
 
+	var agentSum string
 	if o.keepAgent != "" {
 		if err := Install(o.keepAgent); err != nil {
 			return importReport{}, fmt.Errorf("keep the agent in the template volume: %w", err)
+		}
+		if agentSum, err = fileSHA256(o.keepAgent); err != nil {
+			return importReport{}, err
 		}
 	}
 	if err := initDatadir(ctx, eng, o.datadir); err != nil {
@@ -180,6 +189,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (im
 		Files:           len(files),
 		DurationSeconds: now().Sub(started).Seconds(),
 		DatadirBytes:    size,
+		AgentSHA256:     agentSum,
 	}, nil
 }
 
@@ -244,4 +254,17 @@ func dirSize(dir string) (int64, error) {
 		return nil
 	})
 	return n, err
+}
+
+func fileSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("checksum %s: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }

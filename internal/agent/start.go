@@ -91,6 +91,10 @@ func startCommand(o startOptions) (string, []string, error) {
 	if err := os.WriteFile(initFile, []byte(sql), 0o600); err != nil {
 		return "", nil, fmt.Errorf("write init file: %w", err)
 	}
+	scratch, err := filepath.Rel(o.datadir, o.runDir)
+	if err != nil {
+		return "", nil, fmt.Errorf("run dir %s relative to the datadir: %w", o.runDir, err)
+	}
 	bin, err := engine.FindBinary(eng.ServerBinaries())
 	if err != nil {
 		return "", nil, err
@@ -105,7 +109,7 @@ func startCommand(o startOptions) (string, []string, error) {
 		"--bind-address=0.0.0.0",
 		fmt.Sprintf("--port=%d", o.port),
 		"--init-file=" + initFile,
-	}, eng.ServingOptions(bufferPoolSize(), uint32(o.serverID))...)
+	}, eng.ServingOptions(bufferPoolSize(), uint32(o.serverID), scratch)...)
 	args = append(args, keep...)
 	args = append(args, extra...)
 	if runAsRoot() {

@@ -81,7 +81,7 @@ func TestCloneGetsItsOwnCredentialsAndIdentity(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "d.sql"), dump, 0o644)
 	keep := filepath.Join(t.TempDir(), ".myaas", "myaas")
-	template, _, err := runImportInto(t, importOptions{source: sourceConfig{dir: dir, glob: "d.sql"}, keepAgent: keep})
+	template, report, err := runImportInto(t, importOptions{source: sourceConfig{dir: dir, glob: "d.sql"}, keepAgent: keep})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +90,9 @@ func TestCloneGetsItsOwnCredentialsAndIdentity(t *testing.T) {
 	kept, err := os.Stat(keep)
 	if want, serr := os.Stat(self); err != nil || serr != nil || kept.Size() != want.Size() || kept.Mode()&0o111 == 0 {
 		t.Fatalf("agent kept in the volume: %v %v", kept, err)
+	}
+	if sum, err := fileSHA256(self); err != nil || report.AgentSHA256 != sum {
+		t.Fatalf("reported agent %q, the binary is %q (%v): the controller could not trust the copy", report.AgentSHA256, sum, err)
 	}
 	// The template as imported: root without a password, as every clone starts out.
 	tmplSrv := serveDatadir(t, copyDir(t, template))
@@ -136,6 +139,9 @@ func TestCloneGetsItsOwnCredentialsAndIdentity(t *testing.T) {
 	}
 	if st, err := os.Stat(filepath.Join(template, "ib_logfile0")); err != nil || st.Size() != logSize {
 		t.Fatalf("clone runs with a %d-byte redo log, the template has %v (%v)", logSize, st.Size(), err)
+	}
+	if _, err := os.Stat(filepath.Join(aliceDir, "ibtmp1")); err == nil {
+		t.Fatal("the temporary tablespace, rewritten at every start, was put in the cloned volume")
 	}
 
 	// A restart with a rotated password: idempotent, and only the new password works.

@@ -224,7 +224,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 						ImagePullPolicy: corev1.PullIfNotPresent,
 						Command:         []string{agent},
 						Args:            args,
-						Env:             []corev1.EnvVar{memoryLimitEnv("database")},
+						Env:             instanceMemoryEnv(inst.Spec.Resources),
 						Ports:           []corev1.ContainerPort{{Name: "mysql", ContainerPort: p.Engine.Port(), Protocol: corev1.ProtocolTCP}},
 						Resources:       inst.Spec.Resources,
 						// The probe logs in with the instance's own credentials, so Ready means usable.

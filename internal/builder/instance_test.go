@@ -210,3 +210,25 @@ func TestInstanceStatefulSetRunsTheAgentFromTheCloneWhenItIsTheSame(t *testing.T
 		})
 	}
 }
+
+func TestInstanceBufferPoolFollowsItsOwnMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		resources corev1.ResourceRequirements
+		want      []corev1.EnvVar
+	}{
+		{name: "no limit: the agent's default, not the node's memory"},
+		{name: "limit", resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}},
+			want: []corev1.EnvVar{{Name: "MYAAS_MEMORY_LIMIT", Value: "1073741824"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sts := InstanceStatefulSet(instance(func(i *myaasv1.DatabaseInstance) { i.Spec.Resources = tc.resources }), StatefulSetParams{
+				Engine: mustEngine(t, "mariadb"), Image: "mariadb:11.4", AgentImage: "myaas:v1", Revision: 1, SnapshotName: "shop-r1",
+				RestoreSize: resource.MustParse("1Gi"),
+			})
+			if got := sts.Spec.Template.Spec.Containers[0].Env; !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("env %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package builder
 import (
 	"fmt"
 	"sort"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
@@ -10,11 +11,11 @@ import (
 
 // Paths inside the pods, shared with the agent (see internal/agent).
 const (
-	agentBinDir      = "/opt/myaas/bin"
-	agentBinary      = agentBinDir + "/myaas"
+	agentBinDir = "/opt/myaas/bin"
+	agentBinary = agentBinDir + "/myaas"
 	// agentInVolume is where the import leaves a copy of the agent, in the volume every clone
 	// shares copy-on-write: a clone's pod can start without an init container.
-	agentInVolume = dataMountPath + "/.myaas/myaas"
+	agentInVolume    = dataMountPath + "/.myaas/myaas"
 	dataMountPath    = "/var/lib/myaas"
 	dataDir          = dataMountPath + "/data"
 	runDir           = "/run/myaas"
@@ -83,6 +84,17 @@ func memoryLimitEnv(container string) corev1.EnvVar {
 			ContainerName: container, Resource: "limits.memory",
 		}},
 	}
+}
+
+// instanceMemoryEnv passes the instance's memory limit, if it has one. Without a limit the
+// downward API would report the whole node, and every clone would size its buffer pool for it:
+// twenty instances starting at once would each set up a pool of most of the node's memory.
+func instanceMemoryEnv(res corev1.ResourceRequirements) []corev1.EnvVar {
+	limit, ok := res.Limits[corev1.ResourceMemory]
+	if !ok {
+		return nil
+	}
+	return []corev1.EnvVar{{Name: "MYAAS_MEMORY_LIMIT", Value: strconv.FormatInt(limit.Value(), 10)}}
 }
 
 // serverOptionArgs renders the template's server options in a stable order, so the pod template

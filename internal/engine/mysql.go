@@ -39,8 +39,9 @@ func (MySQL) BulkLoadOptions(bufferPool, logBytes int64) []string {
 	)
 }
 
-func (MySQL) ServingOptions(bufferPool int64, serverID uint32) []string {
+func (MySQL) ServingOptions(bufferPool int64, serverID uint32, scratchDir string) []string {
 	return append(commonOptions(bufferPool),
+		temporaryTablespace(scratchDir),
 		fmt.Sprintf("--server-id=%d", serverID),
 		"--innodb-flush-log-at-trx-commit=2",
 		// Warming the buffer pool from the template's page list reads data no client asked for

@@ -27,6 +27,10 @@ CNI_NETWORK=myaas-dev
 # The rules, chains and links this cluster creates carry these names, so cleanup can find them
 # even when a previous run died without its state dir.
 CNI_CONF_DIR=$STATE/cni/net.d
+# containerd of its own (root, state, socket), so that a containerd the machine already runs for
+# something else is neither used nor touched.
+CONTAINERD_STATE=/run/myaas-dev/containerd
+CONTAINERD_SOCKET=/run/myaas-dev/containerd.sock
 
 log() { printf '%s [dev-cluster] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -61,7 +65,7 @@ kill_pidfiles() {
 kill_pod_processes() {
   # Containers outlive containerd's shims; with the cgroupfs driver they all sit under kubepods.
   local procs
-  pkill -KILL -f 'containerd-shim-runc-v2 -namespace k8s.io' 2>/dev/null || true
+  pkill -KILL -f "containerd-shim-runc-v2 -namespace k8s.io .*-address $CONTAINERD_SOCKET" 2>/dev/null || true
   procs=$(cat /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs \
     /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs 2>/dev/null | sort -u || true)
   [ -z "$procs" ] || kill -KILL $procs 2>/dev/null || true
@@ -100,13 +104,13 @@ remove_network() {
 cleanup() {
   kill_pidfiles
   kill_pod_processes
-  unmount_under /var/lib/kubelet /run/containerd /var/lib/containerd /run/netns "$STATE"
+  unmount_under /var/lib/kubelet /run/myaas-dev /run/netns "$STATE"
   local dev
   for dev in $(losetup -a 2>/dev/null | awk -F: -v f="$STATE/btrfs.img" 'index($0, f) {print $1}'); do
     losetup -d "$dev" 2>/dev/null || true
   done
   remove_network
-  rm -rf "$STATE" /var/lib/kubelet /var/lib/containerd /run/containerd /var/lib/cni
+  rm -rf "$STATE" /var/lib/kubelet /run/myaas-dev /var/lib/cni/networks/"$CNI_NETWORK"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -228,7 +232,11 @@ start_containerd() {
       -e 's|bin_dir = "/opt/cni/bin"|bin_dir = "/usr/lib/cni"|' \
       -e "s|conf_dir = \"/etc/cni/net.d\"|conf_dir = \"$CNI_CONF_DIR\"|" \
       -e 's|sandbox_image = ".*"|sandbox_image = "localhost/myaas/pause:3.10"|' \
-      -e 's/SystemdCgroup = true/SystemdCgroup = false/' >"$STATE/containerd/config.toml"
+      -e 's/SystemdCgroup = true/SystemdCgroup = false/' \
+      -e "s|^root = .*|root = \"$STATE/containerd/root\"|" \
+      -e "s|^state = .*|state = \"$CONTAINERD_STATE\"|" \
+      -e "s|^  address = \"/run/containerd/containerd.sock\"|  address = \"$CONTAINERD_SOCKET\"|" >"$STATE/containerd/config.toml"
+  grep -q "address = \"$CONTAINERD_SOCKET\"" "$STATE/containerd/config.toml" || die "containerd config: socket not moved"
   grep -q 'restrict_oom_score_adj = true' "$STATE/containerd/config.toml" || die "containerd config: restrict_oom_score_adj not set"
   cat >"$CNI_CONF_DIR/10-myaas.conflist" <<EOF
 {
@@ -243,7 +251,7 @@ start_containerd() {
 }
 EOF
   start containerd containerd --config "$STATE/containerd/config.toml"
-  wait_for containerd 30 ctr --address /run/containerd/containerd.sock version
+  wait_for containerd 30 ctr --address "$CONTAINERD_SOCKET" version
 }
 
 declare -A IMAGES=(
@@ -259,7 +267,7 @@ load_images() {
     tar=$root/bin/images/$image.tar
     [ -f "$tar" ] || die "$tar is missing: run hack/build-images.sh $image"
     # The archive names the image itself (org.opencontainers.image.ref.name).
-    ctr -n k8s.io images import "$tar" >/dev/null
+    ctr --address "$CONTAINERD_SOCKET" -n k8s.io images import "$tar" >/dev/null
     log "image ${IMAGES[$image]} imported"
   done
 }
@@ -274,7 +282,7 @@ kind: KubeletConfiguration
 cgroupDriver: cgroupfs
 failCgroupV1: false
 failSwapOn: false
-containerRuntimeEndpoint: unix:///run/containerd/containerd.sock
+containerRuntimeEndpoint: unix://$CONTAINERD_SOCKET
 enforceNodeAllocatable: []
 localStorageCapacityIsolation: false
 authentication:

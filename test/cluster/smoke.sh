@@ -130,12 +130,12 @@ smoke() {
 
 leftovers() {
   local found=0
-  if grep -qE " (/var/lib/kubelet|/run/containerd|/var/lib/containerd|$STATE)[ /]" /proc/self/mounts; then
-    grep -E " (/var/lib/kubelet|/run/containerd|/var/lib/containerd|$STATE)[ /]" /proc/self/mounts >&2; found=1
+  if grep -qE " (/var/lib/kubelet|/run/myaas-dev|$STATE)[ /]" /proc/self/mounts; then
+    grep -E " (/var/lib/kubelet|/run/myaas-dev|$STATE)[ /]" /proc/self/mounts >&2; found=1
   fi
   if losetup -a | grep -q "$STATE"; then losetup -a >&2; found=1; fi
-  if pgrep -f -- "$STATE/" >/dev/null || pgrep -x containerd >/dev/null || pgrep -x kubelet >/dev/null; then
-    ps -ef | grep -E "$STATE/|containerd|kubelet" | grep -v grep >&2; found=1
+  if pgrep -f -- "$STATE/|/run/myaas-dev/" >/dev/null || pgrep -x kubelet >/dev/null; then
+    ps -ef | grep -E "$STATE/|/run/myaas-dev/|kubelet" | grep -v grep >&2; found=1
   fi
   if ip link show myaas0 >/dev/null 2>&1; then log "bridge myaas0 left"; found=1; fi
   if iptables-save 2>/dev/null | grep -qE 'KUBE-|CNI-'; then log "iptables rules left"; found=1; fi

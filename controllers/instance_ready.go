@@ -79,7 +79,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, ins
 		return notReady(myaasv1.InstanceCloning, myaasv1.ReasonCloning,
 			fmt.Sprintf("cloning revision %d (snapshot %s) and starting the server", src.revision.Revision, src.revision.SnapshotName))
 	}
-	if pod.Status.PodIP == "" || !(podReady(pod) || containerRunning(pod, builder.DatabaseContainer)) {
+	if pod.Status.PodIP == "" || (!podReady(pod) && !containerRunning(pod, builder.DatabaseContainer)) {
 		return notReady(myaasv1.InstanceStarting, myaasv1.ReasonStarting, "the server is starting")
 	}
 

@@ -240,7 +240,7 @@ func (b *bench) floor(ctx context.Context, template string, runs int) (time.Dura
 		sock := filepath.Join(os.TempDir(), fmt.Sprintf("bench-floor-%d.sock", i))
 		start := time.Now()
 		if out, err := exec.CommandContext(ctx, "btrfs", "subvolume", "snapshot", snap, clone).CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("snapshot: %v: %s", err, out)
+			return 0, fmt.Errorf("snapshot: %w: %s", err, out)
 		}
 		server := exec.CommandContext(ctx, "mariadbd", "--no-defaults", "--user=root", "--datadir="+clone+"/data",
 			"--socket="+sock, "--skip-networking", "--skip-grant-tables", "--innodb-use-native-aio=0",
@@ -257,7 +257,7 @@ func (b *bench) floor(ctx context.Context, template string, runs int) (time.Dura
 		_ = server.Process.Kill()
 		_ = server.Wait()
 		if out, derr := exec.CommandContext(ctx, "btrfs", "subvolume", "delete", clone).CombinedOutput(); derr != nil {
-			return 0, fmt.Errorf("delete %s: %v: %s", clone, derr, out)
+			return 0, fmt.Errorf("delete %s: %w: %s", clone, derr, out)
 		}
 		if err != nil {
 			return 0, err
@@ -326,7 +326,7 @@ func (b *bench) concurrent(ctx context.Context, template string, n int) (time.Du
 
 func (b *bench) btrfsUsed() (int64, error) {
 	if out, err := exec.Command("btrfs", "filesystem", "sync", b.btrfsRoot).CombinedOutput(); err != nil {
-		return 0, fmt.Errorf("btrfs sync: %v: %s", err, out)
+		return 0, fmt.Errorf("btrfs sync: %w: %s", err, out)
 	}
 	out, err := exec.Command("btrfs", "filesystem", "usage", "-b", b.btrfsRoot).Output()
 	if err != nil {
@@ -348,7 +348,7 @@ func poll(ctx context.Context, timeout time.Duration, what string, done func() (
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not reached within %s (last error: %v)", what, timeout, err)
+			return fmt.Errorf("%s: not reached within %s (last error: %w)", what, timeout, err)
 		}
 		select {
 		case <-ctx.Done():

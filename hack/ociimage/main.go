@@ -345,7 +345,7 @@ func writeLayer(f *os.File, entries map[string]*entry, epoch time.Time, compress
 	for _, name := range names {
 		e := entries[name]
 		hdr, src, err := header(e, func(st *syscall.Stat_t) (string, bool) {
-			key := inode{uint64(st.Dev), st.Ino}
+			key := inode{st.Dev, st.Ino}
 			if first, ok := links[key]; ok {
 				return first, true
 			}

@@ -137,12 +137,12 @@ func startDriver(t *testing.T) *harness {
 // start runs the driver on h's filesystem and socket; cfg supplies anything else.
 func (h *harness) start(t *testing.T, cfg Config) {
 	t.Helper()
-	var out io.Writer = io.Discard
+	logs := io.Discard
 	if testing.Verbose() {
-		out = os.Stderr
+		logs = os.Stderr
 	}
 	cfg.Endpoint, cfg.Root, cfg.NodeID = "unix://"+h.sock, h.root, testNode
-	cfg.Logger = slog.New(slog.NewTextHandler(out, nil))
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Run(ctx, cfg) }()

@@ -89,12 +89,9 @@ func (c *controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequ
 		}
 		sourceID, sourceSize, sourcePath = snap.ID, snap.Capacity, d.store.path(kindSnapshot, snap.ID)
 	case *csi.VolumeContentSource_Volume:
-		vol, err := d.store.get(kindVolume, src.Volume.GetVolumeId())
+		vol, err := d.existingVolume(src.Volume.GetVolumeId(), "source volume")
 		if err != nil {
-			return nil, internal(err)
-		}
-		if vol == nil {
-			return nil, status.Errorf(codes.NotFound, "source volume %q not found", src.Volume.GetVolumeId())
+			return nil, err
 		}
 		sourceID, sourceSize, sourcePath = vol.ID, vol.Capacity, d.store.path(kindVolume, vol.ID)
 	default:
@@ -198,12 +195,8 @@ func (c *controller) ValidateVolumeCapabilities(_ context.Context, req *csi.Vali
 	if len(req.GetVolumeCapabilities()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "volume capabilities are required")
 	}
-	rec, err := c.d.store.get(kindVolume, req.GetVolumeId())
-	if err != nil {
-		return nil, internal(err)
-	}
-	if rec == nil {
-		return nil, status.Errorf(codes.NotFound, "volume %q not found", req.GetVolumeId())
+	if _, err := c.d.existingVolume(req.GetVolumeId(), "volume"); err != nil {
+		return nil, err
 	}
 	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
 		return &csi.ValidateVolumeCapabilitiesResponse{Message: status.Convert(err).Message()}, nil
@@ -251,12 +244,9 @@ func (c *controller) ControllerExpandVolume(ctx context.Context, req *csi.Contro
 	d := c.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	rec, err := d.store.get(kindVolume, req.GetVolumeId())
+	rec, err := d.existingVolume(req.GetVolumeId(), "volume")
 	if err != nil {
-		return nil, internal(err)
-	}
-	if rec == nil {
-		return nil, status.Errorf(codes.NotFound, "volume %q not found", req.GetVolumeId())
+		return nil, err
 	}
 	// Shrinking below the data already written would leave a volume that refuses every write.
 	size, err := capacityFor(req.GetCapacityRange(), rec.Capacity)
@@ -297,12 +287,9 @@ func (c *controller) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshot
 		}
 		return &csi.CreateSnapshotResponse{Snapshot: snapshot(existing)}, nil
 	}
-	vol, err := d.store.get(kindVolume, req.GetSourceVolumeId())
+	vol, err := d.existingVolume(req.GetSourceVolumeId(), "source volume")
 	if err != nil {
-		return nil, internal(err)
-	}
-	if vol == nil {
-		return nil, status.Errorf(codes.NotFound, "source volume %q not found", req.GetSourceVolumeId())
+		return nil, err
 	}
 	path := d.store.path(kindSnapshot, id)
 	if err := d.clearLeftover(ctx, path); err != nil {
@@ -362,4 +349,17 @@ func (c *controller) ListSnapshots(_ context.Context, req *csi.ListSnapshotsRequ
 		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: snapshot(r)})
 	}
 	return resp, nil
+}
+
+// existingVolume is the record of a volume a request names, or the CSI error for a missing one;
+// what says which volume it is in the message ("volume", "source volume").
+func (d *driver) existingVolume(id, what string) (*record, error) {
+	rec, err := d.store.get(kindVolume, id)
+	if err != nil {
+		return nil, internal(err)
+	}
+	if rec == nil {
+		return nil, status.Errorf(codes.NotFound, "%s %q not found", what, id)
+	}
+	return rec, nil
 }

@@ -56,12 +56,9 @@ func (n *node) NodePublishVolume(_ context.Context, req *csi.NodePublishVolumeRe
 		return nil, err
 	}
 	d := n.d
-	rec, err := d.store.get(kindVolume, req.GetVolumeId())
+	rec, err := d.existingVolume(req.GetVolumeId(), "volume")
 	if err != nil {
-		return nil, internal(err)
-	}
-	if rec == nil {
-		return nil, status.Errorf(codes.NotFound, "volume %q not found", req.GetVolumeId())
+		return nil, err
 	}
 	readOnly := req.GetReadonly() || req.GetVolumeCapability().GetAccessMode().GetMode() == csi.VolumeCapability_AccessMode_SINGLE_NODE_READER_ONLY
 	target := filepath.Clean(req.GetTargetPath())
@@ -153,12 +150,9 @@ func (n *node) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeSta
 		return nil, status.Error(codes.InvalidArgument, "volume path is required")
 	}
 	d := n.d
-	rec, err := d.store.get(kindVolume, req.GetVolumeId())
+	rec, err := d.existingVolume(req.GetVolumeId(), "volume")
 	if err != nil {
-		return nil, internal(err)
-	}
-	if rec == nil {
-		return nil, status.Errorf(codes.NotFound, "volume %q not found", req.GetVolumeId())
+		return nil, err
 	}
 	if _, err := os.Stat(req.GetVolumePath()); err != nil {
 		return nil, status.Errorf(codes.NotFound, "volume path %s: %v", req.GetVolumePath(), err)

@@ -34,7 +34,7 @@ type DatabaseInstanceReconciler struct {
 	AgentSHA256 string
 	// Verifier logs in to a running instance.
 	Verifier CredentialVerifier
-	// Address says where to reach a pod's server; PodAddress unless set.
+	// Address says where to reach a pod's server; unless set, through the instance's Service.
 	Address func(pod *corev1.Pod, port int32) string
 	// NewPassword makes the instance's passwords; RandomPassword unless set.
 	NewPassword func() (string, error)
@@ -114,9 +114,6 @@ const instanceWorkers = 8
 
 // SetupWithManager registers the controller and what it watches.
 func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Address == nil {
-		r.Address = PodAddress
-	}
 	if r.NewPassword == nil {
 		r.NewPassword = RandomPassword
 	}

@@ -438,3 +438,36 @@ func redactIn(s string, creds map[string]string) string {
 	}
 	return s
 }
+
+// Ready must mean "clients can connect the way the Secret says": through the Service.
+func TestReadinessLoginGoesThroughTheService(t *testing.T) {
+	requireEnv(t)
+	ns := newNamespace(t)
+	r := &DatabaseInstanceReconciler{Client: k8s}
+	pod := &corev1.Pod{Status: corev1.PodStatus{PodIP: "10.244.0.9"}}
+	for _, tc := range []struct {
+		name      string
+		clusterIP string
+		wantPod   bool
+	}{
+		{name: "clusterip"},
+		{name: "headless", clusterIP: corev1.ClusterIPNone, wantPod: true},
+	} {
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: tc.name},
+			Spec:       corev1.ServiceSpec{ClusterIP: tc.clusterIP, Ports: []corev1.ServicePort{{Port: 3306}}},
+		}
+		if err := k8s.Create(bg, svc); err != nil {
+			t.Fatal(err)
+		}
+		inst := &myaasv1.DatabaseInstance{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: tc.name}}
+		got, err := r.serverAddress(bg, inst, pod, 3306)
+		want := svc.Spec.ClusterIP + ":3306"
+		if tc.wantPod {
+			want = "10.244.0.9:3306"
+		}
+		if err != nil || got != want {
+			t.Errorf("%s: login goes to %q, want %q (%v)", tc.name, got, want, err)
+		}
+	}
+}

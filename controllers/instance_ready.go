@@ -53,10 +53,27 @@ func (v MySQLVerifier) Verify(ctx context.Context, addr, user, password, databas
 	return nil
 }
 
-// PodAddress reaches the server on the pod's IP, which works from a manager in the cluster and from
-// one on a node of a local cluster, without waiting for Service endpoints and kube-proxy.
+// PodAddress reaches the server on the pod's IP.
 func PodAddress(pod *corev1.Pod, port int32) string {
 	return net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(port)))
+}
+
+// serverAddress is where the login that makes an instance Ready goes: the Service's cluster IP,
+// the path clients take, so that Ready is not announced before kube-proxy routes the Service to
+// the new pod. That address works from a manager in the cluster and from one on a node. A
+// Service without a cluster IP leaves the pod's own address.
+func (r *DatabaseInstanceReconciler) serverAddress(ctx context.Context, inst *myaasv1.DatabaseInstance, pod *corev1.Pod, port int32) (string, error) {
+	if r.Address != nil {
+		return r.Address(pod, port), nil
+	}
+	svc := &corev1.Service{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.Name}, svc); err != nil {
+		return "", fmt.Errorf("get Service %s: %w", inst.Name, err)
+	}
+	if ip := svc.Spec.ClusterIP; ip != "" && ip != corev1.ClusterIPNone {
+		return net.JoinHostPort(ip, strconv.Itoa(int(port))), nil
+	}
+	return PodAddress(pod, port), nil
 }
 
 // reconcileReadiness reports Ready only after logging in with the Secret's credentials: a Ready
@@ -87,7 +104,10 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, ins
 	if err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.Status.SecretName}, secret); err != nil {
 		return ctrl.Result{}, fmt.Errorf("get Secret %s: %w", inst.Status.SecretName, err)
 	}
-	addr := r.Address(pod, src.engine.Port())
+	addr, err := r.serverAddress(ctx, inst, pod, src.engine.Port())
+	if err != nil {
+		return ctrl.Result{}, err
+	}
 	user, password, db := string(secret.Data[builder.SecretKeyUsername]), string(secret.Data[builder.SecretKeyPassword]), string(secret.Data[builder.SecretKeyDatabase])
 	if err := r.Verifier.Verify(ctx, addr, user, password, db); err != nil {
 		if !podReady(pod) {

@@ -23,7 +23,7 @@ type Options struct {
 	// the same binary when AgentImage is the manager's own image.
 	AgentSHA256 string
 	Clock       clock.PassiveClock
-	// Verifier and Address default to logging in over the pod network.
+	// Verifier and Address default to logging in through the instance's Service.
 	Verifier CredentialVerifier
 	Address  func(pod *corev1.Pod, port int32) string
 	// Progress defaults to asking the import agent over HTTP.

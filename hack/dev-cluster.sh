@@ -90,6 +90,7 @@ remove_network() {
   local ns
   for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns del "$ns" 2>/dev/null || true; done
   ip link del "$BRIDGE" 2>/dev/null || true
+  ip route del blackhole "$SERVICE_CIDR" 2>/dev/null || true
   if [ -x "$K8S/kube-proxy" ]; then "$K8S/kube-proxy" --cleanup >/dev/null 2>&1 || true; fi
   local t
   for t in iptables ip6tables; do
@@ -433,6 +434,9 @@ up() {
   [ -n "$ip" ] || die "no global IPv4 address on this machine for the API server to advertise"
   mkdir -p "$STATE/logs" "$STATE/pids"
   sysctl -qw net.ipv4.ip_forward=1
+  # A service address kube-proxy has not programmed yet must not follow the default route off
+  # the machine: kube-proxy's DNAT happens before routing, so known services are unaffected.
+  ip route add blackhole "$SERVICE_CIDR"
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || log "bridge netfilter not available"
   make_pki "$ip"
   start_control_plane "$ip"

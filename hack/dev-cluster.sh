@@ -305,6 +305,7 @@ EOF
     --hostname-override "$node" --node-ip "$ip" --root-dir /var/lib/kubelet
   start kube-proxy "$K8S/kube-proxy" --kubeconfig "$KUBECONFIG_PATH" --hostname-override "$node" \
     --cluster-cidr "$POD_CIDR" --proxy-mode iptables --conntrack-max-per-core 0 \
+    --iptables-min-sync-period 100ms \
     --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256
   wait_for "node $node to register" 120 kubectl get node "$node"
 }

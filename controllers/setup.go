@@ -2,10 +2,7 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"time"
@@ -13,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/myaas/myaas/internal/agent"
 )
 
 // Options configure both controllers.
@@ -73,21 +72,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	}).SetupWithManager(mgr)
 }
 
-// SelfSHA256 is the hex SHA-256 of the running binary, as the import agent reports the copy it
-// keeps in a template volume.
+// SelfSHA256 is the SHA-256 of the running binary, computed as the import agent computes that of
+// the copy it keeps in a template volume.
 func SelfSHA256() (string, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", fmt.Errorf("locate the manager binary: %w", err)
 	}
-	f, err := os.Open(self)
-	if err != nil {
-		return "", fmt.Errorf("read the manager binary: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("read the manager binary: %w", err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return agent.FileSHA256(self)
 }

@@ -125,7 +125,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (im
 		if err := Install(o.keepAgent); err != nil {
 			return importReport{}, fmt.Errorf("keep the agent in the template volume: %w", err)
 		}
-		if agentSum, err = fileSHA256(o.keepAgent); err != nil {
+		if agentSum, err = FileSHA256(o.keepAgent); err != nil {
 			return importReport{}, err
 		}
 	}
@@ -256,7 +256,9 @@ func dirSize(dir string) (int64, error) {
 	return n, err
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 is the hex SHA-256 of a file: how the import names the agent it keeps in a template
+// volume, and how the manager names its own binary to compare with it.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

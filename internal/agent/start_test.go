@@ -91,7 +91,7 @@ func TestCloneGetsItsOwnCredentialsAndIdentity(t *testing.T) {
 	if want, serr := os.Stat(self); err != nil || serr != nil || kept.Size() != want.Size() || kept.Mode()&0o111 == 0 {
 		t.Fatalf("agent kept in the volume: %v %v", kept, err)
 	}
-	if sum, err := fileSHA256(self); err != nil || report.AgentSHA256 != sum {
+	if sum, err := FileSHA256(self); err != nil || report.AgentSHA256 != sum {
 		t.Fatalf("reported agent %q, the binary is %q (%v): the controller could not trust the copy", report.AgentSHA256, sum, err)
 	}
 	// The template as imported: root without a password, as every clone starts out.

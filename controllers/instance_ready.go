@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/builder"
 )
 
@@ -110,7 +111,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, ins
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	user, password, db := string(secret.Data[builder.SecretKeyUsername]), string(secret.Data[builder.SecretKeyPassword]), string(secret.Data[builder.SecretKeyDatabase])
+	user, password, db := string(secret.Data[agentapi.SecretKeyUsername]), string(secret.Data[agentapi.SecretKeyPassword]), string(secret.Data[agentapi.SecretKeyDatabase])
 	if err := r.Verifier.Verify(ctx, addr, user, password, db); err != nil {
 		if !podReady(pod) {
 			// The server is still starting: trying again shortly is faster than waiting for the

@@ -48,7 +48,7 @@ func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, inst *
 	if err != nil {
 		return err
 	}
-	secret := builder.CredentialsSecret(inst, src.engine, builder.Credentials{Password: password, RootPassword: rootPassword})
+	secret := builder.CredentialsSecret(inst, src.engine, builder.Passwords{Password: password, RootPassword: rootPassword})
 	if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create Secret %s: %w", name, err)
 	}

@@ -19,13 +19,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/builder"
 )
 
 func TestTemplatePipelineReportsProgressAndBecomesReady(t *testing.T) {
 	requireEnv(t)
 	// The agent's progress endpoint, reached the way the controller reaches a pod.
-	progress, _ := json.Marshal(AgentProgress{Phase: "Loading", BytesDone: 42 << 20, BytesTotal: 100 << 20, Percent: 42, ETASeconds: 80, CurrentFile: "shop.sql.gz"})
+	progress, _ := json.Marshal(agentapi.Progress{Step: "Loading", BytesDone: 42 << 20, BytesTotal: 100 << 20, Percent: 42, ETASeconds: 80, CurrentFile: "shop.sql.gz"})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/progress" {
 			http.NotFound(w, r)

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/builder"
 )
 
@@ -315,17 +316,8 @@ func importFailureMessage(job *batchv1.Job, pod *corev1.Pod) string {
 	return fmt.Sprintf("import Job %s failed", job.Name)
 }
 
-// importReport is the agent's one-line JSON summary of a successful import.
-type importReport struct {
-	BytesRead       int64   `json:"bytesRead"`
-	Files           int     `json:"files"`
-	DurationSeconds float64 `json:"durationSeconds"`
-	DatadirBytes    int64   `json:"datadirBytes"`
-	AgentSHA256     string  `json:"agentSHA256"`
-}
-
-func parseImportReport(msg string) importReport {
-	var rep importReport
+func parseImportReport(msg string) agentapi.Report {
+	var rep agentapi.Report
 	_ = json.Unmarshal([]byte(msg), &rep) // the report only adds figures to the status
 	return rep
 }

@@ -14,23 +14,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
-	"github.com/myaas/myaas/internal/builder"
+	"github.com/myaas/myaas/internal/agentapi"
 )
-
-// AgentProgress is the JSON the import agent serves on GET /progress.
-type AgentProgress struct {
-	Phase          string  `json:"phase"`
-	BytesDone      int64   `json:"bytesDone"`
-	BytesTotal     int64   `json:"bytesTotal"`
-	Percent        float64 `json:"percent"`
-	BytesPerSecond float64 `json:"bytesPerSecond"`
-	ETASeconds     float64 `json:"etaSeconds"`
-	CurrentFile    string  `json:"currentFile"`
-}
 
 // ProgressReader reads an import pod's progress.
 type ProgressReader interface {
-	Read(ctx context.Context, pod *corev1.Pod) (*AgentProgress, error)
+	Read(ctx context.Context, pod *corev1.Pod) (*agentapi.Progress, error)
 }
 
 // HTTPProgressReader asks the agent over the pod network, which reaches pods both from a manager
@@ -42,19 +31,19 @@ type HTTPProgressReader struct {
 }
 
 // Read implements ProgressReader.
-func (h HTTPProgressReader) Read(ctx context.Context, pod *corev1.Pod) (*AgentProgress, error) {
+func (h HTTPProgressReader) Read(ctx context.Context, pod *corev1.Pod) (*agentapi.Progress, error) {
 	if pod.Status.PodIP == "" {
 		return nil, fmt.Errorf("pod %s has no IP yet", pod.Name)
 	}
 	port := h.Port
 	if port == 0 {
-		port = builder.ProgressPort
+		port = agentapi.ProgressPort
 	}
 	c := h.Client
 	if c == nil {
 		c = &http.Client{Timeout: 2 * time.Second}
 	}
-	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + "/progress"
+	url := "http://" + net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(port)) + agentapi.ProgressPath
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
@@ -67,7 +56,7 @@ func (h HTTPProgressReader) Read(ctx context.Context, pod *corev1.Pod) (*AgentPr
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("read progress of pod %s: %s", pod.Name, resp.Status)
 	}
-	p := &AgentProgress{}
+	p := &agentapi.Progress{}
 	if err := json.NewDecoder(resp.Body).Decode(p); err != nil {
 		return nil, fmt.Errorf("decode progress of pod %s: %w", pod.Name, err)
 	}
@@ -90,9 +79,9 @@ func (r *DatabaseTemplateReconciler) readProgress(ctx context.Context, t *myaasv
 }
 
 // ProgressStatus renders the agent's figures for the status.
-func ProgressStatus(p *AgentProgress, now metav1.Time) *myaasv1.ImportProgress {
+func ProgressStatus(p *agentapi.Progress, now metav1.Time) *myaasv1.ImportProgress {
 	out := &myaasv1.ImportProgress{
-		Step:        p.Phase,
+		Step:        p.Step,
 		BytesDone:   p.BytesDone,
 		BytesTotal:  p.BytesTotal,
 		CurrentFile: p.CurrentFile,

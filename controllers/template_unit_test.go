@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/agentapi"
 )
 
 func TestImportSpecHashChangesOnlyForWhatChangesTheData(t *testing.T) {
@@ -76,12 +77,12 @@ func TestSummarizeTemplate(t *testing.T) {
 
 func TestProgressStatus(t *testing.T) {
 	now := metav1.Now()
-	got := ProgressStatus(&AgentProgress{Phase: "Loading", BytesDone: 5, BytesTotal: 10, Percent: 49.6, ETASeconds: 200, CurrentFile: "a.sql"}, now)
+	got := ProgressStatus(&agentapi.Progress{Step: "Loading", BytesDone: 5, BytesTotal: 10, Percent: 49.6, ETASeconds: 200, CurrentFile: "a.sql"}, now)
 	if got.Percent != "50%" || got.ETA != "3m20s" || got.Step != "Loading" || got.CurrentFile != "a.sql" {
 		t.Fatalf("%+v", got)
 	}
 	// Unknown total (a stream without Content-Length): no made-up percentage.
-	if got := ProgressStatus(&AgentProgress{Phase: "Loading", BytesDone: 5}, now); got.Percent != "" || got.ETA != "" {
+	if got := ProgressStatus(&agentapi.Progress{Step: "Loading", BytesDone: 5}, now); got.Percent != "" || got.ETA != "" {
 		t.Fatalf("%+v", got)
 	}
 }

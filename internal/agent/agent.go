@@ -16,6 +16,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/myaas/myaas/internal/agentapi"
 )
 
 // Run dispatches an agent subcommand.
@@ -24,11 +26,11 @@ func Run(ctx context.Context, args []string) error {
 		return errors.New("usage: myaas agent import|start|probe [flags]")
 	}
 	switch args[0] {
-	case "import":
+	case agentapi.CommandImport:
 		return runImport(ctx, args[1:])
-	case "start":
+	case agentapi.CommandStart:
 		return runStart(ctx, args[1:])
-	case "probe":
+	case agentapi.CommandProbe:
 		return runProbe(ctx, args[1:])
 	}
 	return fmt.Errorf("unknown agent command %q: want import, start or probe", args[0])
@@ -91,7 +93,7 @@ func serverOptions(opts []string) ([]string, error) {
 // bufferPoolSize takes the larger part of the container's memory: the rest is left for the
 // server's other buffers and the agent. 128 MiB when the limit is unknown.
 func bufferPoolSize() int64 {
-	limit, _ := strconv.ParseInt(os.Getenv("MYAAS_MEMORY_LIMIT"), 10, 64)
+	limit, _ := strconv.ParseInt(os.Getenv(agentapi.EnvMemoryLimit), 10, 64)
 	const unknown = 128 << 20
 	// Without a limit the downward API reports the node's allocatable memory: not ours to take.
 	if limit <= 0 || limit > 64<<30 {
@@ -108,7 +110,7 @@ func redoLogSize(datadir string) (int64, error) {
 		return 0, fmt.Errorf("size of the volume holding %s: %w", datadir, err)
 	}
 	size := int64(st.Blocks) * st.Bsize
-	if declared, _ := strconv.ParseInt(os.Getenv("MYAAS_VOLUME_BYTES"), 10, 64); declared > 0 {
+	if declared, _ := strconv.ParseInt(os.Getenv(agentapi.EnvVolumeBytes), 10, 64); declared > 0 {
 		size = min(size, declared)
 	}
 	return logSizeFor(size), nil

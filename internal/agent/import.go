@@ -15,19 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
 )
-
-// importReport is the one-line JSON written to the termination log on success.
-type importReport struct {
-	BytesRead       int64   `json:"bytesRead"`
-	Files           int     `json:"files"`
-	DurationSeconds float64 `json:"durationSeconds"`
-	DatadirBytes    int64   `json:"datadirBytes"`
-	// AgentSHA256 of the agent kept in the template volume, for the controller to know whether
-	// clones can run it.
-	AgentSHA256 string `json:"agentSHA256,omitempty"`
-}
 
 // importOptions are the flags of `agent import`.
 type importOptions struct {
@@ -48,25 +38,25 @@ type importOptions struct {
 func parseImportFlags(args []string) (importOptions, error) {
 	var o importOptions
 	fs := newFlagSet("import")
-	fs.StringVar(&o.engine, "engine", "mariadb", "database engine: mariadb or mysql")
-	fs.StringVar(&o.datadir, "datadir", "/var/lib/myaas/data", "datadir to create and load")
-	fs.StringVar(&o.runDir, "run-dir", "/run/myaas", "directory for the socket and pid file")
-	fs.StringVar(&o.source.dir, "source-dir", "/source", "mounted volume holding the dumps")
-	fs.StringVar(&o.source.glob, "source-glob", "", "path or glob of the dumps in --source-dir; files load in name order")
-	fs.StringVar(&o.source.url, "source-url", "", "HTTP(S) URL of a dump")
-	fs.StringVar(&o.source.authDir, "source-auth-dir", "", "directory with username, password and headers for the URL")
-	fs.StringVar(&o.source.s3Endpoint, "s3-endpoint", "", "S3 endpoint (host[:port])")
-	fs.StringVar(&o.source.bucket, "s3-bucket", "", "S3 bucket")
-	fs.StringVar(&o.source.s3Key, "s3-key", "", "S3 object key")
-	fs.StringVar(&o.source.s3Prefix, "s3-prefix", "", "S3 prefix: every object under it, in name order")
-	fs.StringVar(&o.source.s3Region, "s3-region", "", "S3 region")
-	fs.BoolVar(&o.source.s3Insecure, "s3-insecure", false, "plain HTTP to the S3 endpoint")
-	fs.Var(&o.serverOptions, "server-option", "server option name=value (repeatable)")
-	fs.StringVar(&o.progressAddr, "progress-addr", ":8090", "address serving GET /progress; empty disables it")
-	fs.StringVar(&o.terminationLog, "termination-log", "/dev/termination-log", "file receiving the outcome")
-	fs.StringVar(&o.postImportFile, "post-import-sql-file", "/etc/myaas/post-import/post-import.sql", "SQL script run after the load, if present")
+	fs.StringVar(&o.engine, agentapi.FlagEngine, "mariadb", "database engine: mariadb or mysql")
+	fs.StringVar(&o.datadir, agentapi.FlagDatadir, agentapi.DataDir, "datadir to create and load")
+	fs.StringVar(&o.runDir, agentapi.FlagRunDir, agentapi.RunDir, "directory for the socket and pid file")
+	fs.StringVar(&o.source.dir, agentapi.FlagSourceDir, agentapi.SourceDir, "mounted volume holding the dumps")
+	fs.StringVar(&o.source.glob, agentapi.FlagSourceGlob, "", "path or glob of the dumps in --source-dir; files load in name order")
+	fs.StringVar(&o.source.url, agentapi.FlagSourceURL, "", "HTTP(S) URL of a dump")
+	fs.StringVar(&o.source.authDir, agentapi.FlagSourceAuthDir, "", "directory with username, password and headers for the URL")
+	fs.StringVar(&o.source.s3Endpoint, agentapi.FlagS3Endpoint, "", "S3 endpoint (host[:port])")
+	fs.StringVar(&o.source.bucket, agentapi.FlagS3Bucket, "", "S3 bucket")
+	fs.StringVar(&o.source.s3Key, agentapi.FlagS3Key, "", "S3 object key")
+	fs.StringVar(&o.source.s3Prefix, agentapi.FlagS3Prefix, "", "S3 prefix: every object under it, in name order")
+	fs.StringVar(&o.source.s3Region, agentapi.FlagS3Region, "", "S3 region")
+	fs.BoolVar(&o.source.s3Insecure, agentapi.FlagS3Insecure, false, "plain HTTP to the S3 endpoint")
+	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
+	fs.StringVar(&o.progressAddr, agentapi.FlagProgressAddr, fmt.Sprintf(":%d", agentapi.ProgressPort), "address serving GET "+agentapi.ProgressPath+"; empty disables it")
+	fs.StringVar(&o.terminationLog, agentapi.FlagTerminationLog, agentapi.TerminationLog, "file receiving the outcome")
+	fs.StringVar(&o.postImportFile, agentapi.FlagPostImportSQLFile, agentapi.PostImportFile, "SQL script run after the load, if present")
 	fs.DurationVar(&o.logInterval, "log-interval", 5*time.Second, "how often progress is logged")
-	fs.StringVar(&o.keepAgent, "keep-agent", "", "copy this binary there, into the template volume, for the clones to run")
+	fs.StringVar(&o.keepAgent, agentapi.FlagKeepAgent, "", "copy this binary there, into the template volume, for the clones to run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -80,39 +70,73 @@ func runImport(ctx context.Context, args []string) error {
 	}
 	report, err := importDumps(ctx, o, time.Now)
 	if err != nil {
-		writeTerminationLog(o.terminationLog, err.Error())
-		return err
+		report = failureReport(ctx, err)
 	}
 	b, _ := json.Marshal(report)
 	writeTerminationLog(o.terminationLog, string(b))
+	if err != nil {
+		return err
+	}
 	log.Printf("import done: %s", b)
 	return nil
+}
+
+// importFailure is an import error with the reason the operator shows in conditions and events.
+type importFailure struct {
+	reason string
+	err    error
+}
+
+func (f *importFailure) Error() string { return f.err.Error() }
+func (f *importFailure) Unwrap() error { return f.err }
+
+func failWith(reason string, err error) error { return &importFailure{reason: reason, err: err} }
+
+// failureReport turns an import error into the report the operator reads. An import stopped from
+// outside (the pod deleted, evicted or preempted) is Interrupted: another attempt may succeed.
+func failureReport(ctx context.Context, err error) agentapi.Report {
+	r := agentapi.Report{Outcome: agentapi.OutcomeFailed, Reason: agentapi.ReasonServerError, Message: err.Error()}
+	var f *importFailure
+	if errors.As(err, &f) {
+		r.Reason = f.reason
+	}
+	if ctx.Err() != nil {
+		r.Outcome, r.Reason = agentapi.OutcomeInterrupted, agentapi.ReasonAgentStopped
+		r.Message = "the import was stopped before it finished: " + r.Message
+	}
+	if r.Reason == agentapi.ReasonSourceStalled {
+		r.Outcome = agentapi.OutcomeInterrupted
+	}
+	if len(r.Message) > agentapi.MaxMessageBytes {
+		r.Message = strings.ToValidUTF8(r.Message[:agentapi.MaxMessageBytes-3], "") + "..."
+	}
+	return r
 }
 
 // importDumps runs the whole import: initialise, start for bulk load, load every file, run the
 // post-import SQL, shut down cleanly. Any failure stops the server and returns a message that
 // names the file, line and statement, and no snapshot will be taken.
-func importDumps(ctx context.Context, o importOptions, now func() time.Time) (importReport, error) {
+func importDumps(ctx context.Context, o importOptions, now func() time.Time) (agentapi.Report, error) {
 	started := now()
 	eng, err := engine.Lookup(o.engine)
 	if err != nil {
-		return importReport{}, err
+		return agentapi.Report{}, err
 	}
 	extra, err := serverOptions(o.serverOptions)
 	if err != nil {
-		return importReport{}, err
+		return agentapi.Report{}, err
 	}
 	t := newTracker(now)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if err := serveProgress(ctx, o.progressAddr, t); err != nil {
-		return importReport{}, err
+		return agentapi.Report{}, err
 	}
 	go logProgress(ctx, t, o.logInterval)
 
 	files, err := o.source.files(ctx)
 	if err != nil {
-		return importReport{}, err
+		return agentapi.Report{}, err
 	}
 	var total int64
 	for _, f := range files {
@@ -123,18 +147,18 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (im
 	var agentSum string
 	if o.keepAgent != "" {
 		if err := Install(o.keepAgent); err != nil {
-			return importReport{}, fmt.Errorf("keep the agent in the template volume: %w", err)
+			return agentapi.Report{}, fmt.Errorf("keep the agent in the template volume: %w", err)
 		}
 		if agentSum, err = FileSHA256(o.keepAgent); err != nil {
-			return importReport{}, err
+			return agentapi.Report{}, err
 		}
 	}
 	if err := initDatadir(ctx, eng, o.datadir); err != nil {
-		return importReport{}, err
+		return agentapi.Report{}, err
 	}
 	logBytes, err := redoLogSize(o.datadir)
 	if err != nil {
-		return importReport{}, err
+		return agentapi.Report{}, err
 	}
 	opts := append(eng.BulkLoadOptions(bufferPoolSize(), logBytes), extra...)
 	serverLog := o.serverLog
@@ -143,7 +167,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (im
 	}
 	srv, err := startServer(ctx, eng, o.datadir, o.runDir, opts, serverLog)
 	if err != nil {
-		return importReport{}, err
+		return agentapi.Report{}, err
 	}
 	ok := false
 	defer func() {
@@ -152,39 +176,40 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (im
 		}
 	}()
 	if err := srv.exec(ctx, eng.BeforeLoadSQL()...); err != nil {
-		return importReport{}, fmt.Errorf("prepare bulk load: %w", err)
+		return agentapi.Report{}, fmt.Errorf("prepare bulk load: %w", err)
 	}
 
-	t.setPhase("Loading")
+	t.setStep(agentapi.StepLoading)
 	for _, f := range files {
 		if err := loadFile(ctx, eng, srv, f, t, &total); err != nil {
-			t.setPhase("Failed")
-			return importReport{}, err
+			t.setStep(agentapi.StepFailed)
+			return agentapi.Report{}, err
 		}
 	}
 
-	t.setPhase("PostImport")
+	t.setStep(agentapi.StepPostImport)
 	if err := runPostImport(ctx, eng, srv, o.postImportFile); err != nil {
-		t.setPhase("Failed")
-		return importReport{}, err
+		t.setStep(agentapi.StepFailed)
+		return agentapi.Report{}, err
 	}
 	if err := srv.dropInitialAccounts(ctx); err != nil {
-		return importReport{}, err
+		return agentapi.Report{}, err
 	}
 	if err := srv.exec(ctx, eng.AfterLoadSQL()...); err != nil {
-		return importReport{}, fmt.Errorf("finish bulk load: %w", err)
+		return agentapi.Report{}, fmt.Errorf("finish bulk load: %w", err)
 	}
-	t.setPhase("ShuttingDown")
+	t.setStep(agentapi.StepShuttingDown)
 	if err := srv.shutdown(ctx); err != nil {
-		return importReport{}, err
+		return agentapi.Report{}, err
 	}
 	ok = true
-	t.setPhase("Done")
+	t.setStep(agentapi.StepDone)
 	size, err := dirSize(o.datadir)
 	if err != nil {
-		return importReport{}, err
+		return agentapi.Report{}, err
 	}
-	return importReport{
+	return agentapi.Report{
+		Outcome:         agentapi.OutcomeSucceeded,
 		BytesRead:       t.snapshot().BytesDone,
 		Files:           len(files),
 		DurationSeconds: now().Sub(started).Seconds(),
@@ -217,7 +242,7 @@ func loadFile(ctx context.Context, eng engine.Engine, srv *server, f dumpFile, t
 
 // runPostImport runs the template's post-import SQL: the inline statements, then the script.
 func runPostImport(ctx context.Context, eng engine.Engine, srv *server, file string) error {
-	if inline := strings.TrimSpace(os.Getenv("MYAAS_POST_IMPORT_SQL")); inline != "" {
+	if inline := strings.TrimSpace(os.Getenv(agentapi.EnvPostImportSQL)); inline != "" {
 		log.Print("running the post-import statements")
 		if err := loadStream(ctx, eng, srv.socket, "spec.postImportSQL.statements", strings.NewReader(inline+"\n")); err != nil {
 			return err

@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/mariadbtest"
 )
 
@@ -117,7 +118,7 @@ func zst(t *testing.T, b []byte) []byte {
 }
 
 // runImportInto imports with the agent into a fresh datadir and returns the outcome.
-func runImportInto(t *testing.T, o importOptions) (string, importReport, error) {
+func runImportInto(t *testing.T, o importOptions) (string, agentapi.Report, error) {
 	t.Helper()
 	mariadbtest.Binaries(t)
 	work := t.TempDir()

@@ -7,23 +7,39 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/myaas/myaas/internal/agentapi"
 )
 
-func runProbe(ctx context.Context, args []string) error {
+// probeOptions are the flags of `agent probe`.
+type probeOptions struct {
+	engine         string
+	credentialsDir string
+	addr           string
+	timeout        time.Duration
+}
+
+func parseProbeFlags(args []string) (probeOptions, error) {
+	var o probeOptions
 	fs := newFlagSet("probe")
-	engineName := fs.String("engine", "mariadb", "database engine")
-	credentialsDir := fs.String("credentials-dir", "/etc/myaas/credentials", "the instance's mounted Secret")
-	addr := fs.String("addr", "127.0.0.1:3306", "server address")
-	timeout := fs.Duration("timeout", 4*time.Second, "give up after")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	_ = engineName // both engines speak the same protocol
-	creds, err := readCredentials(*credentialsDir)
+	fs.StringVar(&o.engine, agentapi.FlagEngine, "mariadb", "database engine")
+	fs.StringVar(&o.credentialsDir, agentapi.FlagCredentialsDir, agentapi.CredentialsDir, "the instance's mounted Secret")
+	fs.StringVar(&o.addr, agentapi.FlagAddr, "127.0.0.1:3306", "server address")
+	fs.DurationVar(&o.timeout, "timeout", 4*time.Second, "give up after")
+	return o, fs.Parse(args)
+}
+
+func runProbe(ctx context.Context, args []string) error {
+	o, err := parseProbeFlags(args)
 	if err != nil {
 		return err
 	}
-	return probe(ctx, *addr, creds.Username, creds.Password, creds.Database, *timeout)
+	// Both engines speak the same protocol: o.engine matters once another engine does not.
+	creds, err := readCredentials(o.credentialsDir)
+	if err != nil {
+		return err
+	}
+	return probe(ctx, o.addr, creds.Username, creds.Password, creds.Database, o.timeout)
 }
 
 // probe logs in with the instance's own credentials: Ready means usable, not merely running.

@@ -11,35 +11,26 @@ import (
 	"net/http"
 	"sync"
 	"time"
-)
 
-// Progress is what the agent reports on GET /progress and in its log.
-type Progress struct {
-	Phase          string  `json:"phase"`
-	BytesDone      int64   `json:"bytesDone"`
-	BytesTotal     int64   `json:"bytesTotal"`
-	Percent        float64 `json:"percent"`
-	BytesPerSecond float64 `json:"bytesPerSecond"`
-	ETASeconds     float64 `json:"etaSeconds"`
-	CurrentFile    string  `json:"currentFile"`
-}
+	"github.com/myaas/myaas/internal/agentapi"
+)
 
 // tracker counts the bytes read from the sources and derives rate and ETA from them.
 type tracker struct {
 	mu      sync.Mutex
-	p       Progress
+	p       agentapi.Progress
 	started time.Time
 	now     func() time.Time
 }
 
 func newTracker(now func() time.Time) *tracker {
-	return &tracker{now: now, started: now(), p: Progress{Phase: "Initializing"}}
+	return &tracker{now: now, started: now(), p: agentapi.Progress{Step: agentapi.StepInitializing}}
 }
 
-func (t *tracker) setPhase(phase string) {
+func (t *tracker) setStep(step string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.p.Phase = phase
+	t.p.Step = step
 }
 
 func (t *tracker) setTotal(total int64) {
@@ -61,7 +52,7 @@ func (t *tracker) add(n int64) {
 }
 
 // snapshot returns the figures as of now.
-func (t *tracker) snapshot() Progress {
+func (t *tracker) snapshot() agentapi.Progress {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	p := t.p
@@ -78,9 +69,9 @@ func (t *tracker) snapshot() Progress {
 	return p
 }
 
-// String is the log line form.
-func (p Progress) String() string {
-	s := fmt.Sprintf("%s %s: %s", p.Phase, p.CurrentFile, mib(p.BytesDone))
+// progressLine is the log line form.
+func progressLine(p agentapi.Progress) string {
+	s := fmt.Sprintf("%s %s: %s", p.Step, p.CurrentFile, mib(p.BytesDone))
 	if p.BytesTotal > 0 {
 		s += fmt.Sprintf(" of %s (%.1f%%)", mib(p.BytesTotal), p.Percent)
 	}
@@ -117,7 +108,7 @@ func serveProgress(ctx context.Context, addr string, t *tracker) error {
 		return fmt.Errorf("progress endpoint %s: %w", addr, err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/progress", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc(agentapi.ProgressPath, func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(t.snapshot())
 	})
@@ -143,7 +134,7 @@ func logProgress(ctx context.Context, t *tracker, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
-			log.Print(t.snapshot())
+			log.Print(progressLine(t.snapshot()))
 		}
 	}
 }

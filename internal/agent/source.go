@@ -15,6 +15,8 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+
+	"github.com/myaas/myaas/internal/agentapi"
 )
 
 // dumpFile is one file of a source, loaded in name order.
@@ -136,8 +138,8 @@ func readAuth(dir string) (httpAuth, error) {
 		b, _ := os.ReadFile(filepath.Join(dir, key))
 		return strings.TrimRight(string(b), "\r\n")
 	}
-	a.user, a.password = read("username"), read("password")
-	sc := bufio.NewScanner(strings.NewReader(read("headers")))
+	a.user, a.password = read(agentapi.SourceKeyUsername), read(agentapi.SourceKeyPassword)
+	sc := bufio.NewScanner(strings.NewReader(read(agentapi.SourceKeyHeaders)))
 	for line := 1; sc.Scan(); line++ {
 		text := strings.TrimSpace(sc.Text())
 		if text == "" {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
 )
 
@@ -26,13 +27,13 @@ type startOptions struct {
 func parseStartFlags(args []string) (startOptions, error) {
 	var o startOptions
 	fs := newFlagSet("start")
-	fs.StringVar(&o.engine, "engine", "mariadb", "database engine: mariadb or mysql")
-	fs.StringVar(&o.datadir, "datadir", "/var/lib/myaas/data", "the cloned datadir")
-	fs.StringVar(&o.runDir, "run-dir", "/run/myaas", "directory for the socket, pid and init file")
-	fs.StringVar(&o.credentialsDir, "credentials-dir", "/etc/myaas/credentials", "the instance's mounted Secret")
-	fs.UintVar(&o.serverID, "server-id", 1, "server_id of this instance")
-	fs.Var(&o.serverOptions, "server-option", "server option name=value (repeatable)")
-	fs.IntVar(&o.port, "port", 3306, "TCP port")
+	fs.StringVar(&o.engine, agentapi.FlagEngine, "mariadb", "database engine: mariadb or mysql")
+	fs.StringVar(&o.datadir, agentapi.FlagDatadir, agentapi.DataDir, "the cloned datadir")
+	fs.StringVar(&o.runDir, agentapi.FlagRunDir, agentapi.RunDir, "directory for the socket, pid and init file")
+	fs.StringVar(&o.credentialsDir, agentapi.FlagCredentialsDir, agentapi.CredentialsDir, "the instance's mounted Secret")
+	fs.UintVar(&o.serverID, agentapi.FlagServerID, 1, "server_id of this instance")
+	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
+	fs.IntVar(&o.port, agentapi.FlagPort, 3306, "TCP port")
 	return o, fs.Parse(args)
 }
 
@@ -50,7 +51,12 @@ func readCredentials(dir string) (engine.Credentials, error) {
 	for _, f := range []struct {
 		key string
 		dst *string
-	}{{"username", &c.Username}, {"password", &c.Password}, {"database", &c.Database}, {"root-password", &c.RootPassword}} {
+	}{
+		{agentapi.SecretKeyUsername, &c.Username},
+		{agentapi.SecretKeyPassword, &c.Password},
+		{agentapi.SecretKeyDatabase, &c.Database},
+		{agentapi.SecretKeyRootPassword, &c.RootPassword},
+	} {
 		if *f.dst, err = read(f.key); err != nil {
 			return c, err
 		}

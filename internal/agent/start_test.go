@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/myaas/myaas/internal/agentapi"
 )
 
 // startClone prepares a copy of datadir as a clone and runs the server `agent start` would exec.
@@ -178,7 +180,7 @@ func TestProgressEndpointAndLog(t *testing.T) {
 	tr := newTracker(func() time.Time { return now })
 	tr.setTotal(100 << 20)
 	tr.setFile("a.sql.gz")
-	tr.setPhase("Loading")
+	tr.setStep(agentapi.StepLoading)
 	tr.add(25 << 20)
 	now = now.Add(5 * time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -187,7 +189,7 @@ func TestProgressEndpointAndLog(t *testing.T) {
 	if err := serveProgress(ctx, fmt.Sprintf("127.0.0.1:%d", port), tr); err != nil {
 		t.Fatal(err)
 	}
-	var p Progress
+	var p agentapi.Progress
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/progress", port))
@@ -200,10 +202,10 @@ func TestProgressEndpointAndLog(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if p.Phase != "Loading" || p.Percent != 25 || p.BytesPerSecond != 5<<20 || p.ETASeconds != 15 || p.CurrentFile != "a.sql.gz" {
+	if p.Step != agentapi.StepLoading || p.Percent != 25 || p.BytesPerSecond != 5<<20 || p.ETASeconds != 15 || p.CurrentFile != "a.sql.gz" {
 		t.Fatalf("progress %+v", p)
 	}
-	if s := p.String(); !strings.Contains(s, "25.0 MiB of 100.0 MiB (25.0%)") || !strings.Contains(s, "ETA 15s") {
+	if s := progressLine(p); !strings.Contains(s, "25.0 MiB of 100.0 MiB (25.0%)") || !strings.Contains(s, "ETA 15s") {
 		t.Fatalf("log line %q", s)
 	}
 }

@@ -2,6 +2,7 @@ package builder
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
 )
 
@@ -42,30 +44,14 @@ func ServiceHost(inst *myaasv1.DatabaseInstance) string {
 	return fmt.Sprintf("%s.%s.svc", inst.Name, inst.Namespace)
 }
 
-// Credentials are the generated secrets of one instance.
-type Credentials struct {
+// Passwords are the generated secrets of one instance.
+type Passwords struct {
 	Password     string
 	RootPassword string
 }
 
-// Secret keys. The binding keys follow the Service Binding specification so that consumers
-// (Spring Cloud Bindings, Quarkus, servicebinding.io runtimes) read them as they are.
-const (
-	SecretKeyHost         = "host"
-	SecretKeyPort         = "port"
-	SecretKeyUsername     = "username"
-	SecretKeyPassword     = "password"
-	SecretKeyDatabase     = "database"
-	SecretKeyRootPassword = "root-password"
-	SecretKeyURI          = "uri"
-	SecretKeyJDBCURI      = "jdbc-uri"
-	SecretKeyDSN          = "dsn"
-	SecretKeyType         = "type"
-	SecretKeyProvider     = "provider"
-)
-
 // CredentialsSecret holds everything a client needs to connect to the instance.
-func CredentialsSecret(inst *myaasv1.DatabaseInstance, eng engine.Engine, creds Credentials) *corev1.Secret {
+func CredentialsSecret(inst *myaasv1.DatabaseInstance, eng engine.Engine, creds Passwords) *corev1.Secret {
 	host := ServiceHost(inst)
 	port := eng.Port()
 	hostPort := fmt.Sprintf("%s:%d", host, port)
@@ -87,17 +73,17 @@ func CredentialsSecret(inst *myaasv1.DatabaseInstance, eng engine.Engine, creds 
 		},
 		Type: corev1.SecretType("servicebinding.io/mysql"),
 		StringData: map[string]string{
-			SecretKeyHost:         host,
-			SecretKeyPort:         strconv.Itoa(int(port)),
-			SecretKeyUsername:     user,
-			SecretKeyPassword:     creds.Password,
-			SecretKeyDatabase:     db,
-			SecretKeyRootPassword: creds.RootPassword,
-			SecretKeyURI:          uri.String(),
-			SecretKeyJDBCURI:      jdbc,
-			SecretKeyDSN:          dsn.FormatDSN(),
-			SecretKeyType:         "mysql",
-			SecretKeyProvider:     "myaas",
+			agentapi.SecretKeyHost:         host,
+			agentapi.SecretKeyPort:         strconv.Itoa(int(port)),
+			agentapi.SecretKeyUsername:     user,
+			agentapi.SecretKeyPassword:     creds.Password,
+			agentapi.SecretKeyDatabase:     db,
+			agentapi.SecretKeyRootPassword: creds.RootPassword,
+			agentapi.SecretKeyURI:          uri.String(),
+			agentapi.SecretKeyJDBCURI:      jdbc,
+			agentapi.SecretKeyDSN:          dsn.FormatDSN(),
+			agentapi.SecretKeyType:         "mysql",
+			agentapi.SecretKeyProvider:     "myaas",
 		},
 	}
 }
@@ -158,13 +144,13 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 	labels := InstanceLabels(inst)
 	podLabels := mergeLabels(labels, map[string]string{myaasv1.LabelRevision: strconv.Itoa(int(p.Revision))})
 	claimTemplate := instanceClaimTemplate(inst, p)
-	agent := agentBinary
+	agent := agentapi.AgentBinary
 	initContainers := []corev1.Container{installContainer(p.AgentImage)}
 	mounts := []corev1.VolumeMount{
-		{Name: claimTemplate.Name, MountPath: dataMountPath},
-		{Name: volumeRun, MountPath: runDir},
-		{Name: volumeBin, MountPath: agentBinDir, ReadOnly: true},
-		{Name: volumeCreds, MountPath: credentialsPath, ReadOnly: true},
+		{Name: claimTemplate.Name, MountPath: agentapi.DataMountPath},
+		{Name: volumeRun, MountPath: agentapi.RunDir},
+		{Name: volumeBin, MountPath: agentapi.AgentBinDir, ReadOnly: true},
+		{Name: volumeCreds, MountPath: agentapi.CredentialsDir, ReadOnly: true},
 	}
 	volumes := []corev1.Volume{
 		emptyDirVolume(volumeRun),
@@ -174,7 +160,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 		}}},
 	}
 	if p.AgentInVolume {
-		agent, initContainers = agentInVolume, nil
+		agent, initContainers = agentapi.AgentInVolume, nil
 		mounts = slices.DeleteFunc(mounts, func(m corev1.VolumeMount) bool { return m.Name == volumeBin })
 		volumes = slices.DeleteFunc(volumes, func(v corev1.Volume) bool { return v.Name == volumeBin })
 	}
@@ -188,12 +174,13 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 	}
 
 	args := []string{
-		"agent", "start",
-		"--engine=" + p.Engine.Name(),
-		"--datadir=" + dataDir,
-		"--run-dir=" + runDir,
-		"--credentials-dir=" + credentialsPath,
-		fmt.Sprintf("--server-id=%d", ServerID(inst.UID)),
+		"agent", agentapi.CommandStart,
+		agentapi.Flag(agentapi.FlagEngine, p.Engine.Name()),
+		agentapi.Flag(agentapi.FlagDatadir, agentapi.DataDir),
+		agentapi.Flag(agentapi.FlagRunDir, agentapi.RunDir),
+		agentapi.Flag(agentapi.FlagCredentialsDir, agentapi.CredentialsDir),
+		agentapi.Flag(agentapi.FlagServerID, strconv.FormatUint(uint64(ServerID(inst.UID)), 10)),
+		agentapi.Flag(agentapi.FlagPort, strconv.Itoa(int(p.Engine.Port()))),
 	}
 	args = append(args, serverOptionArgs(p.ServerConfig)...)
 
@@ -230,7 +217,10 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 						// The probe logs in with the instance's own credentials, so Ready means usable.
 						ReadinessProbe: &corev1.Probe{
 							ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{
-								agent, "agent", "probe", "--engine=" + p.Engine.Name(), "--credentials-dir=" + credentialsPath,
+								agent, "agent", agentapi.CommandProbe,
+								agentapi.Flag(agentapi.FlagEngine, p.Engine.Name()),
+								agentapi.Flag(agentapi.FlagCredentialsDir, agentapi.CredentialsDir),
+								agentapi.Flag(agentapi.FlagAddr, net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Engine.Port())))),
 							}}},
 							PeriodSeconds:    1,
 							TimeoutSeconds:   5,

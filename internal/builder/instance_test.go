@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
 )
 
@@ -44,7 +45,7 @@ func mustEngine(t *testing.T, name string) engine.Engine {
 func TestCredentialsSecret(t *testing.T) {
 	for _, eng := range []string{"mariadb", "mysql"} {
 		t.Run(eng, func(t *testing.T) {
-			s := CredentialsSecret(instance(nil), mustEngine(t, eng), Credentials{Password: "pw/with?odd&chars", RootPassword: "rootpw"})
+			s := CredentialsSecret(instance(nil), mustEngine(t, eng), Passwords{Password: "pw/with?odd&chars", RootPassword: "rootpw"})
 			d := s.StringData
 			if s.Name != "feature-x-credentials" || s.Type != "servicebinding.io/mysql" || metav1.GetControllerOf(s) == nil {
 				t.Fatalf("secret meta %+v type %s", s.ObjectMeta, s.Type)
@@ -203,7 +204,7 @@ func TestInstanceStatefulSetRunsTheAgentFromTheCloneWhenItIsTheSame(t *testing.T
 				}
 			}
 			for _, m := range c.VolumeMounts {
-				if m.MountPath == dataMountPath && !strings.HasPrefix(tc.wantAgent, m.MountPath) && tc.agentInVolume {
+				if m.MountPath == agentapi.DataMountPath && !strings.HasPrefix(tc.wantAgent, m.MountPath) && tc.agentInVolume {
 					t.Fatalf("the agent %s is not in the data volume %s", tc.wantAgent, m.MountPath)
 				}
 			}

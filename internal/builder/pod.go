@@ -1,32 +1,18 @@
 package builder
 
 import (
-	"fmt"
 	"sort"
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+
+	"github.com/myaas/myaas/internal/agentapi"
 )
 
-// Paths inside the pods, shared with the agent (see internal/agent).
+// Volume names and the uid of the database pods; paths and ports come from the agent's contract.
 const (
-	agentBinDir = "/opt/myaas/bin"
-	agentBinary = agentBinDir + "/myaas"
-	// agentInVolume is where the import leaves a copy of the agent, in the volume every clone
-	// shares copy-on-write: a clone's pod can start without an init container.
-	agentInVolume    = dataMountPath + "/.myaas/myaas"
-	dataMountPath    = "/var/lib/myaas"
-	dataDir          = dataMountPath + "/data"
-	runDir           = "/run/myaas"
-	sourceMountPath  = "/source"
-	sourceAuthPath   = "/etc/myaas/source-auth"
-	postImportPath   = "/etc/myaas/post-import"
-	postImportFile   = "post-import.sql"
-	credentialsPath  = "/etc/myaas/credentials"
-	managerBinary    = "/myaas"
 	databaseUID      = 999
-	progressPort     = 8090
 	volumeData       = "data"
 	volumeRun        = "myaas-run"
 	volumeBin        = "myaas-bin"
@@ -36,9 +22,6 @@ const (
 	volumeCreds      = "credentials"
 )
 
-// ProgressPort is where the import agent serves GET /progress.
-const ProgressPort = progressPort
-
 // installContainer copies the myaas binary from the manager image into an emptyDir, so that the
 // engine's own image runs our agent without a custom image per engine version.
 func installContainer(agentImage string) corev1.Container {
@@ -46,8 +29,8 @@ func installContainer(agentImage string) corev1.Container {
 		Name:            "install-agent",
 		Image:           agentImage,
 		ImagePullPolicy: corev1.PullIfNotPresent,
-		Command:         []string{managerBinary, "install", agentBinary},
-		VolumeMounts:    []corev1.VolumeMount{{Name: volumeBin, MountPath: agentBinDir}},
+		Command:         []string{agentapi.ManagerBinary, "install", agentapi.AgentBinary},
+		VolumeMounts:    []corev1.VolumeMount{{Name: volumeBin, MountPath: agentapi.AgentBinDir}},
 		SecurityContext: containerSecurityContext(),
 	}
 }
@@ -79,7 +62,7 @@ func emptyDirVolume(name string) corev1.Volume {
 // memoryLimitEnv lets the agent size the buffer pool from the container's limit.
 func memoryLimitEnv(container string) corev1.EnvVar {
 	return corev1.EnvVar{
-		Name: "MYAAS_MEMORY_LIMIT",
+		Name: agentapi.EnvMemoryLimit,
 		ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
 			ContainerName: container, Resource: "limits.memory",
 		}},
@@ -94,7 +77,7 @@ func instanceMemoryEnv(res corev1.ResourceRequirements) []corev1.EnvVar {
 	if !ok {
 		return nil
 	}
-	return []corev1.EnvVar{{Name: "MYAAS_MEMORY_LIMIT", Value: strconv.FormatInt(limit.Value(), 10)}}
+	return []corev1.EnvVar{{Name: agentapi.EnvMemoryLimit, Value: strconv.FormatInt(limit.Value(), 10)}}
 }
 
 // serverOptionArgs renders the template's server options in a stable order, so the pod template
@@ -107,7 +90,7 @@ func serverOptionArgs(config map[string]string) []string {
 	sort.Strings(keys)
 	args := make([]string, 0, len(keys))
 	for _, k := range keys {
-		args = append(args, fmt.Sprintf("--server-option=%s=%s", k, config[k]))
+		args = append(args, agentapi.Flag(agentapi.FlagServerOption, k+"="+config[k]))
 	}
 	return args
 }

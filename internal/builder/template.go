@@ -13,6 +13,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
 )
 
@@ -79,12 +80,14 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv
 	labels := TemplateLabels(t.Name, n, myaasv1.RoleImport)
 
 	args := []string{
-		"agent", "import",
-		"--engine=" + eng.Name(),
-		"--datadir=" + dataDir,
-		"--run-dir=" + runDir,
-		fmt.Sprintf("--progress-addr=:%d", progressPort),
-		"--keep-agent=" + agentInVolume,
+		"agent", agentapi.CommandImport,
+		agentapi.Flag(agentapi.FlagEngine, eng.Name()),
+		agentapi.Flag(agentapi.FlagDatadir, agentapi.DataDir),
+		agentapi.Flag(agentapi.FlagRunDir, agentapi.RunDir),
+		agentapi.Flag(agentapi.FlagProgressAddr, fmt.Sprintf(":%d", agentapi.ProgressPort)),
+		agentapi.Flag(agentapi.FlagKeepAgent, agentapi.AgentInVolume),
+		agentapi.Flag(agentapi.FlagTerminationLog, agentapi.TerminationLog),
+		agentapi.Flag(agentapi.FlagPostImportSQLFile, agentapi.PostImportFile),
 	}
 	volumes := []corev1.Volume{
 		{Name: volumeData, VolumeSource: corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{
@@ -94,51 +97,51 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv
 		emptyDirVolume(volumeBin),
 	}
 	mounts := []corev1.VolumeMount{
-		{Name: volumeData, MountPath: dataMountPath},
-		{Name: volumeRun, MountPath: runDir},
-		{Name: volumeBin, MountPath: agentBinDir, ReadOnly: true},
+		{Name: volumeData, MountPath: agentapi.DataMountPath},
+		{Name: volumeRun, MountPath: agentapi.RunDir},
+		{Name: volumeBin, MountPath: agentapi.AgentBinDir, ReadOnly: true},
 	}
 	env := []corev1.EnvVar{
 		memoryLimitEnv("import"),
 		// A quota-limited volume (btrfs qgroup, LVM thin) shows the whole pool to statfs.
-		{Name: "MYAAS_VOLUME_BYTES", Value: strconv.FormatInt(t.Spec.Storage.Size.Value(), 10)},
+		{Name: agentapi.EnvVolumeBytes, Value: strconv.FormatInt(t.Spec.Storage.Size.Value(), 10)},
 	}
 
 	src := t.Spec.Source
 	switch {
 	case src.PersistentVolumeClaim != nil:
-		args = append(args, "--source-dir="+sourceMountPath, "--source-glob="+src.PersistentVolumeClaim.Path)
+		args = append(args, agentapi.Flag(agentapi.FlagSourceDir, agentapi.SourceDir), agentapi.Flag(agentapi.FlagSourceGlob, src.PersistentVolumeClaim.Path))
 		volumes = append(volumes, corev1.Volume{Name: volumeSource, VolumeSource: corev1.VolumeSource{
 			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: src.PersistentVolumeClaim.ClaimName, ReadOnly: true},
 		}})
-		mounts = append(mounts, corev1.VolumeMount{Name: volumeSource, MountPath: sourceMountPath, ReadOnly: true})
+		mounts = append(mounts, corev1.VolumeMount{Name: volumeSource, MountPath: agentapi.SourceDir, ReadOnly: true})
 	case src.HTTP != nil:
-		args = append(args, "--source-url="+src.HTTP.URL)
+		args = append(args, agentapi.Flag(agentapi.FlagSourceURL, src.HTTP.URL))
 		if src.HTTP.SecretRef != nil {
 			volumes = append(volumes, corev1.Volume{Name: volumeSourceAuth, VolumeSource: corev1.VolumeSource{
 				Secret: &corev1.SecretVolumeSource{SecretName: src.HTTP.SecretRef.Name},
 			}})
-			mounts = append(mounts, corev1.VolumeMount{Name: volumeSourceAuth, MountPath: sourceAuthPath, ReadOnly: true})
-			args = append(args, "--source-auth-dir="+sourceAuthPath)
+			mounts = append(mounts, corev1.VolumeMount{Name: volumeSourceAuth, MountPath: agentapi.SourceAuthDir, ReadOnly: true})
+			args = append(args, agentapi.Flag(agentapi.FlagSourceAuthDir, agentapi.SourceAuthDir))
 		}
 	case src.S3 != nil:
 		s3 := src.S3
-		args = append(args, "--s3-endpoint="+s3.Endpoint, "--s3-bucket="+s3.Bucket)
+		args = append(args, agentapi.Flag(agentapi.FlagS3Endpoint, s3.Endpoint), agentapi.Flag(agentapi.FlagS3Bucket, s3.Bucket))
 		if s3.Key != "" {
-			args = append(args, "--s3-key="+s3.Key)
+			args = append(args, agentapi.Flag(agentapi.FlagS3Key, s3.Key))
 		} else {
-			args = append(args, "--s3-prefix="+s3.Prefix)
+			args = append(args, agentapi.Flag(agentapi.FlagS3Prefix, s3.Prefix))
 		}
 		if s3.Region != "" {
-			args = append(args, "--s3-region="+s3.Region)
+			args = append(args, agentapi.Flag(agentapi.FlagS3Region, s3.Region))
 		}
 		if s3.Insecure {
-			args = append(args, "--s3-insecure")
+			args = append(args, agentapi.Flag(agentapi.FlagS3Insecure, "true"))
 		}
 		if s3.CredentialsSecretRef != nil {
 			env = append(env,
-				secretEnv("AWS_ACCESS_KEY_ID", s3.CredentialsSecretRef.Name, "accessKeyID"),
-				secretEnv("AWS_SECRET_ACCESS_KEY", s3.CredentialsSecretRef.Name, "secretAccessKey"))
+				secretEnv(agentapi.EnvS3AccessKeyID, s3.CredentialsSecretRef.Name, agentapi.SourceKeyAccessKeyID),
+				secretEnv(agentapi.EnvS3SecretAccessKey, s3.CredentialsSecretRef.Name, agentapi.SourceKeySecretAccessKey))
 		}
 	default:
 		return nil, fmt.Errorf("spec.source: exactly one of persistentVolumeClaim, http or s3 must be set")
@@ -146,16 +149,16 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv
 
 	if p := t.Spec.PostImportSQL; p != nil {
 		if len(p.Statements) > 0 {
-			env = append(env, corev1.EnvVar{Name: "MYAAS_POST_IMPORT_SQL", Value: joinStatements(p.Statements)})
+			env = append(env, corev1.EnvVar{Name: agentapi.EnvPostImportSQL, Value: joinStatements(p.Statements)})
 		}
 		if p.ConfigMapRef != nil {
 			volumes = append(volumes, corev1.Volume{Name: volumePostImport, VolumeSource: corev1.VolumeSource{
 				ConfigMap: &corev1.ConfigMapVolumeSource{
 					LocalObjectReference: p.ConfigMapRef.LocalObjectReference,
-					Items:                []corev1.KeyToPath{{Key: p.ConfigMapRef.Key, Path: postImportFile}},
+					Items:                []corev1.KeyToPath{{Key: p.ConfigMapRef.Key, Path: agentapi.PostImportName}},
 				},
 			}})
-			mounts = append(mounts, corev1.VolumeMount{Name: volumePostImport, MountPath: postImportPath, ReadOnly: true})
+			mounts = append(mounts, corev1.VolumeMount{Name: volumePostImport, MountPath: agentapi.PostImportDir, ReadOnly: true})
 		}
 	}
 	args = append(args, serverOptionArgs(t.Spec.Engine.Config)...)
@@ -185,10 +188,10 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv
 						Name:                     "import",
 						Image:                    image,
 						ImagePullPolicy:          corev1.PullIfNotPresent,
-						Command:                  []string{agentBinary},
+						Command:                  []string{agentapi.AgentBinary},
 						Args:                     args,
 						Env:                      env,
-						Ports:                    []corev1.ContainerPort{{Name: "progress", ContainerPort: progressPort}},
+						Ports:                    []corev1.ContainerPort{{Name: "progress", ContainerPort: agentapi.ProgressPort}},
 						Resources:                t.Spec.Import.Resources,
 						VolumeMounts:             mounts,
 						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
@@ -275,7 +278,7 @@ func RefreshCronJob(t *myaasv1.DatabaseTemplate, agentImage string) *batchv1.Cro
 								Name:            "request",
 								Image:           agentImage,
 								ImagePullPolicy: corev1.PullIfNotPresent,
-								Command:         []string{managerBinary, "refresh-request", "--template=" + t.Namespace + "/" + t.Name},
+								Command:         []string{agentapi.ManagerBinary, "refresh-request", "--template=" + t.Namespace + "/" + t.Name},
 								SecurityContext: containerSecurityContext(),
 							}},
 						},

@@ -70,7 +70,7 @@ func TestImportJob(t *testing.T) {
 				}
 			},
 			wantImage: "registry.local/mariadb:11.4-custom",
-			wantArgs:  []string{"--s3-endpoint=minio:9000", "--s3-bucket=dumps", "--s3-prefix=shop/", "--s3-region=eu", "--s3-insecure"},
+			wantArgs:  []string{"--s3-endpoint=minio:9000", "--s3-bucket=dumps", "--s3-prefix=shop/", "--s3-region=eu", "--s3-insecure=true"},
 			wantEnv: map[string]string{
 				"AWS_ACCESS_KEY_ID":     "secret:s3/accessKeyID",
 				"AWS_SECRET_ACCESS_KEY": "secret:s3/secretAccessKey",

@@ -1,22 +1,27 @@
 package controllers
 
 // Event reasons, in one table so that users can rely on them in `kubectl get events --field-selector
-// reason=...`. Warning events are used only for failures a user has to act on.
+// reason=...`. Each value is its identifier without the Event prefix. Warning events are used only
+// for failures a user has to act on.
 const (
-	EventImportStarted   = "ImportStarted"
-	EventImportSucceeded = "ImportSucceeded"
-	EventImportFailed    = "ImportFailed"
-	EventImportBlocked   = "ImportBlocked"
-	EventRevisionReady   = "RevisionReady"
-	EventRevisionDeleted = "RevisionDeleted"
-	EventRefreshFailed   = "RefreshScheduleFailed"
-	EventWaitingForUsers = "WaitingForInstances"
+	EventImportStarted         = "ImportStarted"
+	EventImportSucceeded       = "ImportSucceeded"
+	EventImportFailed          = "ImportFailed"
+	EventImportRetrying        = "ImportRetrying"
+	EventImportSuperseded      = "ImportSuperseded"
+	EventImportBlocked         = "ImportBlocked"
+	EventRevisionReady         = "RevisionReady"
+	EventRevisionDeleted       = "RevisionDeleted"
+	EventRefreshScheduleFailed = "RefreshScheduleFailed"
+	EventWaitingForInstances   = "WaitingForInstances"
+	EventStaleChildren         = "StaleChildren"
 
-	EventTemplateMissing = "TemplateNotFound"
-	EventRevisionMissing = "RevisionNotFound"
-	EventCloning         = "Cloning"
-	EventReady           = "Ready"
-	EventLoginFailed     = "LoginFailed"
-	EventResetStarted    = "ResetStarted"
-	EventExpired         = "Expired"
+	EventTemplateNotFound   = "TemplateNotFound"
+	EventRevisionNotFound   = "RevisionNotFound"
+	EventReady              = "Ready"
+	EventLoginFailed        = "LoginFailed"
+	EventCredentialsChanged = "CredentialsChanged"
+	EventSecretNotOwned     = "SecretNotOwned"
+	EventResetStarted       = "ResetStarted"
+	EventExpired            = "Expired"
 )

@@ -81,7 +81,7 @@ func waitForImportJob(t *testing.T, ns, template string, n int32) *batchv1.Job {
 		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: builder.TemplatePVCName(template, n)}, &corev1.PersistentVolumeClaim{}); err != nil {
 			return err
 		}
-		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: builder.ImportJobName(template, n)}, job)
+		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: builder.ImportJobName(template, n, 1)}, job)
 	})
 	return job
 }
@@ -170,7 +170,7 @@ func playSnapshotReady(t *testing.T, ns, template string, n int32, restoreSize s
 func importRevision(t *testing.T, ns, template string, n int32) {
 	t.Helper()
 	job := waitForImportJob(t, ns, template, n)
-	playImportPod(t, job, terminatedPod(`{"bytesRead":1048576,"files":1,"durationSeconds":3.5,"datadirBytes":52428800,"agentSHA256":"`+testAgentSHA256+`"}`, 0))
+	playImportPod(t, job, terminatedPod(`{"outcome":"Succeeded","bytesRead":1048576,"files":1,"durationSeconds":3.5,"datadirBytes":52428800,"agentSHA256":"`+testAgentSHA256+`"}`, 0))
 	playJobFinished(t, job, true)
 	playSnapshotReady(t, ns, template, n, "2Gi")
 	waitForLatestRevision(t, ns, template, n)

@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -44,11 +43,11 @@ type DatabaseInstanceReconciler struct {
 // +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances/finalizers,verbs=update
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile moves an instance one step towards Ready.
@@ -61,53 +60,43 @@ func (r *DatabaseInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, nil // owner references remove the children
 	}
 	before := inst.DeepCopy()
-	res, err := r.reconcileSteps(ctx, inst)
-	if err == nil && res.deleted {
+	pass := &instancePass{inst: inst}
+	res, err := runSteps(ctx, pass, &pass.wakeups, r.steps())
+	if err == nil && pass.deleted {
 		return ctrl.Result{}, nil
 	}
 	inst.Status.ObservedGeneration = inst.Generation
 	if perr := patchStatus(ctx, r.Client, before, inst, before.Status, inst.Status); perr != nil && err == nil {
 		err = perr
 	}
-	return finish(res.Result, err)
+	return finish(res, err)
 }
 
-// stepResult is a step's outcome: when to look again, and whether the instance is gone.
-type stepResult struct {
-	ctrl.Result
+// instancePass is what the steps of one reconcile of an instance share.
+type instancePass struct {
+	wakeups
+	inst *myaasv1.DatabaseInstance
+	// src is the revision the instance is cloned from, resolved by resolveRevision.
+	src *revisionSource
+	// secret is the instance's own credentials Secret, read by reconcileSecret.
+	secret *corev1.Secret
+	// statefulSet is the instance's own StatefulSet, once it exists.
+	statefulSet *appsv1.StatefulSet
+	// deleted: the instance expired and is gone; its status is not written.
 	deleted bool
 }
 
-func (r *DatabaseInstanceReconciler) reconcileSteps(ctx context.Context, inst *myaasv1.DatabaseInstance) (stepResult, error) {
-	ttl, expired, err := r.reconcileTTL(ctx, inst)
-	if err != nil || expired {
-		return stepResult{deleted: expired}, err
+// steps is the instance's pipeline; a step that waits for something ends the pass.
+func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
+	return []step[*instancePass]{
+		{"expiry", r.reconcileTTL},                // instance_ttl.go
+		{"reset", r.reconcileReset},               // instance_reset.go
+		{"revision", r.resolveRevision},           // instance_revision.go
+		{"credentials Secret", r.reconcileSecret}, // instance_secret.go
+		{"Service", r.reconcileService},           // instance_statefulset.go
+		{"StatefulSet", r.reconcileStatefulSet},   // instance_statefulset.go
+		{"readiness", r.reconcileReadiness},       // instance_ready.go
 	}
-	if wait, err := r.reconcileReset(ctx, inst); err != nil || wait != nil {
-		return stepResult{Result: soonest(ttl, ptrOr(wait))}, err
-	}
-	src, wait, err := r.resolveRevision(ctx, inst)
-	if err != nil || wait != nil {
-		return stepResult{Result: soonest(ttl, ptrOr(wait))}, err
-	}
-	if err := r.reconcileSecret(ctx, inst, src); err != nil {
-		return stepResult{}, err
-	}
-	if err := r.reconcileService(ctx, inst, src); err != nil {
-		return stepResult{}, err
-	}
-	if err := r.reconcileStatefulSet(ctx, inst, src); err != nil {
-		return stepResult{}, err
-	}
-	ready, err := r.reconcileReadiness(ctx, inst, src)
-	return stepResult{Result: soonest(ttl, ready)}, err
-}
-
-func ptrOr(r *ctrl.Result) ctrl.Result {
-	if r == nil {
-		return ctrl.Result{}
-	}
-	return *r
 }
 
 const instanceWorkers = 8
@@ -151,12 +140,4 @@ func (r *DatabaseInstanceReconciler) instancesOfTemplate(ctx context.Context, o 
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inst)})
 	}
 	return reqs
-}
-
-// wrap adds the step and object to an error.
-func wrap(err error, format string, args ...any) error {
-	if err == nil {
-		return nil
-	}
-	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err)
 }

@@ -51,8 +51,9 @@ func playInstancePodWith(t *testing.T, ns, instance string, ready bool) *corev1.
 		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: instance}, sts)
 	})
 	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: instance + "-0", Labels: sts.Spec.Template.Labels},
-		Spec:       *sts.Spec.Template.Spec.DeepCopy(),
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: instance + "-0", Labels: sts.Spec.Template.Labels,
+			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(sts, appsv1.SchemeGroupVersion.WithKind("StatefulSet"))}},
+		Spec: *sts.Spec.Template.Spec.DeepCopy(),
 	}
 	for _, claim := range sts.Spec.VolumeClaimTemplates {
 		// The StatefulSet controller would adopt an existing PVC of this name: the operator's own.
@@ -200,8 +201,27 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 		return nil
 	})
 
-	// The pod is Ready but the server does not know the credentials yet: not Ready.
+	// The pod is Ready but the server does not know the credentials yet: not Ready. The operator
+	// first tells the pod which Secret version to take (the kubelet refreshes the mounted copy and
+	// the agent applies it), and reports a failed login once that had its time.
 	playInstancePod(t, ns, "feature-login")
+	eventually(t, 20*time.Second, "the pod told to take the Secret", func() error {
+		got := getInstance(t, ns, "feature-login")
+		if err := conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonApplyingCredentials); err != nil {
+			return err
+		}
+		pod, secret := &corev1.Pod{}, &corev1.Secret{}
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "feature-login-0"}, pod); err != nil {
+			return err
+		}
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "feature-login-credentials"}, secret); err != nil {
+			return err
+		}
+		if v := pod.Annotations[annotationCredentialsVersion]; v != secret.ResourceVersion {
+			return fmt.Errorf("pod told about Secret version %q, the Secret is at %q", v, secret.ResourceVersion)
+		}
+		return nil
+	})
 	eventually(t, 20*time.Second, "login failure reported", func() error {
 		got := getInstance(t, ns, "feature-login")
 		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonLoginFailed)
@@ -392,7 +412,7 @@ func TestInstanceWaitsForMissingTemplateAndRevision(t *testing.T) {
 		}
 		return nil
 	})
-	if !hasEvent(eventsFor(t, ns, "early"), EventTemplateMissing) {
+	if !hasEvent(eventsFor(t, ns, "early"), EventTemplateNotFound) {
 		t.Fatal("no TemplateNotFound event")
 	}
 	newTemplate(t, ns, "shop")

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -79,53 +80,65 @@ func (r *DatabaseInstanceReconciler) serverAddress(ctx context.Context, inst *my
 	return PodAddress(pod, port), nil
 }
 
+// annotationCredentialsVersion on the instance's pod is the version of the Secret the pod was
+// last told about. Changing it makes the kubelet sync the pod at once, which refreshes the mounted
+// Secret; the agent in the pod then gives the running server the Secret's passwords.
+const annotationCredentialsVersion = "myaas.io/credentials-version"
+
 // reconcileReadiness reports Ready only after logging in with the Secret's credentials: a Ready
 // pod proves the server runs, a login proves the instance is usable as its Secret says.
-func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, inst *myaasv1.DatabaseInstance, src *revisionSource) (ctrl.Result, error) {
-	notReady := func(phase myaasv1.InstancePhase, reason, msg string) (ctrl.Result, error) {
+func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst, src := s.inst, s.src
+	notReady := func(phase myaasv1.InstancePhase, reason, msg string, again time.Duration) (*ctrl.Result, error) {
 		inst.Status.Phase = phase
 		setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, reason, msg)
-		return ctrl.Result{}, nil
+		return stop(again), nil
 	}
 	if inst.Spec.Suspend {
-		return notReady(myaasv1.InstanceSuspended, myaasv1.ReasonSuspended, "spec.suspend is true: the server is stopped and the data kept")
+		return notReady(myaasv1.InstanceSuspended, myaasv1.ReasonSuspended, "spec.suspend is true: the server is stopped and the data kept", 0)
 	}
 	pod := &corev1.Pod{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: builder.InstancePodName(inst.Name)}, pod)
 	if client.IgnoreNotFound(err) != nil {
-		return ctrl.Result{}, fmt.Errorf("get pod: %w", err)
+		return nil, fmt.Errorf("get pod: %w", err)
 	}
+	cloning := fmt.Sprintf("cloning revision %d (snapshot %s) and starting the server", src.revision.Revision, src.revision.SnapshotName)
 	if err != nil || pod.Status.Phase == corev1.PodPending {
-		return notReady(myaasv1.InstanceCloning, myaasv1.ReasonCloning,
-			fmt.Sprintf("cloning revision %d (snapshot %s) and starting the server", src.revision.Revision, src.revision.SnapshotName))
+		return notReady(myaasv1.InstanceCloning, myaasv1.ReasonCloning, cloning, 0)
+	}
+	if ref := metav1.GetControllerOfNoCopy(pod); ref == nil || s.statefulSet == nil || ref.UID != s.statefulSet.UID {
+		// The pod of a deleted instance's StatefulSet, still terminating.
+		return notReady(myaasv1.InstanceCloning, myaasv1.ReasonCloning, cloning, 250*time.Millisecond)
 	}
 	if pod.Status.PodIP == "" || (!podReady(pod) && !containerRunning(pod, builder.DatabaseContainer)) {
-		return notReady(myaasv1.InstanceStarting, myaasv1.ReasonStarting, "the server is starting")
+		return notReady(myaasv1.InstanceStarting, myaasv1.ReasonStarting, "the server is starting", 0)
 	}
 
-	secret := &corev1.Secret{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.Status.SecretName}, secret); err != nil {
-		return ctrl.Result{}, fmt.Errorf("get Secret %s: %w", inst.Status.SecretName, err)
-	}
+	secret := s.secret
 	addr, err := r.serverAddress(ctx, inst, pod, src.engine.Port())
 	if err != nil {
-		return ctrl.Result{}, err
+		return nil, err
 	}
 	user, password, db := string(secret.Data[agentapi.SecretKeyUsername]), string(secret.Data[agentapi.SecretKeyPassword]), string(secret.Data[agentapi.SecretKeyDatabase])
 	if err := r.Verifier.Verify(ctx, addr, user, password, db); err != nil {
-		if !podReady(pod) {
+		if !podReady(pod) && inst.Status.ReadyAt == nil {
 			// The server is still starting: trying again shortly is faster than waiting for the
 			// kubelet's next probe, and the login is what Ready means anyway.
-			_, _ = notReady(myaasv1.InstanceStarting, myaasv1.ReasonStarting, "the server is starting")
-			return ctrl.Result{RequeueAfter: startingPollInterval}, nil
+			return notReady(myaasv1.InstanceStarting, myaasv1.ReasonStarting, "the server is starting", startingPollInterval)
 		}
-		msg := fmt.Sprintf("the server runs but the Secret's credentials do not work: %v", err)
-		if c := readyCondition(inst); c == nil || c.Reason != myaasv1.ReasonLoginFailed {
-			r.Recorder.Event(inst, corev1.EventTypeWarning, EventLoginFailed, msg)
+		if pod.Annotations[annotationCredentialsVersion] != secret.ResourceVersion {
+			return r.followSecret(ctx, s, pod)
+		}
+		if c := readyCondition(inst); c != nil && c.Reason == myaasv1.ReasonApplyingCredentials && r.Clock.Since(c.LastTransitionTime.Time) < credentialsApplyGrace {
+			return stop(startingPollInterval), nil
 		}
 		inst.Status.Phase = myaasv1.InstanceStarting
-		setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonLoginFailed, msg)
-		return ctrl.Result{RequeueAfter: 2 * time.Second}, nil
+		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
+			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonLoginFailed,
+			message:   fmt.Sprintf("the server runs but the Secret's credentials do not work: %v", err),
+			eventType: corev1.EventTypeWarning, event: EventLoginFailed,
+		})
+		return stop(time.Second), nil
 	}
 
 	inst.Status.Phase = myaasv1.InstanceReady
@@ -139,8 +152,30 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, ins
 	}
 	setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified,
 		fmt.Sprintf("logged in as %s to revision %d of %s", user, src.revision.Revision, src.template.Name))
-	return ctrl.Result{}, nil
+	return nil, nil
 }
+
+// followSecret tells the pod that its Secret changed (edited, or deleted and made anew): the
+// kubelet refreshes the mounted copy and the agent gives the running server the new passwords,
+// without a restart.
+func (r *DatabaseInstanceReconciler) followSecret(ctx context.Context, s *instancePass, pod *corev1.Pod) (*ctrl.Result, error) {
+	inst, version := s.inst, s.secret.ResourceVersion
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, annotationCredentialsVersion, version))
+	if err := r.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return nil, fmt.Errorf("tell pod %s about Secret version %s: %w", pod.Name, version, err)
+	}
+	inst.Status.Phase = myaasv1.InstanceStarting
+	setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
+		condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonApplyingCredentials,
+		message:   fmt.Sprintf("the server is taking the passwords of Secret %s", s.secret.Name),
+		eventType: corev1.EventTypeNormal, event: EventCredentialsChanged,
+	})
+	return stop(startingPollInterval), nil
+}
+
+// credentialsApplyGrace is how long the kubelet and the agent get to bring the server a changed
+// Secret before a failing login is reported as such.
+const credentialsApplyGrace = 10 * time.Second
 
 // startingPollInterval paces login attempts while the server starts: it starts in well under a
 // second on a clone, so a coarser interval would dominate the time to Ready.

@@ -17,8 +17,9 @@ import (
 // reconcileReset serves the myaas.io/reset annotation: the StatefulSet and its clone PVC are
 // deleted (volume claim templates are immutable), and once they are gone the instance is cloned
 // again from the template's latest revision. The Secret and Service stay, so clients keep working.
-// It returns a result when the reset is still under way.
-func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, inst *myaasv1.DatabaseInstance) (*ctrl.Result, error) {
+// A reset also moves the instance to the operator's current agent.
+func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst := s.inst
 	want := inst.Annotations[myaasv1.AnnotationReset]
 	if want == "" || want == inst.Status.HandledReset {
 		return nil, nil
@@ -32,7 +33,7 @@ func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, inst *m
 
 	gone, err := r.deleteData(ctx, inst)
 	if err != nil || !gone {
-		return &ctrl.Result{RequeueAfter: time.Second}, err
+		return stop(time.Second), err
 	}
 	inst.Status.HandledReset = want
 	inst.Status.Resets++
@@ -41,9 +42,10 @@ func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, inst *m
 	inst.Status.ReadyAt = nil
 	inst.Status.TimeToReady = nil
 	inst.Status.ProvisioningStartedAt = nil
+	inst.Status.AgentSHA256 = ""
 	// The new clone is made by the next reconcile, once this status is stored: were the write lost
 	// after the new StatefulSet existed, the retry would take the fresh clone for the old data.
-	return &ctrl.Result{RequeueAfter: time.Millisecond}, nil
+	return stop(time.Millisecond), nil
 }
 
 // deleteData deletes the StatefulSet and the instance's clone PVCs. It reports done once the
@@ -56,7 +58,7 @@ func (r *DatabaseInstanceReconciler) deleteData(ctx context.Context, inst *myaas
 		return false, fmt.Errorf("get StatefulSet: %w", err)
 	}
 	if err == nil {
-		if sts.DeletionTimestamp.IsZero() {
+		if ownershipOf(sts, inst, instanceKind) == owned && sts.DeletionTimestamp.IsZero() {
 			if err := r.Delete(ctx, sts, client.PropagationPolicy(metav1.DeletePropagationForeground)); client.IgnoreNotFound(err) != nil {
 				return false, fmt.Errorf("delete StatefulSet for reset: %w", err)
 			}

@@ -16,46 +16,48 @@ import (
 	"github.com/myaas/myaas/internal/engine"
 )
 
+// instanceKind names the owner in the controller references of an instance's children.
+const instanceKind = "DatabaseInstance"
+
 // revisionSource is everything an instance takes from its template's revision.
 type revisionSource struct {
-	template     *myaasv1.DatabaseTemplate
-	engine       engine.Engine
-	image        string
-	revision     myaasv1.TemplateRevision
+	template *myaasv1.DatabaseTemplate
+	engine   engine.Engine
+	revision myaasv1.TemplateRevision
+	// server is what the revision was imported with, and what the instance runs.
+	server       myaasv1.RevisionServer
 	nodeAffinity *corev1.NodeAffinity
 }
 
 // resolveRevision finds the revision to clone and pins it in status: spec.revision, else the one
 // already pinned, else the template's latest. A missing template or revision is reported in the
 // Ready condition and waited for; nothing is deleted.
-func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, inst *myaasv1.DatabaseInstance) (*revisionSource, *ctrl.Result, error) {
-	waitFor := func(reason, event, msg string) (*revisionSource, *ctrl.Result, error) {
-		if c := readyCondition(inst); c == nil || c.Reason != reason || c.Message != msg {
-			r.Recorder.Event(inst, corev1.EventTypeWarning, event, msg)
-		}
+func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst := s.inst
+	waitFor := func(reason, event, msg string) (*ctrl.Result, error) {
 		inst.Status.Phase = myaasv1.InstancePending
-		setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, reason, msg)
+		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
+			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: reason, message: msg,
+			eventType: corev1.EventTypeWarning, event: event,
+		})
 		// The template watch brings us back; the timer covers a template in another state.
-		return nil, &ctrl.Result{RequeueAfter: 30 * time.Second}, nil
+		return stop(30 * time.Second), nil
 	}
 
 	t := &myaasv1.DatabaseTemplate{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.Spec.TemplateRef.Name}, t); apierrors.IsNotFound(err) {
-		return waitFor(myaasv1.ReasonTemplateNotFound, EventTemplateMissing,
+		return waitFor(myaasv1.ReasonTemplateNotFound, EventTemplateNotFound,
 			fmt.Sprintf("DatabaseTemplate %q named in spec.templateRef.name does not exist in namespace %s", inst.Spec.TemplateRef.Name, inst.Namespace))
 	} else if err != nil {
-		return nil, nil, fmt.Errorf("get template %s: %w", inst.Spec.TemplateRef.Name, err)
+		return nil, fmt.Errorf("get template %s: %w", inst.Spec.TemplateRef.Name, err)
 	}
 
-	want := inst.Status.Revision
-	if want == 0 && inst.Spec.Revision != nil {
-		want = *inst.Spec.Revision
-	}
+	want := pinnedRevision(inst)
 	if want == 0 {
 		want = t.Status.LatestRevision
 	}
 	if want == 0 {
-		return waitFor(myaasv1.ReasonTemplateNotReady, EventRevisionMissing,
+		return waitFor(myaasv1.ReasonTemplateNotReady, EventRevisionNotFound,
 			fmt.Sprintf("DatabaseTemplate %s has no revision yet (%s)", t.Name, templateStateForUsers(t)))
 	}
 	var rev *myaasv1.TemplateRevision
@@ -65,17 +67,23 @@ func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, inst *
 		}
 	}
 	if rev == nil {
-		return waitFor(myaasv1.ReasonRevisionNotFound, EventRevisionMissing,
+		return waitFor(myaasv1.ReasonRevisionNotFound, EventRevisionNotFound,
 			fmt.Sprintf("revision %d of DatabaseTemplate %s does not exist (available: %s)", want, t.Name, revisionList(t)))
 	}
 
 	eng, image, err := builder.EngineImage(t.Spec.Engine)
 	if err != nil {
-		return nil, nil, fmt.Errorf("template %s: spec.engine.type: %w", t.Name, err)
+		return nil, fmt.Errorf("template %s: spec.engine.type: %w", t.Name, err)
+	}
+	server := myaasv1.RevisionServer{Image: image, Config: t.Spec.Engine.Config, AgentImage: r.AgentImage}
+	if rev.Server != nil {
+		// What the revision was imported with, not what the template's spec says now.
+		server = *rev.Server
+		server.AgentImage = orDefault(server.AgentImage, r.AgentImage)
 	}
 	affinity, err := r.templateNodeAffinity(ctx, t, want)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if inst.Status.ProvisioningStartedAt == nil {
 		// The first clone counts from creation, as a user running `kubectl apply` sees it; a
@@ -88,7 +96,20 @@ func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, inst *
 	}
 	inst.Status.Revision = want
 	inst.Status.SnapshotName = rev.SnapshotName
-	return &revisionSource{template: t, engine: eng, image: image, revision: *rev, nodeAffinity: affinity}, nil, nil
+	s.src = &revisionSource{template: t, engine: eng, revision: *rev, server: server, nodeAffinity: affinity}
+	return nil, nil
+}
+
+// pinnedRevision is the revision an instance uses: the one pinned in its status once cloned, else
+// the one its spec asks for; 0 while it waits for the template's first revision.
+func pinnedRevision(inst *myaasv1.DatabaseInstance) int32 {
+	if inst.Status.Revision != 0 {
+		return inst.Status.Revision
+	}
+	if inst.Spec.Revision != nil {
+		return *inst.Spec.Revision
+	}
+	return 0
 }
 
 // templateNodeAffinity copies the node affinity of the revision's volume: node-local drivers

@@ -1,16 +1,21 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"fmt"
 	"math/big"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/builder"
 )
 
@@ -31,26 +36,102 @@ func RandomPassword() (string, error) {
 	return string(b), nil
 }
 
-// reconcileSecret creates the credentials Secret once. It is never rewritten: the password must
-// stay the same across resets and manager restarts, and it is never logged.
-func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, inst *myaasv1.DatabaseInstance, src *revisionSource) error {
+// reconcileSecret keeps the credentials Secret, the source of truth for the instance's passwords:
+// created once with fresh ones, re-created with fresh ones if deleted, and when a user edits a
+// password, the keys derived from it (uri, jdbc-uri, dsn) follow. The running server follows it
+// too (reconcileReadiness). A Secret of that name that this instance does not own is never adopted.
+func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst := s.inst
 	name := builder.CredentialsSecretName(inst.Name)
 	inst.Status.SecretName = name
-	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: name}, &corev1.Secret{})
-	if err == nil || !apierrors.IsNotFound(err) {
-		return wrap(err, "get Secret %s", name)
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: name}, secret)
+	if apierrors.IsNotFound(err) {
+		return nil, r.createSecret(ctx, s)
 	}
-	password, err := r.NewPassword()
 	if err != nil {
+		return nil, fmt.Errorf("get Secret %s: %w", name, err)
+	}
+	switch ownershipOf(secret, inst, instanceKind) {
+	case stale:
+		return r.waitForPreviousInstance(s, "Secret "+name)
+	case foreign:
+		inst.Status.Phase = myaasv1.InstanceFailed
+		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
+			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonSecretNotOwned,
+			message:   fmt.Sprintf("Secret %s exists and is not owned by this instance; it is never adopted: delete or rename it", name),
+			eventType: corev1.EventTypeWarning, event: EventSecretNotOwned,
+		})
+		return stop(30 * time.Second), nil
+	}
+
+	passwords := builder.Passwords{
+		Password:     string(secret.Data[agentapi.SecretKeyPassword]),
+		RootPassword: string(secret.Data[agentapi.SecretKeyRootPassword]),
+	}
+	if err := r.fillPasswords(&passwords); err != nil {
+		return nil, err
+	}
+	want := builder.CredentialsSecret(inst, s.src.engine, passwords)
+	if !sameData(secret.Data, want.StringData) {
+		secret.Data = map[string][]byte{}
+		for k, v := range want.StringData {
+			secret.Data[k] = []byte(v)
+		}
+		if err := r.Update(ctx, secret); err != nil {
+			return nil, fmt.Errorf("update Secret %s from its passwords: %w", name, err)
+		}
+	}
+	s.secret = secret
+	return nil, nil
+}
+
+func (r *DatabaseInstanceReconciler) createSecret(ctx context.Context, s *instancePass) error {
+	var passwords builder.Passwords
+	if err := r.fillPasswords(&passwords); err != nil {
 		return err
 	}
-	rootPassword, err := r.NewPassword()
-	if err != nil {
-		return err
-	}
-	secret := builder.CredentialsSecret(inst, src.engine, builder.Passwords{Password: password, RootPassword: rootPassword})
+	secret := builder.CredentialsSecret(s.inst, s.src.engine, passwords)
 	if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create Secret %s: %w", name, err)
+		return fmt.Errorf("create Secret %s: %w", secret.Name, err)
+	}
+	s.secret = secret
+	return nil
+}
+
+// fillPasswords generates the passwords that are missing: a user who empties one gets a new one.
+func (r *DatabaseInstanceReconciler) fillPasswords(p *builder.Passwords) error {
+	for _, pw := range []*string{&p.Password, &p.RootPassword} {
+		if *pw != "" {
+			continue
+		}
+		generated, err := r.NewPassword()
+		if err != nil {
+			return err
+		}
+		*pw = generated
 	}
 	return nil
+}
+
+func sameData(have map[string][]byte, want map[string]string) bool {
+	if len(have) != len(want) {
+		return false
+	}
+	for k, v := range want {
+		if !bytes.Equal(have[k], []byte(v)) {
+			return false
+		}
+	}
+	return true
+}
+
+// waitForPreviousInstance ends the pass while the children of a deleted instance of the same
+// name are being collected: the CI flow deletes an instance and re-creates it at once.
+func (r *DatabaseInstanceReconciler) waitForPreviousInstance(s *instancePass, what string) (*ctrl.Result, error) {
+	inst := s.inst
+	inst.Status.Phase = myaasv1.InstancePending
+	setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonWaitingForPreviousInstance,
+		fmt.Sprintf("%s belongs to a deleted instance of the same name: waiting for it to be removed", what))
+	return stop(250 * time.Millisecond), nil
 }

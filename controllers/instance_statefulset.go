@@ -2,11 +2,17 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
@@ -14,48 +20,126 @@ import (
 )
 
 // reconcileService applies the instance's Service and records the endpoint clients use.
-func (r *DatabaseInstanceReconciler) reconcileService(ctx context.Context, inst *myaasv1.DatabaseInstance, src *revisionSource) error {
-	svc := builder.InstanceService(inst, src.engine)
-	if err := r.Patch(ctx, svc, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
-		return fmt.Errorf("apply Service %s: %w", svc.Name, err)
+func (r *DatabaseInstanceReconciler) reconcileService(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst := s.inst
+	svc := builder.InstanceService(inst, s.src.engine)
+	have := &corev1.Service{}
+	err := r.Get(ctx, client.ObjectKeyFromObject(svc), have)
+	if client.IgnoreNotFound(err) != nil {
+		return nil, fmt.Errorf("get Service %s: %w", svc.Name, err)
 	}
-	inst.Status.Endpoint = &myaasv1.Endpoint{Host: builder.ServiceHost(inst), Port: src.engine.Port()}
-	return nil
+	if err == nil && ownershipOf(have, inst, instanceKind) != owned {
+		return r.waitForPreviousInstance(s, "Service "+svc.Name)
+	}
+	if err := r.Patch(ctx, svc, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("apply Service %s: %w", svc.Name, err)
+	}
+	inst.Status.Endpoint = &myaasv1.Endpoint{Host: builder.ServiceHost(inst), Port: s.src.engine.Port()}
+	return nil, nil
 }
 
-// reconcileStatefulSet applies the StatefulSet whose volume is cloned from the revision's snapshot.
-func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, inst *myaasv1.DatabaseInstance, src *revisionSource) error {
+// annotationPodInputs on the StatefulSet hashes what the instance's own spec puts into the pod.
+const annotationPodInputs = "myaas.io/pod-inputs"
+
+// reconcileStatefulSet creates the StatefulSet whose volume is cloned from the revision's snapshot.
+// Once it exists, its pod template changes only when the instance's own spec asks for it (its
+// resources): a new operator version, or a template edited since, restarts no running instance.
+// A reset recreates it, with the operator's agent of the day.
+func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst, src := s.inst, s.src
 	size := src.template.Spec.Storage.Size
 	if rs := src.revision.RestoreSize; rs != nil && !rs.IsZero() {
 		size = *rs
 	}
+	agentInVolume := src.revision.AgentSHA256 != "" && src.revision.AgentSHA256 == r.AgentSHA256
 	params := builder.StatefulSetParams{
 		Engine:           src.engine,
-		Image:            src.image,
-		AgentImage:       r.AgentImage,
-		ServerConfig:     src.template.Spec.Engine.Config,
+		Image:            src.server.Image,
+		AgentImage:       src.server.AgentImage,
+		ServerConfig:     src.server.Config,
 		Revision:         src.revision.Revision,
 		SnapshotName:     src.revision.SnapshotName,
 		RestoreSize:      resource.MustParse(size.String()),
 		StorageClassName: src.template.Spec.Storage.StorageClassName,
 		NodeAffinity:     src.nodeAffinity,
-		AgentInVolume:    src.revision.AgentSHA256 != "" && src.revision.AgentSHA256 == r.AgentSHA256,
+		AgentInVolume:    agentInVolume,
 	}
-	if err := r.ensureClaim(ctx, builder.InstanceClaim(inst, params)); err != nil {
-		return err
+	claim := builder.InstanceClaim(inst, params)
+	if own, err := ensureChild(ctx, r.Client, inst, instanceKind, claim, &corev1.PersistentVolumeClaim{}); err != nil || own != owned {
+		if err != nil {
+			return nil, err
+		}
+		return r.waitForPreviousInstance(s, "PersistentVolumeClaim "+claim.Name)
 	}
-	sts := builder.InstanceStatefulSet(inst, params)
-	if err := r.Patch(ctx, sts, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
-		return fmt.Errorf("apply StatefulSet %s: %w", sts.Name, err)
+
+	want := builder.InstanceStatefulSet(inst, params)
+	inputs := podInputsHash(inst)
+	want.Annotations = map[string]string{annotationPodInputs: inputs}
+	have := &appsv1.StatefulSet{}
+	err := r.Get(ctx, client.ObjectKeyFromObject(want), have)
+	switch {
+	case apierrors.IsNotFound(err):
+		if err := r.Patch(ctx, want, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
+			return nil, fmt.Errorf("create StatefulSet %s: %w", want.Name, err)
+		}
+		inst.Status.AgentSHA256 = r.AgentSHA256
+		if agentInVolume {
+			inst.Status.AgentSHA256 = src.revision.AgentSHA256
+		}
+		s.statefulSet = want
+	case err != nil:
+		return nil, fmt.Errorf("get StatefulSet %s: %w", want.Name, err)
+	case ownershipOf(have, inst, instanceKind) != owned:
+		return r.waitForPreviousInstance(s, "StatefulSet "+want.Name)
+	case have.Annotations[annotationPodInputs] != inputs && have.Annotations[annotationPodInputs] != "":
+		// The user changed the instance's resources: a restart is what they asked for.
+		if err := r.Patch(ctx, want, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
+			return nil, fmt.Errorf("apply StatefulSet %s: %w", want.Name, err)
+		}
+		inst.Status.AgentSHA256 = agentOf(want, src.revision.AgentSHA256, r.AgentSHA256)
+		s.statefulSet = want
+	default:
+		// A StatefulSet made before the inputs were recorded gets them without a restart.
+		if err := r.scale(ctx, have, *want.Spec.Replicas, inputs); err != nil {
+			return nil, err
+		}
+		if inst.Status.AgentSHA256 == "" {
+			inst.Status.AgentSHA256 = agentOf(have, src.revision.AgentSHA256, "")
+		}
+		s.statefulSet = have
+	}
+	inst.Status.Agent = myaasv1.AgentOutdated
+	if inst.Status.AgentSHA256 == r.AgentSHA256 {
+		inst.Status.Agent = myaasv1.AgentCurrent
+	}
+	return nil, nil
+}
+
+// scale sets the replicas (suspend and resume) and the recorded pod inputs without touching the
+// pod template.
+func (r *DatabaseInstanceReconciler) scale(ctx context.Context, sts *appsv1.StatefulSet, replicas int32, inputs string) error {
+	if sts.Spec.Replicas != nil && *sts.Spec.Replicas == replicas && sts.Annotations[annotationPodInputs] == inputs {
+		return nil
+	}
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}},"spec":{"replicas":%d}}`, annotationPodInputs, inputs, replicas))
+	if err := r.Patch(ctx, sts, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("scale StatefulSet %s to %d: %w", sts.Name, replicas, err)
 	}
 	return nil
 }
 
-// ensureClaim creates the clone PVC once; a claim's spec is immutable, so an existing one is kept.
-func (r *DatabaseInstanceReconciler) ensureClaim(ctx context.Context, pvc *corev1.PersistentVolumeClaim) error {
-	err := r.Create(ctx, pvc)
-	if err == nil || apierrors.IsAlreadyExists(err) {
-		return nil
+// agentOf is the agent a StatefulSet's pod runs: the revision's kept copy when it starts from the
+// volume, else the copy its init container installs, which is the manager's of the day.
+func agentOf(sts *appsv1.StatefulSet, revisionAgent, managerAgent string) string {
+	if len(sts.Spec.Template.Spec.InitContainers) == 0 {
+		return revisionAgent
 	}
-	return fmt.Errorf("create PVC %s: %w", pvc.Name, err)
+	return managerAgent
+}
+
+// podInputsHash identifies what the instance's own spec puts into its pod.
+func podInputsHash(inst *myaasv1.DatabaseInstance) string {
+	b, _ := json.Marshal(inst.Spec.Resources) // plain fields always marshal
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }

@@ -27,20 +27,22 @@ func ExpiryTime(inst *myaasv1.DatabaseInstance) *metav1.Time {
 
 // reconcileTTL deletes an expired instance (its children go with it through owner references) and
 // otherwise asks to be called back at expiry.
-func (r *DatabaseInstanceReconciler) reconcileTTL(ctx context.Context, inst *myaasv1.DatabaseInstance) (ctrl.Result, bool, error) {
+func (r *DatabaseInstanceReconciler) reconcileTTL(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst := s.inst
 	expiry := ExpiryTime(inst)
 	inst.Status.ExpiresAt = expiry
 	if expiry == nil {
-		return ctrl.Result{}, false, nil
+		return nil, nil
 	}
-	left := expiry.Sub(r.Clock.Now())
-	if left > 0 {
-		return ctrl.Result{RequeueAfter: left}, false, nil
+	if left := expiry.Sub(r.Clock.Now()); left > 0 {
+		s.wakeIn(left)
+		return nil, nil
 	}
 	log.FromContext(ctx).Info("instance expired", "expiresAt", expiry.Time)
 	r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventExpired, "Instance expired at %s and is being deleted", expiry.UTC().Format("2006-01-02T15:04:05Z"))
 	if err := r.Delete(ctx, inst, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
-		return ctrl.Result{}, false, fmt.Errorf("delete expired instance: %w", err)
+		return nil, fmt.Errorf("delete expired instance: %w", err)
 	}
-	return ctrl.Result{}, true, nil
+	s.deleted = true
+	return stop(0), nil
 }

@@ -9,6 +9,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/record"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -23,6 +25,31 @@ func setCondition(conds *[]metav1.Condition, generation int64, condType string, 
 		Message:            message,
 		ObservedGeneration: generation,
 	})
+}
+
+// conditionChanged says whether setting the condition would change what a user reads.
+func conditionChanged(conds []metav1.Condition, condType string, status metav1.ConditionStatus, reason, message string) bool {
+	c := meta.FindStatusCondition(conds, condType)
+	return c == nil || c.Status != status || c.Reason != reason || c.Message != message
+}
+
+// notice is a condition and the event that announces it.
+type notice struct {
+	condType  string
+	status    metav1.ConditionStatus
+	reason    string
+	message   string
+	eventType string
+	event     string
+}
+
+// setConditionAndNotify sets the condition and records its event only when the condition changed:
+// a step that runs every few seconds in the same state must not repeat the same event.
+func setConditionAndNotify(rec record.EventRecorder, obj runtime.Object, conds *[]metav1.Condition, generation int64, n notice) {
+	if conditionChanged(*conds, n.condType, n.status, n.reason, n.message) {
+		rec.Event(obj, n.eventType, n.event, n.message)
+	}
+	setCondition(conds, generation, n.condType, n.status, n.reason, n.message)
 }
 
 // patchStatus writes obj's status when it differs from before's. The optimistic lock makes a write
@@ -48,14 +75,3 @@ func finish(res ctrl.Result, err error) (ctrl.Result, error) {
 
 // requeueSoon is how soon a step that just changed something looks again.
 const requeueSoon = 100 * time.Millisecond
-
-// soonest merges the results of several steps: the earliest requeue wins.
-func soonest(results ...ctrl.Result) ctrl.Result {
-	var out ctrl.Result
-	for _, r := range results {
-		if r.RequeueAfter > 0 && (out.RequeueAfter == 0 || r.RequeueAfter < out.RequeueAfter) {
-			out.RequeueAfter = r.RequeueAfter
-		}
-	}
-	return out
-}

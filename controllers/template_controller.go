@@ -9,7 +9,6 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -70,7 +69,8 @@ func (r *DatabaseTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	}
 
 	before := t.DeepCopy()
-	res, err := r.reconcileSteps(ctx, t)
+	pass := &templatePass{t: t}
+	res, err := runSteps(ctx, pass, &pass.wakeups, r.steps())
 	t.Status.ObservedGeneration = t.Generation
 	summarizeTemplate(t)
 	if perr := patchStatus(ctx, r.Client, before, t, before.Status, t.Status); perr != nil && err == nil {
@@ -79,23 +79,23 @@ func (r *DatabaseTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	return finish(res, err)
 }
 
-func (r *DatabaseTemplateReconciler) reconcileSteps(ctx context.Context, t *myaasv1.DatabaseTemplate) (ctrl.Result, error) {
-	if err := r.reconcileRefreshCronJob(ctx, t); err != nil {
-		return ctrl.Result{}, err
+// templatePass is what the steps of one reconcile of a template share.
+type templatePass struct {
+	wakeups
+	t *myaasv1.DatabaseTemplate
+	// users of each revision, counted by reconcileUsage for the garbage collector.
+	users revisionUsers
+}
+
+// steps is the template's pipeline. None of them waits: the import and the garbage collector
+// make progress side by side, each asking to be called back when it has to.
+func (r *DatabaseTemplateReconciler) steps() []step[*templatePass] {
+	return []step[*templatePass]{
+		{"refresh CronJob", r.reconcileRefreshCronJob}, // template_refresh.go
+		{"revision usage", r.reconcileUsage},           // template_gc.go
+		{"import", r.reconcileImport},                  // template_import.go, template_snapshot.go
+		{"revision garbage collection", r.reconcileGC}, // template_gc.go
 	}
-	inUse, err := r.reconcileUsage(ctx, t)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	importRes, err := r.reconcileImport(ctx, t)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	gcRes, err := r.reconcileGC(ctx, t, inUse)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	return soonest(importRes, gcRes), nil
 }
 
 // SetupWithManager registers the controller and what it watches.
@@ -134,12 +134,4 @@ func (r *DatabaseTemplateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		}))).
 		Named("databasetemplate").
 		Complete(r)
-}
-
-// ignoreNotFound treats a missing object as already deleted.
-func ignoreNotFound(err error) error {
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	return err
 }

@@ -138,13 +138,14 @@ func TestFailedImportKeepsPreviousRevisionAndNamesTheError(t *testing.T) {
 	// A refresh by hand, as `kubectl create job --from=cronjob/shop-refresh` does it.
 	requestRefresh(t, ns, "shop", "manual-1")
 	job := waitForImportJob(t, ns, "shop", 2)
-	agentError := "nightly/shop.sql.gz: line 1234 (byte 56789): ERROR 1064 (42000): You have an error in your SQL syntax; statement starts: INSERT INTO orders VALUES"
-	playImportPod(t, job, terminatedPod(agentError, 1))
+	agentError := "nightly/shop.sql.gz: line 1234 (byte 56789): ERROR 1064 (42000): You have an error in your SQL syntax; statement starts: INSERT INTO orders VALUES (…)"
+	report, _ := json.Marshal(agentapi.Report{Outcome: agentapi.OutcomeFailed, Reason: agentapi.ReasonSQLError, Message: agentError})
+	playImportPod(t, job, terminatedPod(string(report), 1))
 	playJobFinished(t, job, false)
 
 	eventually(t, 20*time.Second, "import failure reported", func() error {
 		tmpl := getTemplate(t, ns, "shop")
-		if err := conditionIs(tmpl.Status.Conditions, tmpl.Generation, myaasv1.ConditionImportFailed, metav1.ConditionTrue, myaasv1.ReasonImportJobFailed); err != nil {
+		if err := conditionIs(tmpl.Status.Conditions, tmpl.Generation, myaasv1.ConditionImportFailed, metav1.ConditionTrue, agentapi.ReasonSQLError); err != nil {
 			return err
 		}
 		return nil
@@ -163,17 +164,24 @@ func TestFailedImportKeepsPreviousRevisionAndNamesTheError(t *testing.T) {
 	if !hasEvent(eventsFor(t, ns, "shop"), EventImportFailed) {
 		t.Fatal("no ImportFailed event")
 	}
-	// No snapshot of the failed import; revision 1 and the failed attempt's Job and PVC stay.
+	// No snapshot of the failed import; revision 1 and the failed attempt's Job (for its logs)
+	// stay, its full-size volume goes.
 	for _, obj := range []client.Object{
 		&snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Name: "shop-r1"}},
 		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "shop-r1"}},
-		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Name: "shop-r2"}},
 		&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "shop-import-r2"}},
 	} {
 		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: obj.GetName()}, obj); err != nil || !obj.GetDeletionTimestamp().IsZero() {
 			t.Fatalf("%T %s must be kept: %v", obj, obj.GetName(), err)
 		}
 	}
+	eventually(t, 10*time.Second, "the failed import's volume deleted", func() error {
+		pvc := &corev1.PersistentVolumeClaim{}
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "shop-r2"}, pvc); err == nil && pvc.DeletionTimestamp.IsZero() {
+			return fmt.Errorf("PVC shop-r2 still there")
+		}
+		return nil
+	})
 	consistently(t, time.Second, "no snapshot of a failed import, no retry", func() error {
 		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "shop-r2"}, &snapshotv1.VolumeSnapshot{}); err == nil {
 			return fmt.Errorf("snapshot shop-r2 exists")
@@ -391,7 +399,7 @@ func TestTemplateDeletionWaitsForInstances(t *testing.T) {
 	eventually(t, 20*time.Second, "deletion waits for the instance", func() error {
 		tmpl := getTemplate(t, ns, "shop")
 		c := metaCondition(tmpl.Status.Conditions, myaasv1.ConditionReady)
-		if c == nil || c.Reason != myaasv1.ReasonDeleting || !strings.Contains(c.Message, "DatabaseInstance/dev") {
+		if c == nil || c.Reason != myaasv1.ReasonWaitingForInstances || !strings.Contains(c.Message, "DatabaseInstance/dev") {
 			return fmt.Errorf("ready condition %+v", c)
 		}
 		return nil
@@ -419,6 +427,7 @@ func TestRunTimeReferenceErrorsBlockImportWithActionableCondition(t *testing.T) 
 	ns := newNamespace(t)
 	newTemplate(t, ns, "shop", func(d *myaasv1.DatabaseTemplate) {
 		d.Spec.Storage.SnapshotClassName = ptr.To("no-such-class")
+		d.Spec.Import.SnapshotTimeout = &metav1.Duration{Duration: 4 * time.Second}
 	})
 	eventually(t, 20*time.Second, "blocked on the snapshot class", func() error {
 		tmpl := getTemplate(t, ns, "shop")
@@ -452,7 +461,7 @@ func TestRunTimeReferenceErrorsBlockImportWithActionableCondition(t *testing.T) 
 	playImportPod(t, job, terminatedPod(`{"bytesRead":10}`, 0))
 	playJobFinished(t, job, true)
 
-	// A snapshot that fails is reported, and nothing is deleted.
+	// A snapshot error is taken for transient and retried until the snapshot timeout...
 	snap := &snapshotv1.VolumeSnapshot{}
 	eventually(t, 20*time.Second, "snapshot", func() error {
 		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "shop-r1"}, snap)
@@ -461,19 +470,38 @@ func TestRunTimeReferenceErrorsBlockImportWithActionableCondition(t *testing.T) 
 	if err := k8s.Status().Update(bg, snap); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "snapshot failure reported", func() error {
+	eventually(t, 3*time.Second, "snapshot error shown while retried", func() error {
 		tmpl := getTemplate(t, ns, "shop")
-		if err := conditionIs(tmpl.Status.Conditions, tmpl.Generation, myaasv1.ConditionImportFailed, metav1.ConditionTrue, myaasv1.ReasonSnapshotFailed); err != nil {
+		if tmpl.Status.LastFailure != nil {
+			return fmt.Errorf("failed at the first error: %+v", tmpl.Status.LastFailure)
+		}
+		if c := metaCondition(tmpl.Status.Conditions, myaasv1.ConditionImporting); c == nil || !strings.Contains(c.Message, "out of space") {
+			return fmt.Errorf("importing condition %+v", c)
+		}
+		return nil
+	})
+	// ...then fails the revision, naming the timeout and the last error, and deletes the volume.
+	eventually(t, 20*time.Second, "snapshot timeout reported", func() error {
+		tmpl := getTemplate(t, ns, "shop")
+		if err := conditionIs(tmpl.Status.Conditions, tmpl.Generation, myaasv1.ConditionImportFailed, metav1.ConditionTrue, myaasv1.ReasonSnapshotTimeout); err != nil {
 			return err
 		}
-		if msg := metaCondition(tmpl.Status.Conditions, myaasv1.ConditionImportFailed).Message; !strings.Contains(msg, "out of space") {
+		if msg := metaCondition(tmpl.Status.Conditions, myaasv1.ConditionImportFailed).Message; !strings.Contains(msg, "out of space") || !strings.Contains(msg, "snapshotTimeout") {
 			return fmt.Errorf("message %q", msg)
 		}
 		return nil
 	})
-	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "shop-r1"}, &corev1.PersistentVolumeClaim{}); err != nil {
-		t.Fatalf("the imported volume must be kept: %v", err)
-	}
+	eventually(t, 10*time.Second, "the failed revision's snapshot and volume deleted", func() error {
+		for _, obj := range []client.Object{&corev1.PersistentVolumeClaim{}, &snapshotv1.VolumeSnapshot{}} {
+			if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "shop-r1"}, obj); err == nil && obj.GetDeletionTimestamp().IsZero() {
+				return fmt.Errorf("%T shop-r1 still there", obj)
+			}
+		}
+		return nil
+	})
+	// The next refresh goes ahead.
+	requestRefresh(t, ns, "shop", "after-timeout")
+	waitForImportJob(t, ns, "shop", 2)
 }
 
 // requestRefresh creates a refresh-request Job as `kubectl create job --from=cronjob/<t>-refresh`

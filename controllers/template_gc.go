@@ -9,7 +9,6 @@ import (
 	"time"
 
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
-	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -28,7 +27,13 @@ type revisionUsers map[int32][]string
 // reconcileUsage counts, per revision, the instances cloned from it. A revision is in use while an
 // instance points at it or while a clone PVC of it still exists (an instance being deleted leaves
 // its PVC behind for a moment, and on ZFS that clone still pins the snapshot).
-func (r *DatabaseTemplateReconciler) reconcileUsage(ctx context.Context, t *myaasv1.DatabaseTemplate) (revisionUsers, error) {
+func (r *DatabaseTemplateReconciler) reconcileUsage(ctx context.Context, s *templatePass) (*ctrl.Result, error) {
+	users, err := r.revisionUsers(ctx, s.t)
+	s.users = users
+	return nil, err
+}
+
+func (r *DatabaseTemplateReconciler) revisionUsers(ctx context.Context, t *myaasv1.DatabaseTemplate) (revisionUsers, error) {
 	instances := &myaasv1.DatabaseInstanceList{}
 	if err := r.List(ctx, instances, client.InNamespace(t.Namespace), client.MatchingFields{instanceTemplateField: t.Name}); err != nil {
 		return nil, fmt.Errorf("list instances of template: %w", err)
@@ -36,10 +41,7 @@ func (r *DatabaseTemplateReconciler) reconcileUsage(ctx context.Context, t *myaa
 	users := revisionUsers{}
 	counts := map[int32]int32{}
 	for _, inst := range instances.Items {
-		rev := inst.Status.Revision
-		if rev == 0 && inst.Spec.Revision != nil {
-			rev = *inst.Spec.Revision
-		}
+		rev := pinnedRevision(&inst)
 		if rev == 0 {
 			continue
 		}
@@ -67,17 +69,16 @@ func (r *DatabaseTemplateReconciler) reconcileUsage(ctx context.Context, t *myaa
 
 // reconcileGC deletes revisions beyond spec.retainRevisions that nothing uses, oldest first, in the
 // order snapshot → import Job → PVC, waiting for each to be gone before the next.
-func (r *DatabaseTemplateReconciler) reconcileGC(ctx context.Context, t *myaasv1.DatabaseTemplate, users revisionUsers) (ctrl.Result, error) {
-	retain := int(t.Spec.RetainRevisions)
-	if retain < 1 {
-		retain = 1
-	}
+// The newest ready revision is never deleted, whatever retainRevisions says: it is the last good
+// data, and failed refreshes add no revision, so any number of them leave it in place.
+func (r *DatabaseTemplateReconciler) reconcileGC(ctx context.Context, s *templatePass) (*ctrl.Result, error) {
+	t, users := s.t, s.users
+	retain := int(max(t.Spec.RetainRevisions, 1))
 	revs := t.Status.Revisions
-	sort.Slice(revs, func(i, j int) bool { return revs[i].Revision < revs[j].Revision })
+	sortedRevisions(revs)
 	if len(revs) <= retain {
-		return ctrl.Result{}, nil
+		return nil, nil
 	}
-	var result ctrl.Result
 	kept := revs[:0]
 	for i, rev := range revs {
 		expired := i < len(revs)-retain && rev.Revision != t.Status.LatestRevision
@@ -87,28 +88,32 @@ func (r *DatabaseTemplateReconciler) reconcileGC(ctx context.Context, t *myaasv1
 		}
 		gone, err := r.deleteRevision(ctx, t, rev.Revision)
 		if err != nil {
-			return ctrl.Result{}, err
+			return nil, err
 		}
 		if !gone {
 			kept = append(kept, rev)
-			result = ctrl.Result{RequeueAfter: 2 * time.Second}
+			s.wakeIn(2 * time.Second)
 			continue
 		}
 		log.FromContext(ctx).Info("revision deleted", "revision", rev.Revision)
 		r.Recorder.Eventf(t, corev1.EventTypeNormal, EventRevisionDeleted, "Revision %d deleted: older than the %d retained and used by no instance", rev.Revision, retain)
 	}
 	t.Status.Revisions = kept
-	return result, nil
+	return nil, nil
 }
 
 // deleteRevision takes one step towards deleting revision n and says whether it is entirely gone.
 func (r *DatabaseTemplateReconciler) deleteRevision(ctx context.Context, t *myaasv1.DatabaseTemplate, n int32) (bool, error) {
 	ns := t.Namespace
-	steps := []client.Object{
-		&snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.SnapshotName(t.Name, n)}},
-		&batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.ImportJobName(t.Name, n)}},
-		&corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.TemplatePVCName(t.Name, n)}},
+	jobs, err := r.importJobs(ctx, t, n)
+	if err != nil {
+		return false, err
 	}
+	steps := []client.Object{&snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.SnapshotName(t.Name, n)}}}
+	for i := range jobs {
+		steps = append(steps, &jobs[i])
+	}
+	steps = append(steps, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.TemplatePVCName(t.Name, n)}})
 	for _, obj := range steps {
 		err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {
@@ -116,6 +121,9 @@ func (r *DatabaseTemplateReconciler) deleteRevision(ctx context.Context, t *myaa
 		}
 		if err != nil {
 			return false, fmt.Errorf("get %T %s: %w", obj, obj.GetName(), err)
+		}
+		if ownershipOf(obj, t, templateKind) != owned {
+			continue // a deleted template's, of the same name: not ours to delete
 		}
 		if obj.GetDeletionTimestamp().IsZero() {
 			if err := r.deleteIfExists(ctx, obj); err != nil {
@@ -134,7 +142,7 @@ func (r *DatabaseTemplateReconciler) reconcileDelete(ctx context.Context, t *mya
 		return ctrl.Result{}, nil
 	}
 	before := t.DeepCopy()
-	users, err := r.reconcileUsage(ctx, t)
+	users, err := r.revisionUsers(ctx, t)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -144,11 +152,11 @@ func (r *DatabaseTemplateReconciler) reconcileDelete(ctx context.Context, t *mya
 	}
 	if len(names) > 0 {
 		sort.Strings(names)
-		msg := fmt.Sprintf("deletion waits for %d users of its revisions: %s", len(names), strings.Join(names, ", "))
-		if c := findReady(t); c == nil || c.Message != msg {
-			r.Recorder.Event(t, corev1.EventTypeNormal, EventWaitingForUsers, msg)
-		}
-		setCondition(&t.Status.Conditions, t.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonDeleting, msg)
+		setConditionAndNotify(r.Recorder, t, &t.Status.Conditions, t.Generation, notice{
+			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonWaitingForInstances,
+			message:   fmt.Sprintf("deletion waits for %d users of its revisions: %s", len(names), strings.Join(names, ", ")),
+			eventType: corev1.EventTypeNormal, event: EventWaitingForInstances,
+		})
 		return ctrl.Result{}, patchStatus(ctx, r.Client, before, t, before.Status, t.Status)
 	}
 	pending := false

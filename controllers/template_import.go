@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"sort"
 	"time"
 
@@ -14,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -32,21 +32,27 @@ const (
 	TriggerSpecChanged = "SpecChanged"
 )
 
-// importPollInterval is how often a running import's progress is read.
-const importPollInterval = 5 * time.Second
+const (
+	// importPollInterval is how often a running import's progress is read.
+	importPollInterval = 5 * time.Second
+	// templateKind names the owner in the controller references of a template's children.
+	templateKind = "DatabaseTemplate"
+)
 
 // reconcileImport starts an import when one is due and moves the running one along:
 // Provisioning/Loading (PVC and Job) → Snapshotting (VolumeSnapshot) → a new revision.
-func (r *DatabaseTemplateReconciler) reconcileImport(ctx context.Context, t *myaasv1.DatabaseTemplate) (ctrl.Result, error) {
-	if t.Status.CurrentImport == nil {
-		return r.startImportIfDue(ctx, t)
+func (r *DatabaseTemplateReconciler) reconcileImport(ctx context.Context, s *templatePass) (*ctrl.Result, error) {
+	t := s.t
+	ci := t.Status.CurrentImport
+	switch {
+	case ci == nil:
+		return nil, r.startImportIfDue(ctx, s)
+	case ci.SpecHash != ImportSpecHash(t.Spec) && ci.Phase != myaasv1.ImportPhaseSnapshotting:
+		return nil, r.supersedeImport(ctx, s)
+	case ci.Phase == myaasv1.ImportPhaseSnapshotting:
+		return nil, r.reconcileSnapshot(ctx, s)
 	}
-	switch t.Status.CurrentImport.Phase {
-	case myaasv1.ImportPhaseSnapshotting:
-		return r.reconcileSnapshot(ctx, t)
-	default:
-		return r.reconcileImportJob(ctx, t)
-	}
+	return nil, r.reconcileImportJob(ctx, s)
 }
 
 // ImportSpecHash identifies the parts of a spec that change what an import produces. Changing
@@ -75,7 +81,7 @@ func (r *DatabaseTemplateReconciler) importTrigger(ctx context.Context, t *myaas
 	}); err != nil {
 		return "", "", fmt.Errorf("list refresh jobs: %w", err)
 	}
-	if newest := newestJob(jobs.Items); newest != nil && newest.Name != st.HandledRefreshJob {
+	if newest := newestRefreshRequest(jobs.Items, t.CreationTimestamp); newest != nil && newest.Name != st.HandledRefreshJob {
 		return "refresh job " + newest.Name, newest.Name, nil
 	}
 
@@ -91,34 +97,41 @@ func (r *DatabaseTemplateReconciler) importTrigger(ctx context.Context, t *myaas
 	return "", "", nil
 }
 
-func newestJob(jobs []batchv1.Job) *batchv1.Job {
-	if len(jobs) == 0 {
-		return nil
-	}
-	sort.Slice(jobs, func(i, j int) bool {
-		ti, tj := jobs[i].CreationTimestamp, jobs[j].CreationTimestamp
-		if ti.Equal(&tj) {
-			return jobs[i].Name < jobs[j].Name
+// newestRefreshRequest is the newest refresh Job made for this template. Jobs older than the
+// template were made for a deleted template of the same name: they request nothing of this one.
+func newestRefreshRequest(jobs []batchv1.Job, templateCreated metav1.Time) *batchv1.Job {
+	var newest *batchv1.Job
+	for i := range jobs {
+		j := &jobs[i]
+		if j.CreationTimestamp.Before(&templateCreated) {
+			continue
 		}
-		return ti.Before(&tj)
-	})
-	return &jobs[len(jobs)-1]
+		if newest == nil || newest.CreationTimestamp.Before(&j.CreationTimestamp) ||
+			(newest.CreationTimestamp.Equal(&j.CreationTimestamp) && newest.Name < j.Name) {
+			newest = j
+		}
+	}
+	return newest
 }
 
 // startImportIfDue allocates the next revision number and records it in status before any child
 // exists: the names of the children derive from that number, so a manager restarted at any point
 // finds the same PVC, Job and snapshot again instead of creating duplicates.
-func (r *DatabaseTemplateReconciler) startImportIfDue(ctx context.Context, t *myaasv1.DatabaseTemplate) (ctrl.Result, error) {
+func (r *DatabaseTemplateReconciler) startImportIfDue(ctx context.Context, s *templatePass) error {
+	t := s.t
 	trigger, refreshJob, err := r.importTrigger(ctx, t)
 	if err != nil || trigger == "" {
-		return ctrl.Result{}, err
+		r.forgetRevertedFailure(t)
+		return err
 	}
 	if blocked, err := r.importBlocked(ctx, t); err != nil || blocked {
-		return ctrl.Result{RequeueAfter: 30 * time.Second}, err
+		s.wakeIn(30 * time.Second)
+		return err
 	}
 	if err := r.deleteFailedAttempt(ctx, t); err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
+	_, image, _ := builder.EngineImage(t.Spec.Engine) // importBlocked checked the engine
 
 	n := max(t.Status.NextRevision, 1)
 	for _, rev := range t.Status.Revisions {
@@ -134,20 +147,48 @@ func (r *DatabaseTemplateReconciler) startImportIfDue(ctx context.Context, t *my
 		Trigger:   trigger,
 		SpecHash:  ImportSpecHash(t.Spec),
 		StartedAt: metav1.NewTime(r.Clock.Now()),
+		Attempt:   1,
+		Server:    &myaasv1.RevisionServer{Image: image, Config: maps.Clone(t.Spec.Engine.Config), AgentImage: r.AgentImage},
 	}
 	log.FromContext(ctx).Info("starting import", "revision", n, "trigger", trigger)
 	r.Recorder.Eventf(t, corev1.EventTypeNormal, EventImportStarted, "Importing revision %d (%s)", n, trigger)
-	return ctrl.Result{RequeueAfter: requeueSoon}, nil
+	s.wakeIn(requeueSoon)
+	return nil
+}
+
+// forgetRevertedFailure clears a failure whose spec is no longer asked for: a template edited back
+// to the spec of its latest revision (a bad image tag reverted, say) is healthy again.
+func (r *DatabaseTemplateReconciler) forgetRevertedFailure(t *myaasv1.DatabaseTemplate) {
+	f := t.Status.LastFailure
+	if f == nil || t.Status.LatestRevision == 0 || f.SpecHash == ImportSpecHash(t.Spec) || t.Status.LatestSpecHash != ImportSpecHash(t.Spec) {
+		return
+	}
+	setCondition(&t.Status.Conditions, t.Generation, myaasv1.ConditionImportFailed, metav1.ConditionFalse, myaasv1.ReasonSpecReverted,
+		fmt.Sprintf("the spec is back to that of revision %d; the failed import of revision %d no longer applies", t.Status.LatestRevision, f.Revision))
+}
+
+// supersedeImport abandons an import whose spec was edited while it loaded: it would produce a
+// revision nobody asked for. The next pass starts one with the spec as it is now, if one is due.
+func (r *DatabaseTemplateReconciler) supersedeImport(ctx context.Context, s *templatePass) error {
+	t := s.t
+	ci := t.Status.CurrentImport
+	if err := r.deleteAttempt(ctx, t, ci.Revision); err != nil {
+		return err
+	}
+	r.Recorder.Eventf(t, corev1.EventTypeNormal, EventImportSuperseded, "Import of revision %d abandoned: the spec changed while it ran", ci.Revision)
+	t.Status.CurrentImport = nil
+	s.wakeIn(requeueSoon)
+	return nil
 }
 
 // importBlocked checks the references that can only be wrong at run time, so that a typo gives a
 // condition naming the field instead of a PVC or snapshot stuck forever.
 func (r *DatabaseTemplateReconciler) importBlocked(ctx context.Context, t *myaasv1.DatabaseTemplate) (bool, error) {
 	block := func(reason, msg string) (bool, error) {
-		if c := meta.FindStatusCondition(t.Status.Conditions, myaasv1.ConditionImporting); c == nil || c.Reason != reason || c.Message != msg {
-			r.Recorder.Event(t, corev1.EventTypeWarning, EventImportBlocked, msg)
-		}
-		setCondition(&t.Status.Conditions, t.Generation, myaasv1.ConditionImporting, metav1.ConditionFalse, reason, msg)
+		setConditionAndNotify(r.Recorder, t, &t.Status.Conditions, t.Generation, notice{
+			condType: myaasv1.ConditionImporting, status: metav1.ConditionFalse, reason: reason, message: msg,
+			eventType: corev1.EventTypeWarning, event: EventImportBlocked,
+		})
 		return true, nil
 	}
 	if _, _, err := builder.EngineImage(t.Spec.Engine); err != nil {
@@ -178,8 +219,9 @@ func (r *DatabaseTemplateReconciler) importBlocked(ctx context.Context, t *myaas
 	return false, nil
 }
 
-// deleteFailedAttempt removes the Job and half-loaded PVC of the last failed import, kept until now
-// so that its logs could be read. They hold no revision, so nothing good is lost.
+// deleteFailedAttempt removes what is left of the last failed import (its Jobs, kept until now
+// so that their logs could be read, and its volume if it was kept). They hold no revision, so
+// nothing good is lost.
 func (r *DatabaseTemplateReconciler) deleteFailedAttempt(ctx context.Context, t *myaasv1.DatabaseTemplate) error {
 	f := t.Status.LastFailure
 	if f == nil {
@@ -190,42 +232,91 @@ func (r *DatabaseTemplateReconciler) deleteFailedAttempt(ctx context.Context, t 
 			return nil // the snapshot of a revision failed to delete later; GC owns it
 		}
 	}
-	ns := t.Namespace
-	if err := r.deleteIfExists(ctx, &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.ImportJobName(t.Name, f.Revision)}}); err != nil {
-		return err
-	}
-	if err := r.deleteIfExists(ctx, &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.SnapshotName(t.Name, f.Revision)}}); err != nil {
-		return err
-	}
-	return r.deleteIfExists(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.TemplatePVCName(t.Name, f.Revision)}})
+	return r.deleteAttempt(ctx, t, f.Revision)
 }
 
-// reconcileImportJob creates the revision's PVC and import Job and follows the Job to its end.
-func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, t *myaasv1.DatabaseTemplate) (ctrl.Result, error) {
-	ci := t.Status.CurrentImport
-	if err := r.createIfMissing(ctx, builder.TemplatePVC(t, ci.Revision)); err != nil {
-		return ctrl.Result{}, err
+// deleteAttempt deletes everything an import of revision n made.
+func (r *DatabaseTemplateReconciler) deleteAttempt(ctx context.Context, t *myaasv1.DatabaseTemplate, n int32) error {
+	if err := r.deleteImportJobs(ctx, t, n); err != nil {
+		return err
 	}
-	want, err := builder.ImportJob(t, ci.Revision, r.AgentImage)
+	return r.deleteVolume(ctx, t, n)
+}
+
+// deleteVolume deletes revision n's snapshot, if any, and its full-size template volume.
+func (r *DatabaseTemplateReconciler) deleteVolume(ctx context.Context, t *myaasv1.DatabaseTemplate, n int32) error {
+	ns := t.Namespace
+	if err := r.deleteIfExists(ctx, &snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.SnapshotName(t.Name, n)}}); err != nil {
+		return err
+	}
+	return r.deleteIfExists(ctx, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.TemplatePVCName(t.Name, n)}})
+}
+
+// importJobs lists the Jobs of every attempt at revision n that belong to this template.
+func (r *DatabaseTemplateReconciler) importJobs(ctx context.Context, t *myaasv1.DatabaseTemplate, n int32) ([]batchv1.Job, error) {
+	jobs := &batchv1.JobList{}
+	if err := r.List(ctx, jobs, client.InNamespace(t.Namespace), client.MatchingLabels(builder.TemplateLabels(t.Name, n, myaasv1.RoleImport))); err != nil {
+		return nil, fmt.Errorf("list import Jobs of revision %d: %w", n, err)
+	}
+	own := jobs.Items[:0]
+	for _, j := range jobs.Items {
+		if ownershipOf(&j, t, templateKind) == owned {
+			own = append(own, j)
+		}
+	}
+	return own, nil
+}
+
+func (r *DatabaseTemplateReconciler) deleteImportJobs(ctx context.Context, t *myaasv1.DatabaseTemplate, n int32) error {
+	jobs, err := r.importJobs(ctx, t, n)
 	if err != nil {
-		r.failImport(t, myaasv1.ReasonImportJobFailed, err.Error())
-		return ctrl.Result{}, nil
+		return err
 	}
-	if err := r.createIfMissing(ctx, want); err != nil {
-		return ctrl.Result{}, err
+	for i := range jobs {
+		if err := r.deleteIfExists(ctx, &jobs[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reconcileImportJob creates the revision's PVC and the Job of the current attempt, follows it to
+// its end, and retries an attempt that something outside the data stopped.
+func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *templatePass) error {
+	t := s.t
+	ci := t.Status.CurrentImport
+	now := r.Clock.Now()
+	if ci.RetryAt != nil {
+		if wait := ci.RetryAt.Sub(now); wait > 0 {
+			s.wakeIn(wait)
+			return nil
+		}
+		ci.RetryAt = nil
+	}
+	ci.HoldReason, ci.HoldMessage = "", ""
+	if ok, err := r.ensureTemplateChild(ctx, s, builder.TemplatePVC(t, ci.Revision), &corev1.PersistentVolumeClaim{}); err != nil || !ok {
+		return err
+	}
+	want, err := builder.ImportJob(t, ci.Revision, ci.Attempt, r.AgentImage)
+	if err != nil {
+		return r.failImport(ctx, t, myaasv1.ReasonUnknownEngine, err.Error())
 	}
 	job := &batchv1.Job{}
-	if err := r.Get(ctx, client.ObjectKeyFromObject(want), job); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err) // just created: the cache catches up
+	if ok, err := r.ensureTemplateChild(ctx, s, want, job); err != nil || !ok {
+		return err
+	}
+	if job.Name == "" {
+		s.wakeIn(requeueSoon) // just created: the cache catches up
+		return nil
 	}
 	pod, err := r.importPod(ctx, job)
 	if err != nil {
-		return ctrl.Result{}, err
+		return err
 	}
 
 	switch {
 	case jobHasCondition(job, batchv1.JobComplete):
-		report := parseImportReport(terminationMessage(pod, "import"))
+		report := parseImportReport(terminationMessage(pod, builder.ImportContainer))
 		ci.DumpBytes = report.BytesRead
 		ci.AgentSHA256 = report.AgentSHA256
 		if report.DatadirBytes > 0 {
@@ -233,19 +324,43 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, t *
 		}
 		ci.Progress = nil
 		ci.Phase = myaasv1.ImportPhaseSnapshotting
+		snapStart := metav1.NewTime(now)
+		ci.SnapshotStartedAt = &snapStart
 		r.Recorder.Eventf(t, corev1.EventTypeNormal, EventImportSucceeded, "Import of revision %d loaded %d bytes; taking the snapshot", ci.Revision, report.BytesRead)
-		return ctrl.Result{RequeueAfter: requeueSoon}, nil
+		s.wakeIn(requeueSoon)
+		return nil
 	case jobHasCondition(job, batchv1.JobFailed):
-		r.failImport(t, myaasv1.ReasonImportJobFailed, importFailureMessage(job, pod))
-		return ctrl.Result{}, nil
+		return r.attemptEnded(ctx, s, classifyImportFailure(job, pod, t.Spec.Import.Resources))
 	}
-
+	if stuck := imagePullFailure(pod); stuck != "" {
+		return r.imagePullStuck(ctx, s, job, pod, stuck)
+	}
 	if pod != nil && pod.Status.Phase == corev1.PodRunning {
 		ci.Phase = myaasv1.ImportPhaseLoading
 		r.readProgress(ctx, t, pod)
-		return ctrl.Result{RequeueAfter: importPollInterval}, nil
+		s.wakeIn(importPollInterval)
 	}
-	return ctrl.Result{}, nil
+	return nil
+}
+
+// ensureTemplateChild creates a child of the template unless it exists, and says whether the one
+// that exists may be used. Children of a deleted template of the same name are waited out.
+func (r *DatabaseTemplateReconciler) ensureTemplateChild(ctx context.Context, s *templatePass, want, existing client.Object) (bool, error) {
+	t := s.t
+	own, err := ensureChild(ctx, r.Client, t, templateKind, want, existing)
+	if err != nil || own == owned {
+		return err == nil, err
+	}
+	msg := fmt.Sprintf("%T %s exists and belongs to %s: waiting for it to be deleted", want, want.GetName(), map[ownership]string{
+		stale: "a deleted template of the same name", foreign: "another owner; delete or rename it",
+	}[own])
+	ci := t.Status.CurrentImport
+	if ci.HoldMessage != msg {
+		r.Recorder.Event(t, corev1.EventTypeWarning, EventStaleChildren, msg)
+	}
+	ci.HoldReason, ci.HoldMessage = myaasv1.ReasonStaleChildren, msg
+	s.wakeIn(2 * time.Second)
+	return false, nil
 }
 
 // importPod is the newest pod of the import Job, or nil.
@@ -264,12 +379,70 @@ func (r *DatabaseTemplateReconciler) importPod(ctx context.Context, job *batchv1
 	return newest, nil
 }
 
-// failImport records a failed import. The previous revision keeps serving; the failed Job and PVC
-// stay for inspection until the next import starts.
-func (r *DatabaseTemplateReconciler) failImport(t *myaasv1.DatabaseTemplate, reason, msg string) {
+// importBackoff is the wait before attempt n (n ≥ 2): 10 s, 20 s, 40 s … at most 5 min.
+func importBackoff(n int32) time.Duration {
+	return min(10*time.Second<<max(n-2, 0), 5*time.Minute)
+}
+
+// attemptEnded retries an attempt that was interrupted, while attempts are left, and fails the
+// import otherwise.
+func (r *DatabaseTemplateReconciler) attemptEnded(ctx context.Context, s *templatePass, f attemptFailure) error {
+	t := s.t
 	ci := t.Status.CurrentImport
+	maxAttempts := max(t.Spec.Import.MaxAttempts, 1)
+	if !f.retryable || ci.Attempt >= maxAttempts {
+		msg := f.message
+		if f.retryable {
+			msg = fmt.Sprintf("%s (attempt %d of %d)", msg, ci.Attempt, maxAttempts)
+		}
+		return r.failImport(ctx, t, f.reason, msg)
+	}
+	wait := importBackoff(ci.Attempt + 1)
+	retryAt := metav1.NewTime(r.Clock.Now().Add(wait))
+	ci.LastAttemptFailure = fmt.Sprintf("attempt %d: %s", ci.Attempt, f.message)
+	ci.Attempt++
+	ci.RetryAt = &retryAt
+	ci.Phase = myaasv1.ImportPhaseProvisioning
+	ci.Progress = nil
+	ci.HoldReason = myaasv1.ReasonRetrying
+	ci.HoldMessage = fmt.Sprintf("%s; attempt %d of %d starts at %s", ci.LastAttemptFailure, ci.Attempt, maxAttempts, retryAt.UTC().Format(time.RFC3339))
+	r.Recorder.Eventf(t, corev1.EventTypeWarning, EventImportRetrying, "Import of revision %d: %s; attempt %d of %d starts in %s",
+		ci.Revision, ci.LastAttemptFailure, ci.Attempt, maxAttempts, wait)
+	s.wakeIn(wait)
+	return nil
+}
+
+// imagePullGrace is how long an import pod may fail to pull its image before the import fails:
+// long enough for a registry hiccup, short enough for a typo to show.
+const imagePullGrace = 90 * time.Second
+
+// imagePullStuck names a pull failure in the Importing condition at once, and fails the import
+// once it has lasted imagePullGrace. The Job goes with it: its pod would back off forever.
+func (r *DatabaseTemplateReconciler) imagePullStuck(ctx context.Context, s *templatePass, job *batchv1.Job, pod *corev1.Pod, stuck string) error {
+	t := s.t
+	if r.Clock.Since(pod.CreationTimestamp.Time) < imagePullGrace {
+		t.Status.CurrentImport.HoldReason, t.Status.CurrentImport.HoldMessage = myaasv1.ReasonImagePullBackOff, stuck
+		s.wakeIn(10 * time.Second)
+		return nil
+	}
+	if err := r.deleteIfExists(ctx, job); err != nil {
+		return err
+	}
+	return r.failImport(ctx, t, myaasv1.ReasonImagePullFailed, stuck)
+}
+
+// failImport records a failed import and deletes its full-size volume, unless it is to be kept for
+// debugging. The previous revision keeps serving; the Job stays for its logs until the next import.
+func (r *DatabaseTemplateReconciler) failImport(ctx context.Context, t *myaasv1.DatabaseTemplate, reason, msg string) error {
+	ci := t.Status.CurrentImport
+	if !t.Spec.Import.KeepFailedVolume {
+		if err := r.deleteVolume(ctx, t, ci.Revision); err != nil {
+			return err
+		}
+	}
 	t.Status.LastFailure = &myaasv1.FailedImport{
 		Revision: ci.Revision,
+		Reason:   reason,
 		SpecHash: ci.SpecHash,
 		Trigger:  ci.Trigger,
 		Message:  msg,
@@ -279,6 +452,7 @@ func (r *DatabaseTemplateReconciler) failImport(t *myaasv1.DatabaseTemplate, rea
 	setCondition(&t.Status.Conditions, t.Generation, myaasv1.ConditionImportFailed, metav1.ConditionTrue, reason,
 		fmt.Sprintf("revision %d: %s", ci.Revision, msg))
 	r.Recorder.Eventf(t, corev1.EventTypeWarning, EventImportFailed, "Import of revision %d failed: %s", ci.Revision, msg)
+	return nil
 }
 
 func jobHasCondition(job *batchv1.Job, condType batchv1.JobConditionType) bool {
@@ -292,28 +466,25 @@ func jobHasCondition(job *batchv1.Job, condType batchv1.JobConditionType) bool {
 
 // terminationMessage is what the container wrote to its termination log (or its last log lines).
 func terminationMessage(pod *corev1.Pod, container string) string {
-	if pod == nil {
-		return ""
-	}
-	for _, cs := range pod.Status.ContainerStatuses {
-		if cs.Name == container && cs.State.Terminated != nil {
-			return cs.State.Terminated.Message
-		}
+	if s := terminated(pod, container); s != nil {
+		return s.Message
 	}
 	return ""
 }
 
-// importFailureMessage prefers the agent's own words (file, line, statement) over the Job's.
-func importFailureMessage(job *batchv1.Job, pod *corev1.Pod) string {
-	if msg := terminationMessage(pod, "import"); msg != "" {
-		return msg
+func terminated(pod *corev1.Pod, container string) *corev1.ContainerStateTerminated {
+	if pod == nil {
+		return nil
 	}
-	for _, c := range job.Status.Conditions {
-		if c.Type == batchv1.JobFailed && c.Status == corev1.ConditionTrue {
-			return fmt.Sprintf("import Job %s failed: %s: %s", job.Name, c.Reason, c.Message)
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == container {
+			if cs.State.Terminated != nil {
+				return cs.State.Terminated
+			}
+			return cs.LastTerminationState.Terminated
 		}
 	}
-	return fmt.Sprintf("import Job %s failed", job.Name)
+	return nil
 }
 
 func parseImportReport(msg string) agentapi.Report {
@@ -322,18 +493,14 @@ func parseImportReport(msg string) agentapi.Report {
 	return rep
 }
 
-// createIfMissing creates obj unless an object of that name exists already, which is how a
-// restarted manager picks up the children it created before.
-func (r *DatabaseTemplateReconciler) createIfMissing(ctx context.Context, obj client.Object) error {
-	if err := r.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create %T %s: %w", obj, obj.GetName(), err)
+func (r *DatabaseTemplateReconciler) deleteIfExists(ctx context.Context, obj client.Object) error {
+	if err := r.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete %T %s: %w", obj, obj.GetName(), err)
 	}
 	return nil
 }
 
-func (r *DatabaseTemplateReconciler) deleteIfExists(ctx context.Context, obj client.Object) error {
-	if err := r.Delete(ctx, obj, client.PropagationPolicy(metav1.DeletePropagationBackground)); ignoreNotFound(err) != nil {
-		return fmt.Errorf("delete %T %s: %w", obj, obj.GetName(), err)
-	}
-	return nil
+// sortedRevisions orders revisions oldest first.
+func sortedRevisions(revs []myaasv1.TemplateRevision) {
+	sort.Slice(revs, func(i, j int) bool { return revs[i].Revision < revs[j].Revision })
 }

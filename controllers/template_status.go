@@ -36,8 +36,11 @@ func summarizeTemplate(t *myaasv1.DatabaseTemplate) {
 			myaasv1.ImportPhaseLoading:      myaasv1.ReasonLoading,
 			myaasv1.ImportPhaseSnapshotting: myaasv1.ReasonSnapshotting,
 		}[ci.Phase]
-		setCondition(&st.Conditions, gen, myaasv1.ConditionImporting, metav1.ConditionTrue, reason,
-			fmt.Sprintf("revision %d: %s (%s)", ci.Revision, ci.Phase, ci.Trigger))
+		msg := fmt.Sprintf("revision %d: %s (%s)", ci.Revision, ci.Phase, ci.Trigger)
+		if ci.HoldReason != "" {
+			reason, msg = ci.HoldReason, fmt.Sprintf("revision %d: %s", ci.Revision, ci.HoldMessage)
+		}
+		setCondition(&st.Conditions, gen, myaasv1.ConditionImporting, metav1.ConditionTrue, reason, msg)
 		st.Progress = fmt.Sprintf("r%d %s", ci.Revision, ci.Phase)
 		if p := ci.Progress; p != nil && p.Percent != "" {
 			st.Progress += " " + p.Percent

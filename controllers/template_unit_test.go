@@ -87,15 +87,31 @@ func TestProgressStatus(t *testing.T) {
 	}
 }
 
-func TestNewestJob(t *testing.T) {
+func TestNewestRefreshRequest(t *testing.T) {
 	at := func(name string, sec int64) batchv1.Job {
 		return batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.Unix(sec, 0)}}
 	}
-	if newestJob(nil) != nil {
-		t.Fatal("no jobs, no newest")
+	created := metav1.Unix(5, 0)
+	cases := []struct {
+		name string
+		jobs []batchv1.Job
+		want string
+	}{
+		{"none", nil, ""},
+		{"newest wins, ties by name", []batchv1.Job{at("b", 20), at("c", 10), at("a", 20)}, "b"},
+		{"a deleted template's requests are ignored", []batchv1.Job{at("old", 4)}, ""},
+		{"only this template's requests count", []batchv1.Job{at("old", 4), at("new", 6)}, "new"},
 	}
-	if got := newestJob([]batchv1.Job{at("b", 20), at("c", 10), at("a", 20)}); got.Name != "b" {
-		t.Fatalf("newest %s", got.Name)
+	for _, tc := range cases {
+		got := newestRefreshRequest(tc.jobs, created)
+		if name := func() string {
+			if got == nil {
+				return ""
+			}
+			return got.Name
+		}(); name != tc.want {
+			t.Errorf("%s: newest %q, want %q", tc.name, name, tc.want)
+		}
 	}
 }
 

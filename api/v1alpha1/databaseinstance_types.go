@@ -127,7 +127,23 @@ type DatabaseInstanceStatus struct {
 	// Resets counts in-place resets; it names the data volume so that a reset never adopts the old one.
 	// +optional
 	Resets int32 `json:"resets,omitempty"`
+	// AgentSHA256 of the agent the instance's pod runs, fixed when its data volume was cloned.
+	// +optional
+	AgentSHA256 string `json:"agentSHA256,omitempty"`
+	// Agent is Current when the pod runs the operator's own agent, Outdated when it runs an
+	// older one: an operator upgrade restarts no instance, a reset moves it to the current agent.
+	// +optional
+	Agent AgentState `json:"agent,omitempty"`
 }
+
+// AgentState tells whether an instance runs the operator's current agent.
+// +kubebuilder:validation:Enum=Current;Outdated
+type AgentState string
+
+const (
+	AgentCurrent  AgentState = "Current"
+	AgentOutdated AgentState = "Outdated"
+)
 
 // DatabaseInstance is a ready database cloned from a DatabaseTemplate revision, with its own
 // credentials, Service and optional TTL.
@@ -139,6 +155,7 @@ type DatabaseInstanceStatus struct {
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint.host`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.status.agent`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type DatabaseInstance struct {
 	metav1.TypeMeta   `json:",inline"`

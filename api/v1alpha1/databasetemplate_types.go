@@ -154,10 +154,37 @@ type ImportSpec struct {
 	// Resources of the import container. A larger memory limit gives a larger buffer pool.
 	// +optional
 	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
-	// Timeout of one import; the Job is stopped and the import reported as failed after it.
+	// Timeout of one import attempt; the Job is stopped and the attempt reported as failed after it.
 	// +optional
 	// +kubebuilder:default="6h"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// MaxAttempts of one import. An attempt stopped by something outside the data (the pod
+	// evicted, preempted, OOM-killed, deleted or lost with its node, or a stalled source) is tried
+	// again with backoff until this many attempts have run; a broken dump is never retried.
+	// +optional
+	// +kubebuilder:default=3
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10
+	MaxAttempts int32 `json:"maxAttempts,omitempty"`
+	// SourceStallTimeout fails an attempt whose HTTP or S3 source sends nothing for this long.
+	// +optional
+	// +kubebuilder:default="2m"
+	SourceStallTimeout *metav1.Duration `json:"sourceStallTimeout,omitempty"`
+	// SnapshotTimeout bounds the wait for the revision's VolumeSnapshot to become ready. Errors
+	// the snapshot reports before then are retried; after it the revision fails and the next
+	// refresh goes ahead.
+	// +optional
+	// +kubebuilder:default="10m"
+	SnapshotTimeout *metav1.Duration `json:"snapshotTimeout,omitempty"`
+	// AllowMissingTrailer accepts dumps whose header names mysqldump or mariadb-dump but that do
+	// not end with their "-- Dump completed" trailer: hand-edited SQL. Without it such a dump is
+	// taken for a truncated one and fails the import.
+	// +optional
+	AllowMissingTrailer bool `json:"allowMissingTrailer,omitempty"`
+	// KeepFailedVolume keeps the half-loaded volume of a failed import, for debugging, until the
+	// next import starts. By default it is deleted as soon as the failure is recorded.
+	// +optional
+	KeepFailedVolume bool `json:"keepFailedVolume,omitempty"`
 }
 
 // DatabaseTemplateSpec defines a template.
@@ -211,6 +238,23 @@ type TemplateRevision struct {
 	// binary starts instances with it, from their clone, instead of copying its own in.
 	// +optional
 	AgentSHA256 string `json:"agentSHA256,omitempty"`
+	// Server is what the revision was imported with; its instances run the same, whatever the
+	// template's spec says later.
+	// +optional
+	Server *RevisionServer `json:"server,omitempty"`
+}
+
+// RevisionServer is the server a revision was imported with, and that its instances run.
+type RevisionServer struct {
+	// Image of the database server.
+	Image string `json:"image"`
+	// Config holds the template's server options at import time.
+	// +optional
+	Config map[string]string `json:"config,omitempty"`
+	// AgentImage holds the agent the import ran, copied into instance pods that cannot run the
+	// copy kept in the volume.
+	// +optional
+	AgentImage string `json:"agentImage,omitempty"`
 }
 
 // ImportPhase is the step an import is at.
@@ -270,12 +314,36 @@ type CurrentImport struct {
 	// AgentSHA256 of the agent the import left in the volume.
 	// +optional
 	AgentSHA256 string `json:"agentSHA256,omitempty"`
+	// Server this import runs with, recorded when it starts.
+	// +optional
+	Server *RevisionServer `json:"server,omitempty"`
+	// Attempt is the number of the running attempt, from 1.
+	// +optional
+	Attempt int32 `json:"attempt,omitempty"`
+	// RetryAt is when the next attempt starts, after an attempt was interrupted.
+	// +optional
+	RetryAt *metav1.Time `json:"retryAt,omitempty"`
+	// HoldReason and HoldMessage, when set, say what holds the import up: an image that cannot
+	// be pulled, a snapshot error being retried, an attempt waiting for its retry.
+	// +optional
+	HoldReason string `json:"holdReason,omitempty"`
+	// +optional
+	HoldMessage string `json:"holdMessage,omitempty"`
+	// LastAttemptFailure says why the previous attempt stopped.
+	// +optional
+	LastAttemptFailure string `json:"lastAttemptFailure,omitempty"`
+	// SnapshotStartedAt is when the snapshot was requested: the snapshot timeout counts from it.
+	// +optional
+	SnapshotStartedAt *metav1.Time `json:"snapshotStartedAt,omitempty"`
 }
 
-// FailedImport records the last import that failed; its Job and PVC are kept for inspection
-// until the next import starts.
+// FailedImport records the last import that failed. Its Job is kept for its logs until the next
+// import starts; its volume is deleted at once unless spec.import.keepFailedVolume is set.
 type FailedImport struct {
 	Revision int32 `json:"revision"`
+	// Reason is the cause in one word, e.g. TruncatedDump, OOMKilled, SnapshotTimeout.
+	// +optional
+	Reason string `json:"reason,omitempty"`
 	// SpecHash the failed import ran with: the same spec is not retried until a refresh is requested.
 	SpecHash string `json:"specHash"`
 	// Trigger of the failed import.

@@ -56,7 +56,7 @@ func TestImportJobArgsParseInTheAgent(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			job, err := builder.ImportJob(contractTemplate(tc.source), 3, "manager:dev")
+			job, err := builder.ImportJob(contractTemplate(tc.source), 3, 1, "manager:dev")
 			if err != nil {
 				t.Fatal(err)
 			}

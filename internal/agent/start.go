@@ -2,12 +2,17 @@ package agent
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"log"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
 
 	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
@@ -124,7 +129,7 @@ func startCommand(o startOptions) (string, []string, error) {
 	return bin, args, nil
 }
 
-func runStart(_ context.Context, args []string) error {
+func runStart(ctx context.Context, args []string) error {
 	o, err := parseStartFlags(args)
 	if err != nil {
 		return err
@@ -133,7 +138,94 @@ func runStart(_ context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	eng, _ := engine.Lookup(o.engine) // startCommand checked it
+	creds, err := readCredentials(o.credentialsDir)
+	if err != nil {
+		return err
+	}
 	log.Printf("starting %s on %s", filepath.Base(bin), o.datadir)
-	// The server replaces the agent as PID 1, so it receives SIGTERM and shuts down cleanly.
-	return syscall.Exec(bin, argv, os.Environ())
+	// The agent stays as the pod's first process: it hands the kubelet's SIGTERM to the server,
+	// which shuts down cleanly, and meanwhile keeps the server's passwords equal to the Secret's.
+	cmd := exec.Command(bin, argv[1:]...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", bin, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	go followCredentials(watchCtx, eng, o.credentialsDir, filepath.Join(o.runDir, "mysqld.sock"), creds, credentialsPoll)
+	select {
+	case err := <-exited:
+		return serverExit(err)
+	case <-ctx.Done():
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		return serverExit(<-exited)
+	}
+}
+
+func serverExit(err error) error {
+	if err != nil {
+		return fmt.Errorf("the server exited: %w", err)
+	}
+	return nil
+}
+
+// credentialsPoll is how often the mounted Secret is read: the kubelet refreshes it as soon as the
+// operator tells the pod that the Secret changed, and the instance is not Ready until it applies.
+const credentialsPoll = 250 * time.Millisecond
+
+// followCredentials gives the running server the Secret's passwords whenever the mounted copy
+// changes (edited, or the Secret deleted and made anew), logging in as root with the password it
+// applied last: the Secret is the source of truth, and a restart is never needed for it.
+func followCredentials(ctx context.Context, eng engine.Engine, dir, socket string, applied engine.Credentials, every time.Duration) {
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	lastErr := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		want, err := readCredentials(dir)
+		if err != nil || want == applied {
+			continue // a Secret being replaced may be missing a moment
+		}
+		err = applyCredentials(ctx, eng, socket, applied.RootPassword, want)
+		if err != nil && want.RootPassword != applied.RootPassword {
+			// Applied already, by a previous attempt whose answer was lost.
+			err = applyCredentials(ctx, eng, socket, want.RootPassword, want)
+		}
+		if err != nil {
+			if err.Error() != lastErr {
+				log.Printf("credentials from the Secret not applied yet: %v", err)
+				lastErr = err.Error()
+			}
+			continue
+		}
+		log.Print("the server now has the Secret's credentials")
+		applied, lastErr = want, ""
+	}
+}
+
+func applyCredentials(ctx context.Context, eng engine.Engine, socket, rootPassword string, c engine.Credentials) error {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = "root", rootPassword, "unix", socket
+	cfg.Timeout = 2 * time.Second
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return err
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, stmt := range eng.CredentialSQL(c) {
+		if _, err := db.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("apply credentials: %w", err)
+		}
+	}
+	return nil
 }

@@ -63,30 +63,30 @@ const (
 
 // Flags of `agent import` (I), `agent start` (S) and `agent probe` (P).
 const (
-	FlagEngine             = "engine"               // I S P
-	FlagDatadir            = "datadir"              // I S
-	FlagRunDir             = "run-dir"              // I S
-	FlagServerOption       = "server-option"        // I S, repeated name=value
-	FlagCredentialsDir     = "credentials-dir"      // S P
-	FlagServerID           = "server-id"            // S
-	FlagPort               = "port"                 // S
-	FlagAddr               = "addr"                 // P
-	FlagProgressAddr       = "progress-addr"        // I
-	FlagKeepAgent          = "keep-agent"           // I
-	FlagTerminationLog     = "termination-log"      // I
-	FlagPostImportSQLFile  = "post-import-sql-file" // I
-	FlagSourceDir          = "source-dir"           // I
-	FlagSourceGlob         = "source-glob"          // I
-	FlagSourceURL          = "source-url"           // I
-	FlagSourceAuthDir      = "source-auth-dir"      // I
-	FlagSourceStallTimeout = "source-stall-timeout" // I
-	FlagAllowIncomplete    = "allow-incomplete"     // I
-	FlagS3Endpoint         = "s3-endpoint"          // I
-	FlagS3Bucket           = "s3-bucket"            // I
-	FlagS3Key              = "s3-key"               // I
-	FlagS3Prefix           = "s3-prefix"            // I
-	FlagS3Region           = "s3-region"            // I
-	FlagS3Insecure         = "s3-insecure"          // I
+	FlagEngine              = "engine"                // I S P
+	FlagDatadir             = "datadir"               // I S
+	FlagRunDir              = "run-dir"               // I S
+	FlagServerOption        = "server-option"         // I S, repeated name=value
+	FlagCredentialsDir      = "credentials-dir"       // S P
+	FlagServerID            = "server-id"             // S
+	FlagPort                = "port"                  // S
+	FlagAddr                = "addr"                  // P
+	FlagProgressAddr        = "progress-addr"         // I
+	FlagKeepAgent           = "keep-agent"            // I
+	FlagTerminationLog      = "termination-log"       // I
+	FlagPostImportSQLFile   = "post-import-sql-file"  // I
+	FlagSourceDir           = "source-dir"            // I
+	FlagSourceGlob          = "source-glob"           // I
+	FlagSourceURL           = "source-url"            // I
+	FlagSourceAuthDir       = "source-auth-dir"       // I
+	FlagSourceStallTimeout  = "source-stall-timeout"  // I
+	FlagAllowMissingTrailer = "allow-missing-trailer" // I
+	FlagS3Endpoint          = "s3-endpoint"           // I
+	FlagS3Bucket            = "s3-bucket"             // I
+	FlagS3Key               = "s3-key"                // I
+	FlagS3Prefix            = "s3-prefix"             // I
+	FlagS3Region            = "s3-region"             // I
+	FlagS3Insecure          = "s3-insecure"           // I
 )
 
 // Flag renders --name=value.

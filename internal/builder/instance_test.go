@@ -173,7 +173,7 @@ func TestNamesAndServerID(t *testing.T) {
 	if got := InstancePVCName("x", types.UID("abcdef0123"), 0); got != "data-abcdef01-x-0" {
 		t.Fatal(got)
 	}
-	if TemplatePVCName("t", 2) != "t-r2" || ImportJobName("t", 2) != "t-import-r2" || SnapshotName("t", 2) != "t-r2" || RefreshCronJobName("t") != "t-refresh" {
+	if TemplatePVCName("t", 2) != "t-r2" || ImportJobName("t", 2, 1) != "t-import-r2" || ImportJobName("t", 2, 3) != "t-import-r2-a3" || SnapshotName("t", 2) != "t-r2" || RefreshCronJobName("t") != "t-refresh" {
 		t.Fatal("names changed: existing objects would no longer be found after an upgrade")
 	}
 }

@@ -13,9 +13,12 @@ import (
 // TemplatePVCName is the volume revision n of template is imported into.
 func TemplatePVCName(template string, n int32) string { return fmt.Sprintf("%s-r%d", template, n) }
 
-// ImportJobName is the Job that loads revision n.
-func ImportJobName(template string, n int32) string {
-	return fmt.Sprintf("%s-import-r%d", template, n)
+// ImportJobName is the Job of one attempt at loading revision n; attempts count from 1.
+func ImportJobName(template string, n, attempt int32) string {
+	if attempt <= 1 {
+		return fmt.Sprintf("%s-import-r%d", template, n)
+	}
+	return fmt.Sprintf("%s-import-r%d-a%d", template, n, attempt)
 }
 
 // SnapshotName is the VolumeSnapshot of revision n.

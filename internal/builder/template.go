@@ -69,10 +69,13 @@ func TemplatePVC(t *myaasv1.DatabaseTemplate, n int32) *corev1.PersistentVolumeC
 	}
 }
 
+// ImportContainer is the name of the container that runs the import agent.
+const ImportContainer = "import"
+
 // ImportJob loads the template's source into revision n's PVC and shuts the server down cleanly.
-// It never retries by itself: a half-loaded datadir is not worth a second pass, and a failure must
-// reach the user as one clear message.
-func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv1.Job, error) {
+// The Job never retries by itself: the operator decides, from the agent's report and the pod's
+// fate, whether another attempt (a new Job) can succeed where this one failed.
+func ImportJob(t *myaasv1.DatabaseTemplate, n, attempt int32, agentImage string) (*batchv1.Job, error) {
 	eng, image, err := EngineImage(t.Spec.Engine)
 	if err != nil {
 		return nil, fmt.Errorf("spec.engine.type: %w", err)
@@ -102,7 +105,7 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv
 		{Name: volumeBin, MountPath: agentapi.AgentBinDir, ReadOnly: true},
 	}
 	env := []corev1.EnvVar{
-		memoryLimitEnv("import"),
+		memoryLimitEnv(ImportContainer),
 		// A quota-limited volume (btrfs qgroup, LVM thin) shows the whole pool to statfs.
 		{Name: agentapi.EnvVolumeBytes, Value: strconv.FormatInt(t.Spec.Storage.Size.Value(), 10)},
 	}
@@ -161,6 +164,12 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv
 			mounts = append(mounts, corev1.VolumeMount{Name: volumePostImport, MountPath: agentapi.PostImportDir, ReadOnly: true})
 		}
 	}
+	if d := t.Spec.Import.SourceStallTimeout; d != nil && d.Duration > 0 {
+		args = append(args, agentapi.Flag(agentapi.FlagSourceStallTimeout, d.Duration.String()))
+	}
+	if t.Spec.Import.AllowMissingTrailer {
+		args = append(args, agentapi.Flag(agentapi.FlagAllowMissingTrailer, "true"))
+	}
 	args = append(args, serverOptionArgs(t.Spec.Engine.Config)...)
 
 	var deadline *int64
@@ -170,7 +179,7 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv
 
 	return &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            ImportJobName(t.Name, n),
+			Name:            ImportJobName(t.Name, n, attempt),
 			Namespace:       t.Namespace,
 			Labels:          labels,
 			OwnerReferences: templateOwner(t),
@@ -185,7 +194,7 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n int32, agentImage string) (*batchv
 					SecurityContext: databasePodSecurityContext(),
 					InitContainers:  []corev1.Container{installContainer(agentImage)},
 					Containers: []corev1.Container{{
-						Name:                     "import",
+						Name:                     ImportContainer,
 						Image:                    image,
 						ImagePullPolicy:          corev1.PullIfNotPresent,
 						Command:                  []string{agentapi.AgentBinary},

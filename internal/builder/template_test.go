@@ -82,7 +82,7 @@ func TestImportJob(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tmpl := template(tc.mutate)
-			job, err := ImportJob(tmpl, 3, "myaas:v1")
+			job, err := ImportJob(tmpl, 3, 1, "myaas:v1")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -146,7 +146,7 @@ func TestImportJobRejectsUnusableSpecs(t *testing.T) {
 		"unknown engine": func(d *myaasv1.DatabaseTemplate) { d.Spec.Engine.Type = "oracle" },
 		"no source":      func(d *myaasv1.DatabaseTemplate) { d.Spec.Source = myaasv1.DumpSource{} },
 	} {
-		_, err := ImportJob(template(mutate), 1, "x")
+		_, err := ImportJob(template(mutate), 1, 1, "x")
 		if err == nil || !strings.Contains(err.Error(), "spec.") {
 			t.Errorf("%s: error %v should name the field", name, err)
 		}

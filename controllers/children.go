@@ -1,0 +1,63 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// ownership is how an existing child relates to the object reconciling it.
+type ownership int
+
+const (
+	// owned: its controller reference names this very object (by UID).
+	owned ownership = iota
+	// stale: it belongs to an earlier object of the same kind and name, deleted since; the garbage
+	// collector removes it, and nothing of it may be reused meanwhile.
+	stale
+	// foreign: something else controls it, or nothing does.
+	foreign
+)
+
+func (o ownership) String() string {
+	return [...]string{"owned", "stale", "foreign"}[o]
+}
+
+// ownershipOf decides whether child may be used by owner. Names alone say nothing: an object
+// deleted and re-created under the same name finds its predecessor's children still there.
+func ownershipOf(child, owner metav1.Object, ownerKind string) ownership {
+	ref := metav1.GetControllerOfNoCopy(child)
+	switch {
+	case ref == nil:
+		return foreign
+	case ref.UID == owner.GetUID():
+		return owned
+	case ref.Kind == ownerKind && ref.Name == owner.GetName():
+		return stale
+	}
+	return foreign
+}
+
+// ensureChild creates want unless an object of its name exists, and says whether the one that
+// exists now may be used: a restarted manager finds the children it created before (owned), while
+// the children of an earlier object of the same name (stale) or of nobody (foreign) are never
+// adopted. existing receives the object as it is, when it may be read.
+func ensureChild(ctx context.Context, c client.Client, owner metav1.Object, ownerKind string, want, existing client.Object) (ownership, error) {
+	err := c.Create(ctx, want)
+	if err == nil {
+		return owned, nil
+	}
+	if !apierrors.IsAlreadyExists(err) {
+		return foreign, fmt.Errorf("create %T %s: %w", want, want.GetName(), err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(want), existing); err != nil {
+		if apierrors.IsNotFound(err) {
+			return stale, nil // deleted since: the next pass creates it
+		}
+		return foreign, fmt.Errorf("get %T %s: %w", want, want.GetName(), err)
+	}
+	return ownershipOf(existing, owner, ownerKind), nil
+}

@@ -37,8 +37,9 @@ generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: check-generate
-check-generate: manifests generate ## Fail if generated files are not committed.
+check-generate: manifests generate ## Fail if generated files or go.mod/go.sum are not what the tools would write.
 	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
+	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; }
 
 .PHONY: fmt
 fmt: ## Run go fmt.

@@ -50,8 +50,15 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: lint
-lint: vet golangci-lint ## Run go vet and golangci-lint.
+lint: vet golangci-lint shellcheck ## Run go vet, golangci-lint and shellcheck.
 	@if [ -x $(GOLANGCI_LINT) ]; then $(GOLANGCI_LINT) run ./...; else echo "golangci-lint could not be installed: ran go vet only"; fi
+
+# Every shell script of the project; -x follows the libraries they source.
+SHELL_SCRIPTS = $(shell find hack test -name '*.sh' | sort) .ci/run
+
+.PHONY: shellcheck
+shellcheck: install-shellcheck ## Run shellcheck on every shell script.
+	shellcheck -x $(SHELL_SCRIPTS)
 
 ##@ Test
 
@@ -135,6 +142,10 @@ undeploy: ## Remove the operator from the current cluster.
 	$(KUBECTL) delete --ignore-not-found -k config/default
 
 ##@ Tools
+
+.PHONY: install-shellcheck
+install-shellcheck: ## Install Debian's shellcheck.
+	bash hack/install-shellcheck.sh
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)

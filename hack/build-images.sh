@@ -130,7 +130,10 @@ fix_mysql_ids() { # rootfs
   local r=$1 uid gid
   uid=$(awk -F: '$1 == "mysql" { print $3 }' "$r/etc/passwd")
   gid=$(awk -F: '$1 == "mysql" { print $3 }' "$r/etc/group")
-  [ -n "$uid" ] && [ -n "$gid" ] || { echo "no mysql user or group in $r" >&2; return 1; }
+  if [ -z "$uid" ] || [ -z "$gid" ]; then
+    echo "no mysql user or group in $r" >&2
+    return 1
+  fi
   if awk -F: -v id=$mysql_id '$3 == id && $1 != "mysql" { found = 1 } END { exit !found }' "$r/etc/passwd" "$r/etc/group"; then
     echo "id $mysql_id is already taken in $r" >&2
     return 1

@@ -64,11 +64,11 @@ kill_pidfiles() {
 
 kill_pod_processes() {
   # Containers outlive containerd's shims; with the cgroupfs driver they all sit under kubepods.
-  local procs
+  local procs=()
   pkill -KILL -f "containerd-shim-runc-v2 -namespace k8s.io .*-address $CONTAINERD_SOCKET" 2>/dev/null || true
-  procs=$(cat /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs \
-    /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs 2>/dev/null | sort -u || true)
-  [ -z "$procs" ] || kill -KILL $procs 2>/dev/null || true
+  mapfile -t procs < <(cat /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs \
+    /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs 2>/dev/null | sort -u)
+  [ ${#procs[@]} -eq 0 ] || kill -KILL "${procs[@]}" 2>/dev/null || true
   sleep 0.5
   local d
   for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do

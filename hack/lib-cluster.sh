@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the scripts that use the local cluster (sourced, not run).
 root=${root:?}
 KUBECONFIG_PATH=${MYAAS_DEV_STATE:-/var/lib/myaas-dev}/kubeconfig

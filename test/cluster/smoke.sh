@@ -117,7 +117,7 @@ smoke() {
 
   log "writes in the clone do not reach the origin"
   "$K" -n $NS exec clone-reader -- sh -ec 'echo clone > /data/who; dd if=/dev/zero of=/data/big bs=1M count=1 conv=notrunc status=none'
-  pod origin-check origin 'test "$(cat /data/who)" = origin; sha256sum -c /data/big.sha256'
+  pod origin-check origin 'grep -qx origin /data/who; sha256sum -c /data/big.sha256'
   finished origin-check
 
   log "deleting everything through the API"
@@ -135,7 +135,7 @@ leftovers() {
   fi
   if losetup -a | grep -q "$STATE"; then losetup -a >&2; found=1; fi
   if pgrep -f -- "$STATE/|/run/myaas-dev/" >/dev/null || pgrep -x kubelet >/dev/null; then
-    ps -ef | grep -E "$STATE/|/run/myaas-dev/|kubelet" | grep -v grep >&2; found=1
+    pgrep -af -- "$STATE/|/run/myaas-dev/|kubelet" >&2; found=1
   fi
   if ip link show myaas0 >/dev/null 2>&1; then log "bridge myaas0 left"; found=1; fi
   if ip route show | grep -q '^blackhole 10.96.0.0/16'; then log "service route left"; found=1; fi
@@ -151,5 +151,5 @@ rc=0
 smoke || rc=$?
 bash "$root/hack/dev-cluster.sh" down
 leftovers || { log "FAIL: the teardown left the above behind"; rc=1; }
-[ $rc = 0 ] && log "PASS" || log "FAIL"
+if [ $rc = 0 ]; then log "PASS"; else log "FAIL"; fi
 exit $rc

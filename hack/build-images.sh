@@ -8,6 +8,7 @@
 #   MIRROR=URL              Debian mirror for the MariaDB rootfs (default: this machine's apt source)
 #   CACHE_DIR=DIR           where the MariaDB rootfs and downloaded .debs are kept (default bin/.cache/images)
 #   REBUILD_ROOTFS=1        rebuild the MariaDB rootfs even when cached
+#   MANAGER_IMG=NAME        name of the manager image (default localhost/myaas/manager:dev)
 #   REF_ANNOTATION=0        leave the image name out of index.json, for importers that name the
 #                           image with `ctr images import --index-name NAME` (containerd 1.6 fails
 #                           at unpack when both name the same image)
@@ -107,7 +108,7 @@ build_pause() {
 
 build_manager() {
   gobuild "$out/.build/myaas" .
-  ociimage --name localhost/myaas/manager:dev --output "$out/manager.tar" \
+  ociimage --name "${names[manager]}" --output "$out/manager.tar" \
     --add "$out/.build/myaas:/myaas:0755" --dir /tmp:1777 \
     --entrypoint /myaas --user 65532:65532
 }
@@ -209,7 +210,7 @@ build_mariadb() {
 declare -A names=(
   [pause]=localhost/myaas/pause:3.10
   [mariadb]=localhost/myaas/mariadb:10.11
-  [manager]=localhost/myaas/manager:dev
+  [manager]=${MANAGER_IMG:-localhost/myaas/manager:dev}
   [dumpserver]=localhost/myaas/dumpserver:dev
 )
 total=$(date +%s)

@@ -29,6 +29,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/testdeps"
 )
 
 // The envtest suite runs the controllers against a real kube-apiserver and etcd (built by
@@ -58,7 +59,7 @@ func TestMain(m *testing.M) {
 		}
 		if assets == "" {
 			envSkip = "no kube-apiserver/etcd: run `make envtest` or set KUBEBUILDER_ASSETS"
-			if os.Getenv("MYAAS_REQUIRE_ENVTEST") != "" {
+			if testdeps.Required(testdeps.Envtest) {
 				fmt.Fprintln(os.Stderr, envSkip)
 				return 1
 			}

@@ -8,6 +8,7 @@
 #   MIRROR=URL              Debian mirror for the MariaDB rootfs (default: this machine's apt source)
 #   CACHE_DIR=DIR           where the MariaDB rootfs and downloaded .debs are kept (default bin/.cache/images)
 #   REBUILD_ROOTFS=1        rebuild the MariaDB rootfs even when cached
+#   MANAGER_IMG=NAME        name of the manager image (default localhost/myaas/manager:dev)
 #   REF_ANNOTATION=0        leave the image name out of index.json, for importers that name the
 #                           image with `ctr images import --index-name NAME` (containerd 1.6 fails
 #                           at unpack when both name the same image)
@@ -107,7 +108,7 @@ build_pause() {
 
 build_manager() {
   gobuild "$out/.build/myaas" .
-  ociimage --name localhost/myaas/manager:dev --output "$out/manager.tar" \
+  ociimage --name "${names[manager]}" --output "$out/manager.tar" \
     --add "$out/.build/myaas:/myaas:0755" --dir /tmp:1777 \
     --entrypoint /myaas --user 65532:65532
 }
@@ -130,7 +131,10 @@ fix_mysql_ids() { # rootfs
   local r=$1 uid gid
   uid=$(awk -F: '$1 == "mysql" { print $3 }' "$r/etc/passwd")
   gid=$(awk -F: '$1 == "mysql" { print $3 }' "$r/etc/group")
-  [ -n "$uid" ] && [ -n "$gid" ] || { echo "no mysql user or group in $r" >&2; return 1; }
+  if [ -z "$uid" ] || [ -z "$gid" ]; then
+    echo "no mysql user or group in $r" >&2
+    return 1
+  fi
   if awk -F: -v id=$mysql_id '$3 == id && $1 != "mysql" { found = 1 } END { exit !found }' "$r/etc/passwd" "$r/etc/group"; then
     echo "id $mysql_id is already taken in $r" >&2
     return 1
@@ -206,7 +210,7 @@ build_mariadb() {
 declare -A names=(
   [pause]=localhost/myaas/pause:3.10
   [mariadb]=localhost/myaas/mariadb:10.11
-  [manager]=localhost/myaas/manager:dev
+  [manager]=${MANAGER_IMG:-localhost/myaas/manager:dev}
   [dumpserver]=localhost/myaas/dumpserver:dev
 )
 total=$(date +%s)

@@ -11,8 +11,8 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-STATE=${MYAAS_DEV_STATE:-/var/lib/myaas-dev}
-KUBECONFIG_PATH=$STATE/kubeconfig
+# shellcheck source=hack/lib-cluster.sh
+. "$root/hack/lib-cluster.sh"
 BTRFS_SIZE=${MYAAS_DEV_BTRFS_SIZE:-40G}
 K8S=$root/bin/k8s
 TOOLS=$root/bin/tools
@@ -34,7 +34,6 @@ CONTAINERD_SOCKET=/run/myaas-dev/containerd.sock
 
 log() { printf '%s [dev-cluster] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
-kubectl() { "$K8S/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
 host_ip() {
   ip -4 -o addr show scope global | awk '$2 != "'$BRIDGE'" {split($4, a, "/"); print a[1]; exit}'
@@ -64,11 +63,11 @@ kill_pidfiles() {
 
 kill_pod_processes() {
   # Containers outlive containerd's shims; with the cgroupfs driver they all sit under kubepods.
-  local procs
+  local procs=()
   pkill -KILL -f "containerd-shim-runc-v2 -namespace k8s.io .*-address $CONTAINERD_SOCKET" 2>/dev/null || true
-  procs=$(cat /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs \
-    /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs 2>/dev/null | sort -u || true)
-  [ -z "$procs" ] || kill -KILL $procs 2>/dev/null || true
+  mapfile -t procs < <(cat /sys/fs/cgroup/*/kubepods/cgroup.procs /sys/fs/cgroup/*/kubepods/*/cgroup.procs \
+    /sys/fs/cgroup/*/kubepods/*/*/cgroup.procs /sys/fs/cgroup/*/kubepods/*/*/*/cgroup.procs 2>/dev/null | sort -u)
+  [ ${#procs[@]} -eq 0 ] || kill -KILL "${procs[@]}" 2>/dev/null || true
   sleep 0.5
   local d
   for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/unified/kubepods; do
@@ -180,24 +179,7 @@ extendedKeyUsage=serverAuth"
     openssl genrsa -out sa.key 2048 2>/dev/null
     openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
   )
-  cat >"$KUBECONFIG_PATH" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: myaas-dev
-  cluster:
-    server: https://127.0.0.1:6443
-    certificate-authority: $pki/ca.crt
-users:
-- name: admin
-  user:
-    client-certificate: $pki/admin.crt
-    client-key: $pki/admin.key
-contexts:
-- name: myaas-dev
-  context: {cluster: myaas-dev, user: admin}
-current-context: myaas-dev
-EOF
+  render kubeconfig.yaml PKI="$pki" >"$KUBECONFIG_PATH"
 }
 
 start_control_plane() {
@@ -214,7 +196,7 @@ start_control_plane() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC --allow-privileged=true \
     --cert-dir "$STATE/apiserver-certs"
-  wait_for "kube-apiserver" 90 kubectl get --raw /readyz
+  wait_for "kube-apiserver" 90 k get --raw /readyz
   start kube-controller-manager "$K8S/kube-controller-manager" --kubeconfig "$KUBECONFIG_PATH" \
     --authentication-kubeconfig "$KUBECONFIG_PATH" --authorization-kubeconfig "$KUBECONFIG_PATH" \
     --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
@@ -239,18 +221,7 @@ start_containerd() {
       -e "s|^  address = \"/run/containerd/containerd.sock\"|  address = \"$CONTAINERD_SOCKET\"|" >"$STATE/containerd/config.toml"
   grep -q "address = \"$CONTAINERD_SOCKET\"" "$STATE/containerd/config.toml" || die "containerd config: socket not moved"
   grep -q 'restrict_oom_score_adj = true' "$STATE/containerd/config.toml" || die "containerd config: restrict_oom_score_adj not set"
-  cat >"$CNI_CONF_DIR/10-myaas.conflist" <<EOF
-{
-  "cniVersion": "0.4.0",
-  "name": "$CNI_NETWORK",
-  "plugins": [
-    {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": false, "hairpinMode": true,
-     "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}]}},
-    {"type": "portmap", "capabilities": {"portMappings": true}},
-    {"type": "loopback"}
-  ]
-}
-EOF
+  render 10-myaas.conflist CNI_NETWORK="$CNI_NETWORK" BRIDGE="$BRIDGE" POD_CIDR="$POD_CIDR" >"$CNI_CONF_DIR/10-myaas.conflist"
   start containerd containerd --config "$STATE/containerd/config.toml"
   wait_for containerd 30 ctr --address "$CONTAINERD_SOCKET" version
 }
@@ -277,37 +248,15 @@ start_node() {
   local ip=$1 pki=$STATE/pki node
   node=$(hostname)
   : >"$STATE/resolv.conf"
-  cat >"$STATE/kubelet.yaml" <<EOF
-apiVersion: kubelet.config.k8s.io/v1beta1
-kind: KubeletConfiguration
-cgroupDriver: cgroupfs
-failCgroupV1: false
-failSwapOn: false
-containerRuntimeEndpoint: unix://$CONTAINERD_SOCKET
-enforceNodeAllocatable: []
-localStorageCapacityIsolation: false
-authentication:
-  anonymous: {enabled: false}
-  webhook: {enabled: false}
-  x509: {clientCAFile: $pki/ca.crt}
-authorization: {mode: AlwaysAllow}
-clusterDomain: cluster.local
-clusterDNS: [$DNS_SERVICE_IP]
-resolvConf: $STATE/resolv.conf
-readOnlyPort: 0
-healthzBindAddress: 127.0.0.1
-serializeImagePulls: false
-imageGCHighThresholdPercent: 100
-evictionHard: {memory.available: 100Mi, nodefs.available: 1%, imagefs.available: 1%, nodefs.inodesFree: 1%}
-maxPods: 250
-EOF
+  render kubelet.yaml CONTAINERD_SOCKET="$CONTAINERD_SOCKET" PKI="$pki" DNS_SERVICE_IP="$DNS_SERVICE_IP" STATE="$STATE" \
+    >"$STATE/kubelet.yaml"
   start kubelet "$K8S/kubelet" --config "$STATE/kubelet.yaml" --kubeconfig "$KUBECONFIG_PATH" \
     --hostname-override "$node" --node-ip "$ip" --root-dir /var/lib/kubelet
   start kube-proxy "$K8S/kube-proxy" --kubeconfig "$KUBECONFIG_PATH" --hostname-override "$node" \
     --cluster-cidr "$POD_CIDR" --proxy-mode iptables --conntrack-max-per-core 0 \
     --iptables-min-sync-period 100ms \
     --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256
-  wait_for "node $node to register" 120 kubectl get node "$node"
+  wait_for "node $node to register" 120 k get node "$node"
 }
 
 start_storage() {
@@ -318,8 +267,8 @@ start_storage() {
   mkfs.btrfs -q -f "$STATE/btrfs.img" >/dev/null
   mount -o loop "$STATE/btrfs.img" "$STATE/btrfs"
   crd_dir=$(cd "$root/hack/tools/external-snapshotter" && go list -m -f '{{.Dir}}' github.com/kubernetes-csi/external-snapshotter/client/v8)/config/crd
-  for f in "$crd_dir"/snapshot.storage.k8s.io_*.yaml; do kubectl apply --server-side -f "$f" >/dev/null; done
-  kubectl wait --for condition=Established --timeout 60s crd/volumesnapshots.snapshot.storage.k8s.io \
+  for f in "$crd_dir"/snapshot.storage.k8s.io_*.yaml; do k apply --server-side -f "$f" >/dev/null; done
+  k wait --for condition=Established --timeout 60s crd/volumesnapshots.snapshot.storage.k8s.io \
     crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io >/dev/null
   start csi-btrfs "$root/bin/csi-btrfs" --endpoint "unix://$CSI_SOCKET" --root "$STATE/btrfs" --node-id "$node"
   wait_for "CSI socket" 30 test -S "$CSI_SOCKET"
@@ -330,97 +279,38 @@ start_storage() {
     --leader-election=false --timeout 120s --worker-threads 20 --v 2
   start snapshot-controller "$TOOLS/snapshot-controller" --kubeconfig "$KUBECONFIG_PATH" \
     --leader-election=false --worker-threads 20 --v 2
-  kubectl apply --server-side -f - >/dev/null <<EOF
-apiVersion: storage.k8s.io/v1
-kind: CSIDriver
-metadata: {name: $DRIVER}
-spec:
-  attachRequired: false
-  podInfoOnMount: false
-  fsGroupPolicy: File
-  volumeLifecycleModes: [Persistent]
----
-apiVersion: storage.k8s.io/v1
-kind: StorageClass
-metadata:
-  name: myaas-btrfs
-  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
-provisioner: $DRIVER
-reclaimPolicy: Delete
-# One node: nothing to wait for. Binding at once lets the clone be made while the pod is created,
-# where WaitForFirstConsumer would add a scheduling round trip to every instance.
-volumeBindingMode: Immediate
----
-apiVersion: snapshot.storage.k8s.io/v1
-kind: VolumeSnapshotClass
-metadata: {name: myaas-btrfs}
-driver: $DRIVER
-deletionPolicy: Delete
-EOF
+  render storage.yaml DRIVER="$DRIVER" | k apply --server-side -f - >/dev/null
 }
 
 start_dns() {
   local ip=$1
-  cat >"$STATE/Corefile" <<EOF
-cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
-    bind $ip
-    errors
-    kubernetes cluster.local in-addr.arpa ip6.arpa {
-        kubeconfig $KUBECONFIG_PATH
-        pods insecure
-        fallthrough in-addr.arpa ip6.arpa
-    }
-    cache 5
-}
-EOF
+  render Corefile HOST_IP="$ip" KUBECONFIG_PATH="$KUBECONFIG_PATH" >"$STATE/Corefile"
   start coredns "$TOOLS/coredns" -conf "$STATE/Corefile"
   # CoreDNS runs on the host; the kube-dns Service points at it, as a Service without a selector.
-  kubectl apply --server-side -f - >/dev/null <<EOF
-apiVersion: v1
-kind: Service
-metadata: {name: kube-dns, namespace: kube-system, labels: {k8s-app: kube-dns}}
-spec:
-  clusterIP: $DNS_SERVICE_IP
-  ports:
-  - {name: dns, port: 53, protocol: UDP, targetPort: 53}
-  - {name: dns-tcp, port: 53, protocol: TCP, targetPort: 53}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: kube-dns-host
-  namespace: kube-system
-  labels: {kubernetes.io/service-name: kube-dns}
-addressType: IPv4
-endpoints:
-- addresses: ["$ip"]
-  conditions: {ready: true}
-ports:
-- {name: dns, port: 53, protocol: UDP}
-- {name: dns-tcp, port: 53, protocol: TCP}
-EOF
+  render coredns.yaml DNS_SERVICE_IP="$DNS_SERVICE_IP" HOST_IP="$ip" | k apply --server-side -f - >/dev/null
 }
+
+csi_registered() { k get csinode "$1" -o jsonpath='{.spec.drivers[*].name}' | grep -qF "$DRIVER"; }
 
 wait_ready() {
   local node
   node=$(hostname)
-  kubectl wait --for condition=Ready --timeout 180s "node/$node" >/dev/null || die "node $node is not Ready (logs: $STATE/logs/kubelet.log)"
-  wait_for "CSI driver registration with kubelet" 90 bash -c \
-    "'$K8S/kubectl' --kubeconfig '$KUBECONFIG_PATH' get csinode '$node' -o jsonpath='{.spec.drivers[*].name}' | grep -q '$DRIVER'"
-  wait_for "default service account" 60 kubectl -n default get serviceaccount default
+  k wait --for condition=Ready --timeout 180s "node/$node" >/dev/null || die "node $node is not Ready (logs: $STATE/logs/kubelet.log)"
+  wait_for "CSI driver registration with kubelet" 90 csi_registered "$node"
+  wait_for "default service account" 60 k -n default get serviceaccount default
   wait_for "kube-proxy rules for kube-dns" 60 bash -c "iptables-save -t nat | grep -q 'kube-system/kube-dns:dns cluster IP'"
   # A pod resolving the API server's name proves pod networking, kube-proxy and CoreDNS together.
-  kubectl -n default delete pod dns-check --ignore-not-found --wait=false >/dev/null
-  kubectl -n default run dns-check --image localhost/myaas/mariadb:10.11 --image-pull-policy Never --restart Never \
+  k -n default delete pod dns-check --ignore-not-found --wait=false >/dev/null
+  k -n default run dns-check --image localhost/myaas/mariadb:10.11 --image-pull-policy Never --restart Never \
     --command -- getent hosts kubernetes.default.svc.cluster.local >/dev/null
   local deadline=$((SECONDS + 120)) phase=
   while [ $SECONDS -lt $deadline ]; do
-    phase=$(kubectl -n default get pod dns-check -o jsonpath='{.status.phase}' 2>/dev/null || true)
+    phase=$(k -n default get pod dns-check -o jsonpath='{.status.phase}' 2>/dev/null || true)
     [ "$phase" = Succeeded ] || [ "$phase" = Failed ] && break
     sleep 1
   done
-  [ "$phase" = Succeeded ] || { kubectl -n default logs dns-check >&2 || true; die "a pod could not resolve kubernetes.default.svc.cluster.local (phase $phase)"; }
-  kubectl -n default delete pod dns-check --wait=false >/dev/null
+  [ "$phase" = Succeeded ] || { k -n default logs dns-check >&2 || true; die "a pod could not resolve kubernetes.default.svc.cluster.local (phase $phase)"; }
+  k -n default delete pod dns-check --wait=false >/dev/null
 }
 
 up() {

@@ -1,8 +1,28 @@
-# Shared by the scripts that use the local cluster (sourced, not run).
+# shellcheck shell=bash
+# Shared by the scripts that make or use the local cluster (sourced, not run): where its state
+# lives, the kubectl that talks to it, and its configuration files (hack/cluster/).
 root=${root:?}
-KUBECONFIG_PATH=${MYAAS_DEV_STATE:-/var/lib/myaas-dev}/kubeconfig
+STATE=${MYAAS_DEV_STATE:-/var/lib/myaas-dev}
+KUBECONFIG_PATH=$STATE/kubeconfig
 KUBECTL=$root/bin/k8s/kubectl
 k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
+
+# render NAME KEY=VALUE...: hack/cluster/NAME with every ${KEY} replaced by VALUE. A placeholder
+# left without a value is an error, so a template and the script filling it cannot drift apart.
+render() {
+  local text pair
+  [ -f "$root/hack/cluster/$1" ] || { echo "hack/cluster/$1: no such template" >&2; return 1; }
+  # read -d '' stops only at a NUL, so the text keeps its final newline (unlike $(<file)).
+  IFS= read -rd '' text <"$root/hack/cluster/$1" || true
+  for pair in "${@:2}"; do
+    text=${text//"\${${pair%%=*}}"/"${pair#*=}"}
+  done
+  if [[ $text =~ \$\{[A-Za-z_][A-Za-z0-9_]*\} ]]; then
+    echo "hack/cluster/$1: no value for ${BASH_REMATCH[0]}" >&2
+    return 1
+  fi
+  printf '%s' "$text"
+}
 
 cluster_running() { [ -f "$KUBECONFIG_PATH" ] && [ -x "$KUBECTL" ] && k get --raw /readyz >/dev/null 2>&1; }
 

@@ -2,6 +2,11 @@
 // `ctr images import` reads. It exists because the development machines have no Docker engine
 // and no registry: images are assembled from a root filesystem directory and a few extra files.
 //
+// The layout itself (oci-layout, index.json, blobs) is written by go-containerregistry's layout
+// package. Its tarball package is not used for the archive: it writes `docker save`'s format,
+// whose manifests containerd rewrites on import, so the digests built here would not be the
+// ones the cluster runs.
+//
 // Usage:
 //
 //	ociimage --name localhost/myaas/manager:dev --output manager.tar \
@@ -31,6 +36,7 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
@@ -107,8 +113,8 @@ func run(o options) error {
 		return err
 	}
 
-	// The layer goes to a temporary file next to the output, so a large rootfs never sits in
-	// memory and the final rename is atomic on the same filesystem.
+	// The layer and the layout go to temporary files next to the output, so a large rootfs
+	// never sits in memory and the final rename is atomic on the same filesystem.
 	outDir := filepath.Dir(o.output)
 	blob, err := os.CreateTemp(outDir, ".layer-*")
 	if err != nil {
@@ -126,16 +132,29 @@ func run(o options) error {
 		return err
 	}
 
+	dir, err := os.MkdirTemp(outDir, ".layout-*")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		return err
+	}
+	desc := []layout.Option{layout.WithPlatform(v1.Platform{OS: "linux", Architecture: runtime.GOARCH})}
+	if o.refName {
+		desc = append(desc, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": o.name}))
+	}
+	if err := lp.AppendImage(img, desc...); err != nil {
+		return fmt.Errorf("writing the OCI layout: %w", err)
+	}
+
 	tmp, err := os.CreateTemp(outDir, ".image-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	refName := o.name
-	if !o.refName {
-		refName = ""
-	}
-	if err := writeLayout(tmp, img, l, refName, epoch); err != nil {
+	if err := tarDir(tmp, dir, epoch); err != nil {
 		tmp.Close()
 		return err
 	}
@@ -275,7 +294,9 @@ func tarMode(mode fs.FileMode) int64 {
 }
 
 // layer is the written blob. It implements v1.Layer itself because the go-containerregistry
-// tarball layers always gzip (and, from an uncompressed source, do so twice).
+// tarball layers always gzip (and, from an uncompressed source, do so twice). With --compress
+// none the blob is the tar itself, and its media type must say so: containerd picks the
+// decompressor from the media type, not from the content.
 type layer struct {
 	path      string
 	digest    v1.Hash
@@ -516,82 +537,32 @@ func buildImage(o options, l *layer, epoch time.Time) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// writeLayout writes the OCI image layout (oci-layout, index.json, blobs/sha256/...) as a tar
-// stream, which is what `ctr images import` accepts.
-func writeLayout(w io.Writer, img v1.Image, l *layer, name string, epoch time.Time) error {
-	manifest, err := img.RawManifest()
-	if err != nil {
-		return err
-	}
-	config, err := img.RawConfigFile()
-	if err != nil {
-		return err
-	}
-	mDigest, err := img.Digest()
-	if err != nil {
-		return err
-	}
-	cDigest, err := img.ConfigName()
-	if err != nil {
-		return err
-	}
-	var annotations map[string]string
-	if name != "" {
-		annotations = map[string]string{"org.opencontainers.image.ref.name": name}
-	}
-	index := v1.IndexManifest{
-		SchemaVersion: 2,
-		MediaType:     types.OCIImageIndex,
-		Manifests: []v1.Descriptor{{
-			MediaType:   types.OCIManifestSchema1,
-			Size:        int64(len(manifest)),
-			Digest:      mDigest,
-			Annotations: annotations,
-			Platform:    &v1.Platform{OS: "linux", Architecture: runtime.GOARCH},
-		}},
-	}
-	indexJSON, err := json.Marshal(index)
-	if err != nil {
-		return err
-	}
-
+// tarDir archives the layout directory with fixed owners, modes and times, in name order, so
+// that equal images give byte-identical archives.
+func tarDir(w io.Writer, dir string, epoch time.Time) error {
 	tw := tar.NewWriter(w)
-	dir := func(name string) error {
-		return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name, Mode: 0o755, ModTime: epoch})
-	}
-	file := func(name string, size int64, r io.Reader) error {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: size, ModTime: epoch}); err != nil {
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == dir {
 			return err
 		}
-		_, err := io.Copy(tw, r)
-		return err
-	}
-	bytesFile := func(name string, b []byte) error { return file(name, int64(len(b)), strings.NewReader(string(b))) }
-
-	if err := bytesFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
-		return err
-	}
-	if err := bytesFile("index.json", indexJSON); err != nil {
-		return err
-	}
-	if err := dir("blobs/"); err != nil {
-		return err
-	}
-	if err := dir("blobs/sha256/"); err != nil {
-		return err
-	}
-	if err := bytesFile("blobs/sha256/"+cDigest.Hex, config); err != nil {
-		return err
-	}
-	if err := bytesFile("blobs/sha256/"+mDigest.Hex, manifest); err != nil {
-		return err
-	}
-	rc, err := l.Compressed()
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		if d.IsDir() {
+			return tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: name + "/", Mode: 0o755, ModTime: epoch})
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: fi.Size(), ModTime: epoch}); err != nil {
+			return err
+		}
+		return copyFile(tw, p, fi.Size())
+	})
 	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if err := file("blobs/sha256/"+l.digest.Hex, l.size, rc); err != nil {
 		return err
 	}
 	return tw.Close()

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/myaas/myaas/internal/testdeps"
 )
 
 // Server is a running mariadbd.
@@ -37,10 +39,7 @@ func Binaries(t testing.TB) (server, installDB string) {
 	installDB, err2 := lookPath("mariadb-install-db")
 	if err1 != nil || err2 != nil {
 		msg := "mariadbd or mariadb-install-db not found: run hack/install-mariadb.sh"
-		if os.Getenv("MYAAS_REQUIRE_MARIADB") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testdeps.Missing(t, testdeps.MariaDB, msg)
 	}
 	return server, installDB
 }

@@ -4,9 +4,8 @@
 # and check that nothing is left.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-STATE=${MYAAS_DEV_STATE:-/var/lib/myaas-dev}
-export KUBECONFIG=$STATE/kubeconfig
-K=$root/bin/k8s/kubectl
+# shellcheck source=hack/lib-cluster.sh
+. "$root/hack/lib-cluster.sh"
 NS=smoke
 IMAGE=localhost/myaas/mariadb:10.11
 
@@ -17,7 +16,7 @@ elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
 
 # pod NAME CLAIM SCRIPT: a one-shot pod that mounts CLAIM at /data and runs SCRIPT.
 pod() {
-  "$K" -n $NS apply -f - >/dev/null <<EOF
+  k -n $NS apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
 metadata: {name: $1}
@@ -40,7 +39,7 @@ EOF
 pvc() { # pvc NAME SIZE [SNAPSHOT]
   local source=""
   [ -z "${3:-}" ] || source="dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: $3}"
-  "$K" -n $NS apply -f - >/dev/null <<EOF
+  k -n $NS apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: $1}
@@ -53,7 +52,7 @@ EOF
 }
 
 snapshot() { # snapshot NAME CLAIM
-  "$K" -n $NS apply -f - >/dev/null <<EOF
+  k -n $NS apply -f - >/dev/null <<EOF
 apiVersion: snapshot.storage.k8s.io/v1
 kind: VolumeSnapshot
 metadata: {name: $1}
@@ -61,21 +60,21 @@ spec:
   volumeSnapshotClassName: myaas-btrfs
   source: {persistentVolumeClaimName: $2}
 EOF
-  "$K" -n $NS wait --for jsonpath='{.status.readyToUse}'=true --timeout 120s "volumesnapshot/$1" >/dev/null ||
+  k -n $NS wait --for jsonpath='{.status.readyToUse}'=true --timeout 120s "volumesnapshot/$1" >/dev/null ||
     fail "snapshot $1 never became readyToUse"
 }
 
 finished() { # finished POD: waits until the pod ends and fails the test unless it succeeded
-  "$K" -n $NS wait --for jsonpath='{.status.phase}'=Succeeded --timeout 300s "pod/$1" >/dev/null || {
-    "$K" -n $NS describe pod "$1" >&2 || true; "$K" -n $NS logs "$1" >&2 || true; fail "pod $1 did not succeed"; }
+  k -n $NS wait --for jsonpath='{.status.phase}'=Succeeded --timeout 300s "pod/$1" >/dev/null || {
+    k -n $NS describe pod "$1" >&2 || true; k -n $NS logs "$1" >&2 || true; fail "pod $1 did not succeed"; }
 }
 
-running() { "$K" -n $NS wait --for condition=Ready --timeout 120s "pod/$1" >/dev/null || fail "pod $1 never ran"; }
+running() { k -n $NS wait --for condition=Ready --timeout 120s "pod/$1" >/dev/null || fail "pod $1 never ran"; }
 
 btrfs_used() { btrfs filesystem sync "$STATE/btrfs" >/dev/null; btrfs filesystem usage -b "$STATE/btrfs" | awk '/^ *Used:/ {print $2; exit}'; }
 
 smoke() {
-  "$K" create namespace $NS >/dev/null
+  k create namespace $NS >/dev/null
 
   log "writing 1 GiB and its checksum into a btrfs volume"
   pvc origin 2Gi
@@ -107,7 +106,7 @@ smoke() {
   small_restore=$(elapsed "$t")
   log "apply of a PVC from a snapshot to pod Running: 1 GiB ${big_restore}s, 1 MiB ${small_restore}s"
 
-  "$K" -n $NS exec clone-reader -- sh -ec 'cd /data && sha256sum -c big.sha256 >/dev/null' ||
+  k -n $NS exec clone-reader -- sh -ec 'cd /data && sha256sum -c big.sha256 >/dev/null' ||
     fail "the clone's 1 GiB file does not match the checksum written in the origin"
   local grew=$((used_after - used_before))
   log "btrfs used space grew by $((grew / 1024 / 1024)) MiB for the 1 GiB clone"
@@ -116,15 +115,15 @@ smoke() {
     fail "restoring 1 GiB took ${big_restore}s against ${small_restore}s for 1 MiB: not copy-on-write"
 
   log "writes in the clone do not reach the origin"
-  "$K" -n $NS exec clone-reader -- sh -ec 'echo clone > /data/who; dd if=/dev/zero of=/data/big bs=1M count=1 conv=notrunc status=none'
-  pod origin-check origin 'test "$(cat /data/who)" = origin; sha256sum -c /data/big.sha256'
+  k -n $NS exec clone-reader -- sh -ec 'echo clone > /data/who; dd if=/dev/zero of=/data/big bs=1M count=1 conv=notrunc status=none'
+  pod origin-check origin 'grep -qx origin /data/who; sha256sum -c /data/big.sha256'
   finished origin-check
 
   log "deleting everything through the API"
-  "$K" delete namespace $NS --timeout 180s >/dev/null
+  k delete namespace $NS --timeout 180s >/dev/null
   local left
-  left=$("$K" get volumesnapshotcontents,pv -o name 2>/dev/null | wc -l)
-  [ "$left" = 0 ] || { "$K" get volumesnapshotcontents,pv >&2; fail "$left snapshot contents or PVs are left after deleting the namespace"; }
+  left=$(k get volumesnapshotcontents,pv -o name 2>/dev/null | wc -l)
+  [ "$left" = 0 ] || { k get volumesnapshotcontents,pv >&2; fail "$left snapshot contents or PVs are left after deleting the namespace"; }
   log "snapshot and clone: OK"
 }
 
@@ -135,7 +134,7 @@ leftovers() {
   fi
   if losetup -a | grep -q "$STATE"; then losetup -a >&2; found=1; fi
   if pgrep -f -- "$STATE/|/run/myaas-dev/" >/dev/null || pgrep -x kubelet >/dev/null; then
-    ps -ef | grep -E "$STATE/|/run/myaas-dev/|kubelet" | grep -v grep >&2; found=1
+    pgrep -af -- "$STATE/|/run/myaas-dev/|kubelet" >&2; found=1
   fi
   if ip link show myaas0 >/dev/null 2>&1; then log "bridge myaas0 left"; found=1; fi
   if ip route show | grep -q '^blackhole 10.96.0.0/16'; then log "service route left"; found=1; fi
@@ -151,5 +150,5 @@ rc=0
 smoke || rc=$?
 bash "$root/hack/dev-cluster.sh" down
 leftovers || { log "FAIL: the teardown left the above behind"; rc=1; }
-[ $rc = 0 ] && log "PASS" || log "FAIL"
+if [ $rc = 0 ]; then log "PASS"; else log "FAIL"; fi
 exit $rc

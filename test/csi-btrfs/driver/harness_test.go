@@ -19,18 +19,17 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/myaas/myaas/internal/testdeps"
 )
 
-// requireBtrfs skips where a loop-mounted btrfs cannot be made, unless MYAAS_REQUIRE_BTRFS=1
-// says this run exists to exercise it, where a skip would hide a broken setup.
+// requireBtrfs skips where a loop-mounted btrfs cannot be made, unless MYAAS_REQUIRE_BTRFS
+// says this run exists to exercise it (see internal/testdeps).
 func requireBtrfs(t *testing.T) {
 	t.Helper()
 	unavailable := func(reason string) {
 		t.Helper()
-		if os.Getenv("MYAAS_REQUIRE_BTRFS") == "1" {
-			t.Fatalf("MYAAS_REQUIRE_BTRFS=1 but btrfs is unavailable: %s (run hack/install-btrfs.sh as root)", reason)
-		}
-		t.Skipf("btrfs unavailable: %s", reason)
+		testdeps.Missing(t, testdeps.Btrfs, "btrfs is unavailable: "+reason+" (run hack/install-btrfs.sh as root)")
 	}
 	if os.Geteuid() != 0 {
 		unavailable("not running as root")

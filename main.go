@@ -26,6 +26,9 @@ import (
 	"github.com/myaas/myaas/internal/agent"
 )
 
+// version names the build; a release sets it with -ldflags "-X main.version=...".
+var version = "dev"
+
 const usage = `usage: myaas <command> [flags]
 
 commands:
@@ -122,7 +125,7 @@ func runManager(ctx context.Context, args []string) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	ctrl.Log.WithName("setup").Info("starting manager", "agentImage", *agentImage)
+	ctrl.Log.WithName("setup").Info("starting manager", "version", version, "agentImage", *agentImage)
 	return mgr.Start(ctx)
 }
 

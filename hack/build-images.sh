@@ -9,6 +9,8 @@
 #   CACHE_DIR=DIR           where the MariaDB rootfs and downloaded .debs are kept (default bin/.cache/images)
 #   REBUILD_ROOTFS=1        rebuild the MariaDB rootfs even when cached
 #   MANAGER_IMG=NAME        name of the manager image (default localhost/myaas/manager:dev)
+#   MANAGER_VERSION=V       version stamped into the manager binary (default dev)
+#   MANAGER_ARCHIVE=FILE    archive name of the manager image in bin/images (default manager.tar)
 #   REF_ANNOTATION=0        leave the image name out of index.json, for importers that name the
 #                           image with `ctr images import --index-name NAME` (containerd 1.6 fails
 #                           at unpack when both name the same image)
@@ -58,8 +60,8 @@ ociimage() {
   "$out/.build/ociimage" --ref-annotation=$ref "$@"
 }
 
-gobuild() { # output package
-  (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$1" "$2")
+gobuild() { # output package [extra ldflags]
+  (cd "$root" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w ${3:-}" -o "$1" "$2")
 }
 
 import_image() { # name tar
@@ -107,8 +109,8 @@ build_pause() {
 }
 
 build_manager() {
-  gobuild "$out/.build/myaas" .
-  ociimage --name "${names[manager]}" --output "$out/manager.tar" \
+  gobuild "$out/.build/myaas" . "-X main.version=${MANAGER_VERSION:-dev}"
+  ociimage --name "${names[manager]}" --output "$out/${MANAGER_ARCHIVE:-manager.tar}" \
     --add "$out/.build/myaas:/myaas:0755" --dir /tmp:1777 \
     --entrypoint /myaas --user 65532:65532
 }

@@ -30,7 +30,6 @@ CNI_CONF_DIR=$STATE/cni/net.d
 # containerd of its own (root, state, socket), so that a containerd the machine already runs for
 # something else is neither used nor touched.
 CONTAINERD_STATE=/run/myaas-dev/containerd
-CONTAINERD_SOCKET=/run/myaas-dev/containerd.sock
 
 log() { printf '%s [dev-cluster] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }

@@ -7,6 +7,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=hack/lib-cluster.sh
 . "$root/hack/lib-cluster.sh"
 
+E2E_UPGRADE_IMAGE=localhost/myaas/manager:e2e-upgrade
 started=0
 if ! cluster_running; then
   bash "$root/hack/dev-cluster.sh" up
@@ -17,6 +18,11 @@ if [ $started = 1 ] && [ "${MYAAS_E2E_KEEP:-0}" != 1 ]; then
 fi
 [ $started = 1 ] || bash "$root/hack/dev-cluster.sh" load manager dumpserver
 deploy_operator
+# Another build of the manager (another version, so another binary), for the test that redeploys
+# the operator under running instances.
+MANAGER_IMG=$E2E_UPGRADE_IMAGE MANAGER_VERSION=e2e-upgrade MANAGER_ARCHIVE=manager-e2e-upgrade.tar \
+  bash "$root/hack/build-images.sh" manager >/dev/null
+ctr --address "$CONTAINERD_SOCKET" -n k8s.io images import "$root/bin/images/manager-e2e-upgrade.tar" >/dev/null
 cd "$root"
-KUBECONFIG=$KUBECONFIG_PATH go test -tags e2e ./test/e2e -count=1 -timeout 45m -v "$@" 2>&1 |
+MYAAS_E2E_UPGRADE_IMAGE=$E2E_UPGRADE_IMAGE KUBECONFIG=$KUBECONFIG_PATH go test -tags e2e ./test/e2e -count=1 -timeout 45m -v "$@" 2>&1 |
   tee "${MYAAS_E2E_LOG:-/tmp/myaas-e2e.log}" | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:'

@@ -55,6 +55,9 @@ func (s Spec) Write(w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	p := func(format string, args ...any) { fmt.Fprintf(bw, format, args...) }
 	db := s.Database
+	// The header and trailer mariadb-dump writes: an import checks that a dump naming its tool ends
+	// with the trailer, so a truncated file is never taken for a complete one.
+	p("-- MariaDB dump 10.19  Distrib 10.11.14-MariaDB, for debian-linux-gnu (x86_64)\n--\n")
 	p("-- myaas test dump, seed %d, %d rows\n", s.Seed, s.Rows)
 	p("/*!40101 SET NAMES utf8mb4 */;\n/*!40014 SET @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */;\n")
 	p("CREATE DATABASE /*!32312 IF NOT EXISTS*/ `%s` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;\nUSE `%s`;\n\n", db, db)
@@ -79,7 +82,7 @@ func (s Spec) Write(w io.Writer) error {
 	p("CREATE TRIGGER `orders_audit` AFTER INSERT ON `orders` FOR EACH ROW BEGIN\n  INSERT INTO `audit` VALUES (NEW.id, 'inserted');\nEND ;;\n")
 	p("CREATE PROCEDURE `order_count`(OUT n INT)\nBEGIN\n  SELECT COUNT(*) INTO n FROM `orders`;\nEND ;;\n")
 	p("DELIMITER ;\n")
-	p("/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FOREIGN_KEY_CHECKS */;\n-- Dump completed\n")
+	p("/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FOREIGN_KEY_CHECKS */;\n\n-- Dump completed on 2026-11-26  3:00:00\n")
 	return bw.Flush()
 }
 

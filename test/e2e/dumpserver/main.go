@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/myaas/myaas/test/e2e/dumpgen"
@@ -62,13 +63,38 @@ func dumps(spec dumpgen.Spec) (map[string][]byte, error) {
 		return nil, err
 	}
 	gz := gzipped(full.Bytes())
+	sql := full.Bytes()
+	// Cut after the last complete statement before the middle: every statement in it is whole.
+	boundary := bytes.LastIndex(sql[:len(sql)/2], []byte(";\n")) + 2
 	return map[string][]byte{
 		"shop.sql.gz":              gz,
 		"shop/01-shop.sql.gz":      gz,
 		"shop/02-extra.sql":        []byte("USE `shop`;\nCREATE TABLE `settings` (`k` varchar(20) PRIMARY KEY, `v` text);\nINSERT INTO `settings` VALUES ('loaded','yes');\n"),
 		"broken/truncated.sql.gz":  gz[:len(gz)/2],
+		"broken/boundary.sql.gz":   gzipped(sql[:boundary]),
+		"broken/empty.sql":         {},
+		"broken/empty.sql.gz":      {},
 		"broken/bad-statement.sql": []byte(dumpgen.BrokenSQL),
 	}, nil
+}
+
+// current is the file /current.sql.gz serves, switched with POST /current?file=NAME: a nightly
+// dump location whose content changes from one refresh to the next.
+type current struct {
+	mu   sync.Mutex
+	name string
+}
+
+func (c *current) get() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.name
+}
+
+func (c *current) set(name string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.name = name
 }
 
 func gzipped(b []byte) []byte {
@@ -94,8 +120,22 @@ func serve(addr string, rate int, files map[string][]byte) error {
 			log.Printf("generated.sql: %v", err)
 		}
 	})
+	cur := &current{name: "shop.sql.gz"}
+	mux.HandleFunc("POST /current", func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("file")
+		if _, ok := files[name]; !ok {
+			http.Error(w, "no such file: "+name, http.StatusNotFound)
+			return
+		}
+		cur.set(name)
+		_, _ = io.WriteString(w, "current.sql.gz is now "+name+"\n")
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		content, ok := files[r.URL.Path[1:]]
+		name := r.URL.Path[1:]
+		if name == "current.sql.gz" {
+			name = cur.get()
+		}
+		content, ok := files[name]
 		if !ok {
 			http.NotFound(w, r)
 			return

@@ -31,6 +31,8 @@ CNI_CONF_DIR=$STATE/cni/net.d
 # something else is neither used nor touched.
 CONTAINERD_STATE=/run/myaas-dev/containerd
 CONTAINERD_SOCKET=/run/myaas-dev/containerd.sock
+# Per-namespace files that make the CSI driver fail or stall snapshots (test/csi-btrfs/driver/faults.go).
+CSI_FAULT_DIR=/run/myaas-dev/csi-faults
 
 log() { printf '%s [dev-cluster] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -321,13 +323,16 @@ start_storage() {
   for f in "$crd_dir"/snapshot.storage.k8s.io_*.yaml; do kubectl apply --server-side -f "$f" >/dev/null; done
   kubectl wait --for condition=Established --timeout 60s crd/volumesnapshots.snapshot.storage.k8s.io \
     crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io >/dev/null
-  start csi-btrfs "$root/bin/csi-btrfs" --endpoint "unix://$CSI_SOCKET" --root "$STATE/btrfs" --node-id "$node"
+  mkdir -p "$CSI_FAULT_DIR"
+  start csi-btrfs "$root/bin/csi-btrfs" --endpoint "unix://$CSI_SOCKET" --root "$STATE/btrfs" --node-id "$node" \
+    --fault-dir "$CSI_FAULT_DIR"
   wait_for "CSI socket" 30 test -S "$CSI_SOCKET"
   start csi-provisioner "$TOOLS/csi-provisioner" --csi-address "$CSI_SOCKET" --kubeconfig "$KUBECONFIG_PATH" \
     --leader-election=false --feature-gates Topology=true --extra-create-metadata --timeout 120s \
     --worker-threads 20 --v 2
   start csi-snapshotter "$TOOLS/csi-snapshotter" --csi-address "$CSI_SOCKET" --kubeconfig "$KUBECONFIG_PATH" \
-    --leader-election=false --timeout 120s --worker-threads 20 --v 2
+    --leader-election=false --timeout 120s --worker-threads 20 --v 2 \
+    --extra-create-metadata
   start snapshot-controller "$TOOLS/snapshot-controller" --kubeconfig "$KUBECONFIG_PATH" \
     --leader-election=false --worker-threads 20 --v 2
   kubectl apply --server-side -f - >/dev/null <<EOF

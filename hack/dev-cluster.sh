@@ -330,9 +330,10 @@ start_storage() {
   start csi-provisioner "$TOOLS/csi-provisioner" --csi-address "$CSI_SOCKET" --kubeconfig "$KUBECONFIG_PATH" \
     --leader-election=false --feature-gates Topology=true --extra-create-metadata --timeout 120s \
     --worker-threads 20 --v 2
+  # Snapshots not ready or failed are retried at least every 5 s (not up to 5 min), so a test sees one soon after it clears a fault.
   start csi-snapshotter "$TOOLS/csi-snapshotter" --csi-address "$CSI_SOCKET" --kubeconfig "$KUBECONFIG_PATH" \
     --leader-election=false --timeout 120s --worker-threads 20 --v 2 \
-    --extra-create-metadata
+    --extra-create-metadata --retry-interval-max 5s
   start snapshot-controller "$TOOLS/snapshot-controller" --kubeconfig "$KUBECONFIG_PATH" \
     --leader-election=false --worker-threads 20 --v 2
   kubectl apply --server-side -f - >/dev/null <<EOF

@@ -262,6 +262,7 @@ declare -A IMAGES=(
   [mariadb]=localhost/myaas/mariadb:10.11
   [manager]=localhost/myaas/manager:dev
   [dumpserver]=localhost/myaas/dumpserver:dev
+  [s3server]=localhost/myaas/s3server:dev
 )
 
 load_images() {

@@ -3,7 +3,7 @@
 # Docker engine or a registry (neither exists on the development machines): static Go binaries
 # and a debootstrap'ed MariaDB root filesystem are packed by hack/ociimage.
 #
-# Usage: hack/build-images.sh [--import] [all|pause|mariadb|manager|dumpserver ...]
+# Usage: hack/build-images.sh [--import] [all|pause|mariadb|manager|dumpserver|s3server ...]
 #   --import (or IMPORT=1)  also run `ctr -n k8s.io images import` for each image built
 #   MIRROR=URL              Debian mirror for the MariaDB rootfs (default: this machine's apt source)
 #   CACHE_DIR=DIR           where the MariaDB rootfs and downloaded .debs are kept (default bin/.cache/images)
@@ -31,13 +31,13 @@ targets=()
 for arg in "$@"; do
   case $arg in
     --import) import=1 ;;
-    all) targets+=(pause mariadb manager dumpserver) ;;
-    pause | mariadb | manager | dumpserver) targets+=("$arg") ;;
+    all) targets+=(pause mariadb manager dumpserver s3server) ;;
+    pause | mariadb | manager | dumpserver | s3server) targets+=("$arg") ;;
     -h | --help) usage; exit 0 ;;
     *) echo "unknown argument: $arg" >&2; usage >&2; exit 2 ;;
   esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(pause mariadb manager dumpserver)
+[ ${#targets[@]} -gt 0 ] || targets=(pause mariadb manager dumpserver s3server)
 
 mkdir -p "$out/.build" "$cache"
 
@@ -120,6 +120,15 @@ build_dumpserver() {
   ociimage --name localhost/myaas/dumpserver:dev --output "$out/dumpserver.tar" \
     --add "$out/.build/dumpserver:/dumpserver:0755" --dir /dumps:0777 --dir /tmp:1777 \
     --entrypoint /dumpserver
+}
+
+# SeaweedFS (master, volume server, filer and S3 gateway in one process, `weed mini`): the e2e
+# suite's S3 server. Its binary comes from a pinned tools module, like the CSI sidecars.
+build_s3server() {
+  bash "$root/hack/build-tools.sh" weed
+  ociimage --name localhost/myaas/s3server:dev --output "$out/s3server.tar" \
+    --add "$root/bin/tools/weed:/weed:0755" --dir /data:0777 --dir /tmp:1777 \
+    --entrypoint /weed
 }
 
 mariadb_suite=bookworm
@@ -214,6 +223,7 @@ declare -A names=(
   [mariadb]=localhost/myaas/mariadb:10.11
   [manager]=${MANAGER_IMG:-localhost/myaas/manager:dev}
   [dumpserver]=localhost/myaas/dumpserver:dev
+  [s3server]=localhost/myaas/s3server:dev
 )
 total=$(date +%s)
 for t in "${targets[@]}"; do

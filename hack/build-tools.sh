@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local cluster's CSI sidecars and CoreDNS from their pinned tools modules
 # (hack/tools/<name>/go.mod) into bin/, rebuilding only when that go.mod changes.
-# Usage: hack/build-tools.sh [snapshot-controller|csi-snapshotter|csi-provisioner|coredns ...]
+# Usage: hack/build-tools.sh [snapshot-controller|csi-snapshotter|csi-provisioner|coredns|weed ...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/bin/tools
@@ -11,6 +11,7 @@ declare -A module=(
   [csi-snapshotter]=external-snapshotter:github.com/kubernetes-csi/external-snapshotter/v8/cmd/csi-snapshotter
   [csi-provisioner]=external-provisioner:github.com/kubernetes-csi/external-provisioner/v5/cmd/csi-provisioner
   [coredns]=coredns:github.com/coredns/coredns
+  [weed]=seaweedfs:github.com/seaweedfs/seaweedfs/weed
 )
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(snapshot-controller csi-snapshotter csi-provisioner coredns)

@@ -30,6 +30,8 @@ CNI_CONF_DIR=$STATE/cni/net.d
 # containerd of its own (root, state, socket), so that a containerd the machine already runs for
 # something else is neither used nor touched.
 CONTAINERD_STATE=/run/myaas-dev/containerd
+# Per-namespace files that make the CSI driver fail or stall snapshots (test/csi-btrfs/driver/faults.go).
+CSI_FAULT_DIR=/run/myaas-dev/csi-faults
 
 log() { printf '%s [dev-cluster] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -230,6 +232,7 @@ declare -A IMAGES=(
   [mariadb]=localhost/myaas/mariadb:10.11
   [manager]=localhost/myaas/manager:dev
   [dumpserver]=localhost/myaas/dumpserver:dev
+  [s3server]=localhost/myaas/s3server:dev
 )
 
 load_images() {
@@ -269,13 +272,17 @@ start_storage() {
   for f in "$crd_dir"/snapshot.storage.k8s.io_*.yaml; do k apply --server-side -f "$f" >/dev/null; done
   k wait --for condition=Established --timeout 60s crd/volumesnapshots.snapshot.storage.k8s.io \
     crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io >/dev/null
-  start csi-btrfs "$root/bin/csi-btrfs" --endpoint "unix://$CSI_SOCKET" --root "$STATE/btrfs" --node-id "$node"
+  mkdir -p "$CSI_FAULT_DIR"
+  start csi-btrfs "$root/bin/csi-btrfs" --endpoint "unix://$CSI_SOCKET" --root "$STATE/btrfs" --node-id "$node" \
+    --fault-dir "$CSI_FAULT_DIR"
   wait_for "CSI socket" 30 test -S "$CSI_SOCKET"
   start csi-provisioner "$TOOLS/csi-provisioner" --csi-address "$CSI_SOCKET" --kubeconfig "$KUBECONFIG_PATH" \
     --leader-election=false --feature-gates Topology=true --extra-create-metadata --timeout 120s \
     --worker-threads 20 --v 2
+  # Snapshots not ready or failed are retried at least every 5 s (not up to 5 min), so a test sees one soon after it clears a fault.
   start csi-snapshotter "$TOOLS/csi-snapshotter" --csi-address "$CSI_SOCKET" --kubeconfig "$KUBECONFIG_PATH" \
-    --leader-election=false --timeout 120s --worker-threads 20 --v 2
+    --leader-election=false --timeout 120s --worker-threads 20 --v 2 \
+    --extra-create-metadata --retry-interval-max 5s
   start snapshot-controller "$TOOLS/snapshot-controller" --kubeconfig "$KUBECONFIG_PATH" \
     --leader-election=false --worker-threads 20 --v 2
   render storage.yaml DRIVER="$DRIVER" | k apply --server-side -f - >/dev/null

@@ -6,7 +6,11 @@
 // needed. csi-provisioner and csi-snapshotter run as host processes too and share the socket:
 //
 //	csi-provisioner --csi-address=/var/lib/kubelet/plugins/btrfs.csi.myaas.io/csi.sock --kubeconfig=... --feature-gates=Topology=true
-//	csi-snapshotter --csi-address=/var/lib/kubelet/plugins/btrfs.csi.myaas.io/csi.sock --kubeconfig=...
+//	csi-snapshotter --csi-address=/var/lib/kubelet/plugins/btrfs.csi.myaas.io/csi.sock --kubeconfig=... --extra-create-metadata
+//
+// With --fault-dir, tests make the snapshots of one namespace fail or stall by writing "fail",
+// "fail-once" or "stall" into <fault-dir>/<namespace>; the namespace reaches the driver only with
+// csi-snapshotter's --extra-create-metadata.
 package main
 
 import (
@@ -28,6 +32,7 @@ func main() {
 	flag.StringVar(&cfg.Root, "root", "", "mount point of the btrfs filesystem holding the volumes (required)")
 	flag.StringVar(&cfg.NodeID, "node-id", hostname, "node name as kubelet knows it")
 	flag.StringVar(&cfg.RegistrationDir, "registration-dir", driver.DefaultRegistrationDir, "kubelet plugin registry directory; empty disables registration")
+	flag.StringVar(&cfg.FaultDir, "fault-dir", "", "directory of per-namespace files (fail, fail-once, stall) that make snapshots fail or stall, for tests; empty disables fault injection")
 	flag.Parse()
 
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -276,6 +276,10 @@ func (c *controller) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshot
 	d := c.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	namespace := req.GetParameters()[NamespaceParameter]
+	if err := d.injectSnapshotFailure(namespace); err != nil {
+		return nil, err
+	}
 	id := idFor(kindSnapshot, req.GetName())
 	existing, err := d.store.get(kindSnapshot, id)
 	if err != nil {
@@ -285,7 +289,7 @@ func (c *controller) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshot
 		if existing.Source != req.GetSourceVolumeId() {
 			return nil, status.Errorf(codes.AlreadyExists, "snapshot %q exists for volume %q, not %q", req.GetName(), existing.Source, req.GetSourceVolumeId())
 		}
-		return &csi.CreateSnapshotResponse{Snapshot: snapshot(existing)}, nil
+		return &csi.CreateSnapshotResponse{Snapshot: d.snapshot(existing)}, nil
 	}
 	vol, err := d.existingVolume(req.GetSourceVolumeId(), "source volume")
 	if err != nil {
@@ -298,20 +302,22 @@ func (c *controller) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshot
 	if err := d.fs.snapshot(ctx, d.store.path(kindVolume, vol.ID), path, true); err != nil {
 		return nil, internal(err)
 	}
-	rec := &record{ID: id, Name: req.GetName(), Capacity: vol.Capacity, Source: vol.ID, Created: time.Now().UTC()}
+	rec := &record{ID: id, Name: req.GetName(), Capacity: vol.Capacity, Source: vol.ID, Created: time.Now().UTC(), Namespace: namespace}
 	if err := d.store.put(kindSnapshot, rec); err != nil {
 		return nil, internal(d.undo(ctx, path, err))
 	}
-	return &csi.CreateSnapshotResponse{Snapshot: snapshot(rec)}, nil
+	return &csi.CreateSnapshotResponse{Snapshot: d.snapshot(rec)}, nil
 }
 
-func snapshot(r *record) *csi.Snapshot {
+// snapshot describes a snapshot record. A btrfs snapshot is complete the moment it exists, so
+// only an injected stall makes one not ready to use.
+func (d *driver) snapshot(r *record) *csi.Snapshot {
 	return &csi.Snapshot{
 		SnapshotId:     r.ID,
 		SourceVolumeId: r.Source,
 		SizeBytes:      r.Capacity,
 		CreationTime:   timestamppb.New(r.Created),
-		ReadyToUse:     true,
+		ReadyToUse:     !d.stalled(r.Namespace),
 	}
 }
 
@@ -346,7 +352,7 @@ func (c *controller) ListSnapshots(_ context.Context, req *csi.ListSnapshotsRequ
 	}
 	resp := &csi.ListSnapshotsResponse{NextToken: next}
 	for _, r := range page {
-		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: snapshot(r)})
+		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: c.d.snapshot(r)})
 	}
 	return resp, nil
 }

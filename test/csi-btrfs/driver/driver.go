@@ -44,6 +44,9 @@ type Config struct {
 	NodeID string
 	// RegistrationDir is kubelet's plugin registry; empty skips registration, e.g. in tests.
 	RegistrationDir string
+	// FaultDir holds the fault files that make snapshots fail or stall (see faults.go); empty
+	// disables fault injection.
+	FaultDir string
 	// Logger defaults to slog.Default.
 	Logger *slog.Logger
 }
@@ -97,6 +100,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := d.store.init(); err != nil {
 		return fmt.Errorf("preparing %s: %w", cfg.Root, err)
 	}
+	if cfg.FaultDir != "" {
+		// Tests write fault files without knowing whether anyone created the directory.
+		if err := os.MkdirAll(cfg.FaultDir, 0o755); err != nil {
+			return fmt.Errorf("creating fault directory: %w", err)
+		}
+	}
 
 	lis, err := listenUnix(sock)
 	if err != nil {
@@ -128,7 +137,7 @@ func Run(ctx context.Context, cfg Config) error {
 		sockets = append(sockets, regSock)
 		cfg.Logger.Info("registering with kubelet", "socket", regSock)
 	}
-	cfg.Logger.Info("serving CSI", "driver", Name, "endpoint", sock, "root", cfg.Root, "node", cfg.NodeID)
+	cfg.Logger.Info("serving CSI", "driver", Name, "endpoint", sock, "root", cfg.Root, "node", cfg.NodeID, "faultDir", cfg.FaultDir)
 
 	select {
 	case <-ctx.Done():

@@ -21,6 +21,9 @@ type record struct {
 	Capacity int64     `json:"capacity"`
 	Source   string    `json:"source,omitempty"` // snapshot: its volume; volume: what it was cloned from
 	Created  time.Time `json:"created"`
+	// Namespace of the VolumeSnapshot a snapshot was taken for, when the sidecar says: it selects
+	// the fault file that may stall the snapshot (see faults.go).
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // store is the on-disk layout under the btrfs mount.

@@ -64,8 +64,8 @@ func TestTemplatePipelineReportsProgressAndBecomesReady(t *testing.T) {
 		if ci == nil || ci.Progress == nil || ci.Progress.Percent != "42%" || ci.Progress.CurrentFile != "shop.sql.gz" {
 			return fmt.Errorf("currentImport %+v", ci)
 		}
-		if tmpl.Status.Progress != "r1 Loading 42%" {
-			return fmt.Errorf("progress column %q", tmpl.Status.Progress)
+		if tmpl.Status.Summary != "r1 Loading 42%" {
+			return fmt.Errorf("progress column %q", tmpl.Status.Summary)
 		}
 		return conditionIs(tmpl.Status.Conditions, tmpl.Generation, myaasv1.ConditionImporting, metav1.ConditionTrue, myaasv1.ReasonLoading)
 	})

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -57,9 +58,14 @@ func classifyImportFailure(job *batchv1.Job, pod *corev1.Pod, res corev1.Resourc
 		return attemptFailure{reason: orDefault(report.Reason, myaasv1.ReasonPodDisrupted), message: report.Message, retryable: true}
 	}
 	if term := terminated(pod, builder.ImportContainer); term != nil {
-		// No report: the agent was killed before it could write one.
-		return attemptFailure{reason: myaasv1.ReasonPodDisrupted, retryable: true,
-			message: fmt.Sprintf("the import container was killed: %s (exit code %d)", orDefault(term.Reason, "Error"), term.ExitCode)}
+		if term.ExitCode > 128 {
+			// No report: a signal killed the agent before it could write one.
+			return attemptFailure{reason: myaasv1.ReasonPodDisrupted, retryable: true,
+				message: fmt.Sprintf("the import container was killed by signal %d", term.ExitCode-128)}
+		}
+		// The agent stopped before it could report (bad arguments, say): it would again.
+		return attemptFailure{reason: myaasv1.ReasonImportJobFailed,
+			message: fmt.Sprintf("the import agent failed without a report (exit code %d): %s", term.ExitCode, lastLine(term.Message))}
 	}
 	return attemptFailure{reason: myaasv1.ReasonPodDisrupted, retryable: true,
 		message: fmt.Sprintf("the import pod of Job %s stopped before its container ended", job.Name)}
@@ -97,4 +103,15 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// lastLine is the last non-empty line of a container's log tail, at most 300 bytes: the agent's
+// own last word, without the rest of the log.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	last := strings.TrimSpace(lines[len(lines)-1])
+	if len(last) > 300 {
+		last = strings.ToValidUTF8(last[:300], "") + "..."
+	}
+	return last
 }

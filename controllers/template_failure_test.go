@@ -64,7 +64,10 @@ func TestClassifyImportFailure(t *testing.T) {
 			agentapi.ReasonSourceStalled, true, "sent nothing"},
 		{"killed before writing a report", failedJob("BackoffLimitExceeded"),
 			pod(&corev1.ContainerStateTerminated{ExitCode: 137, Reason: "Error"}),
-			myaasv1.ReasonPodDisrupted, true, "exit code 137"},
+			myaasv1.ReasonPodDisrupted, true, "signal 9"},
+		{"failed before it could report: not retried", failedJob("BackoffLimitExceeded"),
+			pod(&corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", Message: "Usage of agent import:\n  -datadir string\nmyaas: flag provided but not defined: -x\n"}),
+			myaasv1.ReasonImportJobFailed, false, "flag provided but not defined: -x"},
 		{"over spec.import.timeout: not retried", failedJob(batchv1.JobReasonDeadlineExceeded), nil,
 			myaasv1.ReasonImportJobFailed, false, "spec.import.timeout"},
 	}

@@ -41,20 +41,20 @@ func summarizeTemplate(t *myaasv1.DatabaseTemplate) {
 			reason, msg = ci.HoldReason, fmt.Sprintf("revision %d: %s", ci.Revision, ci.HoldMessage)
 		}
 		setCondition(&st.Conditions, gen, myaasv1.ConditionImporting, metav1.ConditionTrue, reason, msg)
-		st.Progress = fmt.Sprintf("r%d %s", ci.Revision, ci.Phase)
+		st.Summary = fmt.Sprintf("r%d %s", ci.Revision, ci.Phase)
 		if p := ci.Progress; p != nil && p.Percent != "" {
-			st.Progress += " " + p.Percent
+			st.Summary += " " + p.Percent
 		} else if p != nil && p.BytesDone > 0 {
 			// A streamed source has no known size: the bytes loaded still show it moving.
-			st.Progress += " " + resource.NewQuantity(p.BytesDone&^(1<<20-1), resource.BinarySI).String()
+			st.Summary += " " + resource.NewQuantity(p.BytesDone&^(1<<20-1), resource.BinarySI).String()
 		}
 	default:
 		if c := meta.FindStatusCondition(st.Conditions, myaasv1.ConditionImporting); c == nil || c.Status == metav1.ConditionTrue {
 			setCondition(&st.Conditions, gen, myaasv1.ConditionImporting, metav1.ConditionFalse, myaasv1.ReasonIdle, "no import running")
 		}
-		st.Progress = ""
+		st.Summary = ""
 		if st.LastFailure != nil {
-			st.Progress = fmt.Sprintf("r%d failed", st.LastFailure.Revision)
+			st.Summary = fmt.Sprintf("r%d failed", st.LastFailure.Revision)
 		}
 	}
 }

@@ -69,8 +69,8 @@ func TestSummarizeTemplate(t *testing.T) {
 		summarizeTemplate(tmpl)
 		ready := meta.FindStatusCondition(tmpl.Status.Conditions, myaasv1.ConditionReady)
 		importing := meta.FindStatusCondition(tmpl.Status.Conditions, myaasv1.ConditionImporting)
-		if ready.Status != tc.ready || ready.Reason != tc.readyReason || ready.ObservedGeneration != 4 || importing.Status != tc.importing || tmpl.Status.Progress != tc.wantProgress {
-			t.Errorf("%s: ready %s/%s importing %s progress %q", tc.name, ready.Status, ready.Reason, importing.Status, tmpl.Status.Progress)
+		if ready.Status != tc.ready || ready.Reason != tc.readyReason || ready.ObservedGeneration != 4 || importing.Status != tc.importing || tmpl.Status.Summary != tc.wantProgress {
+			t.Errorf("%s: ready %s/%s importing %s progress %q", tc.name, ready.Status, ready.Reason, importing.Status, tmpl.Status.Summary)
 		}
 	}
 }

@@ -387,9 +387,10 @@ type DatabaseTemplateStatus struct {
 	// HandledRefreshJob is the newest refresh-request Job already acted upon.
 	// +optional
 	HandledRefreshJob string `json:"handledRefreshJob,omitempty"`
-	// Progress summarises the current import for `kubectl get`, e.g. "r3 Loading 42%".
+	// Summary is the import's state in a few words for `kubectl get`'s Progress column, e.g.
+	// "r3 Loading 42%" or "r4 failed"; currentImport.progress has the agent's figures.
 	// +optional
-	Progress string `json:"progress,omitempty"`
+	Summary string `json:"summary,omitempty"`
 	// LastImportTime is when the latest revision became ready.
 	// +optional
 	LastImportTime *metav1.Time `json:"lastImportTime,omitempty"`
@@ -403,7 +404,7 @@ type DatabaseTemplateStatus struct {
 // +kubebuilder:printcolumn:name="Engine",type=string,JSONPath=`.spec.engine.type`
 // +kubebuilder:printcolumn:name="Latest",type=integer,JSONPath=`.status.latestRevision`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
-// +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.progress`
+// +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.summary`
 // +kubebuilder:printcolumn:name="Last Import",type=date,JSONPath=`.status.lastImportTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type DatabaseTemplate struct {

@@ -38,7 +38,7 @@ func TestImportCloneAndIsolation(t *testing.T) {
 			t.Fatalf("import failed: %s", f.Message)
 		}
 		if d.Status.LatestRevision != 1 {
-			return fmt.Errorf("progress %q", d.Status.Progress)
+			return fmt.Errorf("progress %q", d.Status.Summary)
 		}
 		return nil
 	})

@@ -149,7 +149,7 @@ func waitForRevision(t *testing.T, ns, name string, n int32, timeout time.Durati
 		if f := d.Status.LastFailure; f != nil && f.Revision >= n {
 			t.Fatalf("import of revision %d failed: %s", f.Revision, f.Message)
 		}
-		return fmt.Errorf("latest %d, progress %q", d.Status.LatestRevision, d.Status.Progress)
+		return fmt.Errorf("latest %d, progress %q", d.Status.LatestRevision, d.Status.Summary)
 	})
 }
 

@@ -55,7 +55,7 @@ func waitForFailure(t *testing.T, ns, template string, after int32, timeout time
 	eventually(t, timeout, fmt.Sprintf("an import after revision %d fails", after), func() error {
 		d := getTemplate(t, ns, template)
 		if d.Status.LastFailure == nil || d.Status.LastFailure.Revision <= after {
-			return fmt.Errorf("progress %q", d.Status.Progress)
+			return fmt.Errorf("progress %q", d.Status.Summary)
 		}
 		f = d.Status.LastFailure
 		return nil
@@ -294,7 +294,7 @@ func TestTemplateEditsRestartNoInstance(t *testing.T) {
 	eventually(t, 60*time.Second, "reverting heals the template", func() error {
 		d := getTemplate(t, ns, "shop")
 		if d.Status.CurrentImport != nil {
-			return fmt.Errorf("still importing: %q", d.Status.Progress)
+			return fmt.Errorf("still importing: %q", d.Status.Summary)
 		}
 		if status, _, msg := conditionReason(d.Status.Conditions, myaasv1.ConditionImportFailed); status == metav1.ConditionTrue {
 			return fmt.Errorf("ImportFailed: %s", msg)

@@ -80,13 +80,15 @@ const (
 	FlagSourceURL          = "source-url"           // I
 	FlagSourceAuthDir      = "source-auth-dir"      // I
 	FlagSourceStallTimeout = "source-stall-timeout" // I
-	FlagAllowIncomplete    = "allow-incomplete"     // I
-	FlagS3Endpoint         = "s3-endpoint"          // I
-	FlagS3Bucket           = "s3-bucket"            // I
-	FlagS3Key              = "s3-key"               // I
-	FlagS3Prefix           = "s3-prefix"            // I
-	FlagS3Region           = "s3-region"            // I
-	FlagS3Insecure         = "s3-insecure"          // I
+	// FlagAllowMissingTrailer loads a dump whose header names mysqldump or mariadb-dump without
+	// its closing "-- Dump completed" line: hand-edited SQL that kept the tool's header.
+	FlagAllowMissingTrailer = "allow-missing-trailer" // I
+	FlagS3Endpoint          = "s3-endpoint"           // I
+	FlagS3Bucket            = "s3-bucket"             // I
+	FlagS3Key               = "s3-key"                // I
+	FlagS3Prefix            = "s3-prefix"             // I
+	FlagS3Region            = "s3-region"             // I
+	FlagS3Insecure          = "s3-insecure"           // I
 )
 
 // Flag renders --name=value.

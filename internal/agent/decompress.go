@@ -8,19 +8,21 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/myaas/myaas/internal/agentapi"
 )
 
 // decompressor wraps r by the file name's extension: .gz and .zst are decompressed while
 // streaming, anything else is read as plain SQL.
 func decompressor(name string, r io.Reader) (io.ReadCloser, error) {
-	switch {
-	case strings.HasSuffix(name, ".gz"):
+	switch compression(name) {
+	case "gzip":
 		zr, err := gzip.NewReader(r)
 		if err != nil {
 			return nil, fmt.Errorf("not a gzip file: %w", err)
 		}
 		return zr, nil
-	case strings.HasSuffix(name, ".zst"), strings.HasSuffix(name, ".zstd"):
+	case "zstd":
 		zr, err := zstd.NewReader(r, zstd.WithDecoderConcurrency(2))
 		if err != nil {
 			return nil, fmt.Errorf("not a zstd file: %w", err)
@@ -30,13 +32,22 @@ func decompressor(name string, r io.Reader) (io.ReadCloser, error) {
 	return io.NopCloser(r), nil
 }
 
-// describeReadError names what a failed read most likely means to a user.
-func describeReadError(name string, err error) string {
+// compression names the format a file's extension announces, "" for plain SQL.
+func compression(name string) string {
 	switch {
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return "unexpected end of file: the file is truncated"
-	case strings.HasSuffix(name, ".gz") || strings.HasSuffix(name, ".zst"):
-		return "corrupt compressed data: " + err.Error()
+	case strings.HasSuffix(name, ".gz"):
+		return "gzip"
+	case strings.HasSuffix(name, ".zst"), strings.HasSuffix(name, ".zstd"):
+		return "zstd"
 	}
-	return err.Error()
+	return ""
+}
+
+// readFailureReason tells a source that stopped sending, which another attempt may get past, from
+// one that sent something wrong.
+func readFailureReason(err error) string {
+	if errors.Is(err, errSourceStalled) {
+		return agentapi.ReasonSourceStalled
+	}
+	return agentapi.ReasonSourceError
 }

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -31,6 +32,8 @@ type importOptions struct {
 	postImportFile string
 	keepAgent      string
 	logInterval    time.Duration
+	// allowMissingTrailer loads SQL that kept a dump tool's header but not its trailer.
+	allowMissingTrailer bool
 	// serverLog receives the server's own log; the pod's log in production.
 	serverLog io.Writer
 }
@@ -51,6 +54,8 @@ func parseImportFlags(args []string) (importOptions, error) {
 	fs.StringVar(&o.source.s3Prefix, agentapi.FlagS3Prefix, "", "S3 prefix: every object under it, in name order")
 	fs.StringVar(&o.source.s3Region, agentapi.FlagS3Region, "", "S3 region")
 	fs.BoolVar(&o.source.s3Insecure, agentapi.FlagS3Insecure, false, "plain HTTP to the S3 endpoint")
+	fs.DurationVar(&o.source.stallTimeout, agentapi.FlagSourceStallTimeout, 2*time.Minute, "fail an HTTP or S3 source that sends nothing for this long")
+	fs.BoolVar(&o.allowMissingTrailer, agentapi.FlagAllowMissingTrailer, false, "load a dump whose header names mysqldump or mariadb-dump even without its '"+dumpTrailer+"' trailer")
 	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
 	fs.StringVar(&o.progressAddr, agentapi.FlagProgressAddr, fmt.Sprintf(":%d", agentapi.ProgressPort), "address serving GET "+agentapi.ProgressPath+"; empty disables it")
 	fs.StringVar(&o.terminationLog, agentapi.FlagTerminationLog, agentapi.TerminationLog, "file receiving the outcome")
@@ -68,6 +73,12 @@ func runImport(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	return importAndReport(ctx, o)
+}
+
+// importAndReport imports and leaves the report for the operator whatever the outcome: by then
+// the server the import started has stopped, killed if the import failed or was stopped.
+func importAndReport(ctx context.Context, o importOptions) error {
 	report, err := importDumps(ctx, o, time.Now)
 	if err != nil {
 		report = failureReport(ctx, err)
@@ -92,10 +103,19 @@ func (f *importFailure) Unwrap() error { return f.err }
 
 func failWith(reason string, err error) error { return &importFailure{reason: reason, err: err} }
 
+// withDefaultReason gives err a reason unless a more precise one is already in its chain.
+func withDefaultReason(reason string, err error) error {
+	var f *importFailure
+	if errors.As(err, &f) {
+		return err
+	}
+	return failWith(reason, err)
+}
+
 // failureReport turns an import error into the report the operator reads. An import stopped from
 // outside (the pod deleted, evicted or preempted) is Interrupted: another attempt may succeed.
 func failureReport(ctx context.Context, err error) agentapi.Report {
-	r := agentapi.Report{Outcome: agentapi.OutcomeFailed, Reason: agentapi.ReasonServerError, Message: err.Error()}
+	r := agentapi.Report{Outcome: agentapi.OutcomeFailed, Reason: agentapi.ReasonServerError, Message: escapeNonPrintable(err.Error())}
 	var f *importFailure
 	if errors.As(err, &f) {
 		r.Reason = f.reason
@@ -107,9 +127,7 @@ func failureReport(ctx context.Context, err error) agentapi.Report {
 	if r.Reason == agentapi.ReasonSourceStalled {
 		r.Outcome = agentapi.OutcomeInterrupted
 	}
-	if len(r.Message) > agentapi.MaxMessageBytes {
-		r.Message = strings.ToValidUTF8(r.Message[:agentapi.MaxMessageBytes-3], "") + "..."
-	}
+	r.Message = clip(r.Message, agentapi.MaxMessageBytes)
 	return r
 }
 
@@ -120,11 +138,11 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	started := now()
 	eng, err := engine.Lookup(o.engine)
 	if err != nil {
-		return agentapi.Report{}, err
+		return agentapi.Report{}, failWith(agentapi.ReasonInvalidOptions, err)
 	}
 	extra, err := serverOptions(o.serverOptions)
 	if err != nil {
-		return agentapi.Report{}, err
+		return agentapi.Report{}, failWith(agentapi.ReasonInvalidOptions, err)
 	}
 	t := newTracker(now)
 	ctx, cancel := context.WithCancel(ctx)
@@ -181,7 +199,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 
 	t.setStep(agentapi.StepLoading)
 	for _, f := range files {
-		if err := loadFile(ctx, eng, srv, f, t, &total); err != nil {
+		if err := loadFile(ctx, eng, srv, f, t, &total, o.allowMissingTrailer); err != nil {
 			t.setStep(agentapi.StepFailed)
 			return agentapi.Report{}, err
 		}
@@ -189,6 +207,10 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 
 	t.setStep(agentapi.StepPostImport)
 	if err := runPostImport(ctx, eng, srv, o.postImportFile); err != nil {
+		t.setStep(agentapi.StepFailed)
+		return agentapi.Report{}, err
+	}
+	if err := srv.requireUserTables(ctx); err != nil {
 		t.setStep(agentapi.StepFailed)
 		return agentapi.Report{}, err
 	}
@@ -219,11 +241,11 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 }
 
 // loadFile streams one file through decompression into the server.
-func loadFile(ctx context.Context, eng engine.Engine, srv *server, f dumpFile, t *tracker, total *int64) error {
+func loadFile(ctx context.Context, eng engine.Engine, srv *server, f dumpFile, t *tracker, total *int64, allowMissingTrailer bool) error {
 	t.setFile(f.Name)
 	body, size, err := f.Open(ctx)
 	if err != nil {
-		return fmt.Errorf("open %s: %w", f.Name, err)
+		return withDefaultReason(agentapi.ReasonSourceError, fmt.Errorf("open %s: %w", f.Name, err))
 	}
 	defer body.Close()
 	if f.Size == 0 && size > 0 {
@@ -231,21 +253,32 @@ func loadFile(ctx context.Context, eng engine.Engine, srv *server, f dumpFile, t
 		t.setTotal(*total)
 	}
 	counted := &countingReader{r: body, t: t}
-	sqlStream, err := decompressor(f.Name, counted)
+	// A 0-byte file is no dump: not even the decompressor's header is there to be checked.
+	raw := bufio.NewReaderSize(counted, 64<<10)
+	if _, err := raw.Peek(1); err == io.EOF {
+		return failWith(agentapi.ReasonEmptySource, fmt.Errorf("%s is empty: 0 bytes", f.Name))
+	} else if err != nil {
+		return failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
+	}
+	sqlStream, err := decompressor(f.Name, raw)
 	if err != nil {
-		return fmt.Errorf("%s: byte 0: %w", f.Name, err)
+		return failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
 	}
 	defer sqlStream.Close()
+	in := sqlInput{name: f.Name, r: sqlStream, dump: true, allowMissingTrailer: allowMissingTrailer}
+	if compression(f.Name) != "" {
+		in.file = counted
+	}
 	log.Printf("loading %s", f.Name)
-	return loadStream(ctx, eng, srv.socket, f.Name, sqlStream)
+	return loadStream(ctx, eng, srv.socket, in)
 }
 
 // runPostImport runs the template's post-import SQL: the inline statements, then the script.
 func runPostImport(ctx context.Context, eng engine.Engine, srv *server, file string) error {
 	if inline := strings.TrimSpace(os.Getenv(agentapi.EnvPostImportSQL)); inline != "" {
 		log.Print("running the post-import statements")
-		if err := loadStream(ctx, eng, srv.socket, "spec.postImportSQL.statements", strings.NewReader(inline+"\n")); err != nil {
-			return err
+		if err := loadStream(ctx, eng, srv.socket, sqlInput{name: "spec.postImportSQL.statements", r: strings.NewReader(inline + "\n")}); err != nil {
+			return postImportFailure(err)
 		}
 	}
 	if file == "" {
@@ -260,7 +293,16 @@ func runPostImport(ctx context.Context, eng engine.Engine, srv *server, file str
 	}
 	defer script.Close()
 	log.Printf("running the post-import script %s", file)
-	return loadStream(ctx, eng, srv.socket, "spec.postImportSQL.configMapRef", io.Reader(script))
+	return postImportFailure(loadStream(ctx, eng, srv.socket, sqlInput{name: "spec.postImportSQL.configMapRef", r: script}))
+}
+
+// postImportFailure tells the template's own SQL failing from the dumps failing.
+func postImportFailure(err error) error {
+	var f *importFailure
+	if errors.As(err, &f) && f.reason == agentapi.ReasonSQLError {
+		return failWith(agentapi.ReasonPostImportSQL, err)
+	}
+	return err
 }
 
 func dirSize(dir string) (int64, error) {

@@ -238,13 +238,14 @@ func TestImportFailuresNameFileLineAndStatement(t *testing.T) {
 	cases := []struct {
 		name, file string
 		data       []byte
+		reason     string
 		want       []string
 	}{
-		{"failing statement", "broken.sql", []byte(badSQL),
-			[]string{"broken.sql: line 5 (byte ", "ERROR 1146 (42S02)", "missing_table", "statement starts: INSERT INTO missing_table VALUES (1);"}},
-		{"truncated gzip", "cut.sql.gz", gzGood[:len(gzGood)/2], []string{"cut.sql.gz: line ", "truncated"}},
-		{"corrupt zstd", "bad.sql.zst", append([]byte{0x28, 0xb5, 0x2f, 0xfd}, bytes.Repeat([]byte{0xff}, 64)...), []string{"bad.sql.zst", "corrupt"}},
-		{"not gzip at all", "plain.sql.gz", []byte("SELECT 1;"), []string{"plain.sql.gz: byte 0: not a gzip file"}},
+		{"failing statement", "broken.sql", []byte(badSQL), agentapi.ReasonSQLError,
+			[]string{"broken.sql: line 5 (byte ", "ERROR 1146 (42S02)", "missing_table", "statement starts: INSERT INTO missing_table VALUES (…)"}},
+		{"truncated gzip", "cut.sql.gz", gzGood[:len(gzGood)/2], agentapi.ReasonTruncatedDump, []string{"cut.sql.gz: line ", "truncated"}},
+		{"corrupt zstd", "bad.sql.zst", append([]byte{0x28, 0xb5, 0x2f, 0xfd}, bytes.Repeat([]byte{0xff}, 64)...), agentapi.ReasonSourceError, []string{"bad.sql.zst", "corrupt"}},
+		{"not gzip at all", "plain.sql.gz", []byte("SELECT 1;"), agentapi.ReasonSourceError, []string{"plain.sql.gz: byte 0: not a gzip file"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -258,6 +259,9 @@ func TestImportFailuresNameFileLineAndStatement(t *testing.T) {
 				if !strings.Contains(err.Error(), w) {
 					t.Errorf("message %q lacks %q", err, w)
 				}
+			}
+			if r := failureReport(context.Background(), err); r.Outcome != agentapi.OutcomeFailed || r.Reason != tc.reason {
+				t.Errorf("report %s/%s, want Failed/%s", r.Outcome, r.Reason, tc.reason)
 			}
 		})
 	}

@@ -12,38 +12,73 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
 )
 
 // loadError is a failed statement, located in its file.
 type loadError struct {
-	File      string
-	Line      int
-	Offset    int64
-	Statement string
-	Message   string
+	File   string
+	Line   int
+	Offset int64
+	// Decompressed says that Offset counts bytes of SQL, not of the file.
+	Decompressed bool
+	// Statement is the start of the statement, its values left out, and StatementLine its first
+	// line when the failure is in another.
+	Statement     string
+	StatementLine int
+	Message       string
+	cause         error
 }
 
 func (e *loadError) Error() string {
 	s := fmt.Sprintf("%s: line %d", e.File, e.Line)
 	if e.Offset >= 0 {
-		s += fmt.Sprintf(" (byte %d)", e.Offset)
+		s += fmt.Sprintf(" (byte %d", e.Offset)
+		if e.Decompressed {
+			s += " of the decompressed SQL"
+		}
+		s += ")"
 	}
 	s += ": " + e.Message
-	if e.Statement != "" {
+	switch {
+	case e.Statement != "" && e.StatementLine > 0 && e.StatementLine != e.Line:
+		s += fmt.Sprintf("; the statement starts at line %d: %s", e.StatementLine, e.Statement)
+	case e.Statement != "":
 		s += "; statement starts: " + e.Statement
 	}
 	return s
 }
 
-// clientErrorLine is how the mariadb and mysql clients report a failed statement in batch mode.
-var clientErrorLine = regexp.MustCompile(`(?m)^(ERROR \d+(?: \([0-9A-Z]+\))?) at line (\d+)(?: in file: '[^']*')?: (.*)$`)
+func (e *loadError) Unwrap() error { return e.cause }
+
+// sqlInput is a stream for the client and what the agent requires of it.
+type sqlInput struct {
+	name string
+	r    io.Reader
+	// dump marks a source file rather than post-import SQL: it must hold SQL and, when its
+	// header names a dump tool, end with that tool's trailer.
+	dump                bool
+	allowMissingTrailer bool
+	// file reads the source under a decompressor; nil when the SQL is the file.
+	file *countingReader
+}
+
+func (in sqlInput) compressed() bool { return in.file != nil }
+
+// clientErrorLine is how the mariadb and mysql clients report a failed statement in batch mode;
+// the client's own errors (an unknown command) have no code.
+var clientErrorLine = regexp.MustCompile(`(?m)^ERROR(?: (\d+))?(?: \(([0-9A-Z]+)\))? at line (\d+)(?: in file: '[^']*')?: (.*)$`)
+
+// Longest part of a message taken from the server or the client: a failure message as a whole
+// must fit agentapi.MaxMessageBytes with the file, line and statement.
+const maxQuotedText = 480
 
 // loadStream pipes SQL into the engine's own client: it handles every construct real dumps contain
 // (DELIMITER blocks, conditional comments, binary data) exactly as the server's authors intend. The
 // stream passes through a line index, so a failure reported as "at line N" can be located and
-// quoted.
-func loadStream(ctx context.Context, eng engine.Engine, socket, name string, sqlStream io.Reader) error {
+// quoted, and through a completeness check that keeps only the stream's head and tail.
+func loadStream(ctx context.Context, eng engine.Engine, socket string, in sqlInput) error {
 	client, err := engine.FindBinary(eng.ClientBinaries())
 	if err != nil {
 		return err
@@ -64,13 +99,33 @@ func loadStream(ctx context.Context, eng engine.Engine, socket, name string, sql
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", client, err)
 	}
-	idx := newLineIndex(8192)
-	_, copyErr := io.Copy(io.MultiWriter(stdin, idx), sqlStream)
-	if copyErr != nil && !isBrokenPipe(copyErr) {
-		// The source failed (truncated or corrupt file): the statement in flight must not run.
+	// abandon stops the client before it sees the end of its input: it would run the statement
+	// it holds, a cut one if the source failed.
+	abandon := func() {
 		_ = cmd.Process.Kill()
+		_ = stdin.Close()
 		_ = cmd.Wait()
-		return &loadError{File: name, Line: idx.lines, Offset: idx.offset, Message: describeReadError(name, copyErr), Statement: idx.lastStatement()}
+	}
+	idx := newLineIndex(8192)
+	var tail completeness
+	_, copyErr := io.Copy(io.MultiWriter(idx, &tail, stdin), in.r)
+	if copyErr != nil && !isBrokenPipe(copyErr) {
+		abandon()
+		return readFailure(in, idx, copyErr)
+	}
+	if copyErr == nil && in.dump {
+		if idx.offset == 0 {
+			abandon()
+			return failWith(agentapi.ReasonEmptySource, in.empty())
+		}
+		if tool := tail.tool(); tool != "" && !in.allowMissingTrailer && !tail.hasTrailer() {
+			abandon()
+			t := in.truncated(idx, tool)
+			if f := clientFailure(in, idx, stderr.String()); f != nil {
+				t.clientErr = fmt.Sprintf("line %d: %s", f.Line, f.Message)
+			}
+			return failWith(agentapi.ReasonTruncatedDump, t)
+		}
 	}
 	if copyErr == nil {
 		// Without autocommit the client would roll the last table back when it exits.
@@ -78,94 +133,100 @@ func loadStream(ctx context.Context, eng engine.Engine, socket, name string, sql
 	}
 	_ = stdin.Close()
 	waitErr := cmd.Wait()
-	if m := clientErrorLine.FindStringSubmatch(stderr.String()); m != nil {
-		line, _ := strconv.Atoi(m[2])
-		off, stmt := idx.at(line)
-		return &loadError{File: name, Line: line, Offset: off, Statement: stmt, Message: m[1] + ": " + m[3]}
+	if f := clientFailure(in, idx, stderr.String()); f != nil {
+		return failWith(f.reason, f.loadError)
 	}
 	if waitErr != nil {
-		return fmt.Errorf("%s: %s exited with %w: %s", name, client, waitErr, strings.TrimSpace(stderr.String()))
+		return failWith(agentapi.ReasonServerError, fmt.Errorf("%s: %s exited with %w: %s", in.name, client, waitErr, firstLine(stderr.String())))
 	}
 	if copyErr != nil {
-		return fmt.Errorf("%s: %s stopped reading: %w", name, client, copyErr)
+		return failWith(agentapi.ReasonServerError, fmt.Errorf("%s: %s stopped reading: %w", in.name, client, copyErr))
 	}
 	return nil
 }
 
+func (in sqlInput) empty() error {
+	if !in.compressed() {
+		return fmt.Errorf("%s is empty: 0 bytes", in.name)
+	}
+	return fmt.Errorf("%s holds no SQL: 0 bytes after decompressing its %d bytes", in.name, in.file.n)
+}
+
+// truncated describes a dump that ends without its trailer.
+func (in sqlInput) truncated(idx *lineIndex, tool string) *truncatedDump {
+	t := &truncatedDump{file: in.name, tool: tool, sqlBytes: idx.offset, fileBytes: -1, line: idx.lines}
+	if in.compressed() {
+		t.fileBytes = in.file.n
+	}
+	t.stmtLine, t.stmtOffset, t.statement, t.midStmt = idx.openStatement()
+	return t
+}
+
+// readFailure locates a source that failed while the client was reading it.
+func readFailure(in sqlInput, idx *lineIndex, err error) error {
+	reason, msg := readFailureReason(err), "reading the source: "+err.Error()
+	if in.compressed() && in.file.err == nil {
+		// The source was fine, what it sent does not decompress.
+		msg = "corrupt compressed data: " + err.Error()
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			reason, msg = agentapi.ReasonTruncatedDump, "the compressed stream ends early: the file is truncated"
+		}
+	}
+	e := &loadError{
+		File: in.name, Line: idx.lines, Offset: idx.offset, Decompressed: in.compressed(),
+		Message: escapeNonPrintable(msg), cause: err,
+	}
+	e.StatementLine, _, e.Statement, _ = idx.openStatement()
+	return failWith(reason, e)
+}
+
+// sqlFailure is a failure the client reported, with its reason.
+type sqlFailure struct {
+	*loadError
+	reason string
+}
+
+// clientFailure reads the client's error from its output: the server's code and text with the
+// values it quotes left out, located by line in the file.
+func clientFailure(in sqlInput, idx *lineIndex, stderr string) *sqlFailure {
+	m := clientErrorLine.FindStringSubmatch(stderr)
+	if m == nil {
+		return nil
+	}
+	code, state, text := m[1], m[2], m[4]
+	line, _ := strconv.Atoi(m[3])
+	head, reason := "ERROR", agentapi.ReasonSQLError
+	if code != "" {
+		head += " " + code
+		text = elideServerText(text)
+		// 2000 and up are the client's codes: it lost the server, which is not the SQL's fault.
+		if n, _ := strconv.Atoi(code); n >= 2000 && n < 3000 {
+			reason = agentapi.ReasonServerError
+		}
+	} else {
+		text = elideQuoted(text)
+	}
+	if state != "" {
+		head += " (" + state + ")"
+	}
+	off, stmt := idx.at(line)
+	return &sqlFailure{reason: reason, loadError: &loadError{
+		File: in.name, Line: line, Offset: off, Decompressed: in.compressed(),
+		Statement: stmt, Message: head + ": " + clip(text, maxQuotedText),
+	}}
+}
+
+// firstLine is what the agent shows of output it does not understand: one line, quotes elided.
+func firstLine(out string) string {
+	out = strings.TrimSpace(out)
+	if i := strings.IndexByte(out, '\n'); i >= 0 {
+		out = out[:i]
+	}
+	return clip(elideQuoted(out), maxQuotedText)
+}
+
 func isBrokenPipe(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "broken pipe") || errors.Is(err, io.ErrClosedPipe))
-}
-
-// lineIndex remembers where each of the most recent lines starts and how it begins.
-type lineIndex struct {
-	mu      sync.Mutex
-	lines   int   // lines started so far (1-based number of the current line)
-	offset  int64 // bytes seen
-	ring    []lineStart
-	atStart bool
-}
-
-type lineStart struct {
-	line   int
-	offset int64
-	prefix []byte
-}
-
-const statementPrefix = 120
-
-func newLineIndex(size int) *lineIndex {
-	return &lineIndex{ring: make([]lineStart, size), atStart: true}
-}
-
-func (x *lineIndex) Write(b []byte) (int, error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	n := len(b)
-	for len(b) > 0 {
-		if x.atStart {
-			x.lines++
-			slot := &x.ring[x.lines%len(x.ring)]
-			slot.line, slot.offset, slot.prefix = x.lines, x.offset, slot.prefix[:0]
-			x.atStart = false
-		}
-		slot := &x.ring[x.lines%len(x.ring)]
-		i := bytes.IndexByte(b, '\n')
-		chunk := b
-		if i >= 0 {
-			chunk = b[:i+1]
-			x.atStart = true
-		}
-		if room := statementPrefix - len(slot.prefix); room > 0 {
-			slot.prefix = append(slot.prefix, chunk[:min(room, len(chunk))]...)
-		}
-		x.offset += int64(len(chunk))
-		b = b[len(chunk):]
-	}
-	return n, nil
-}
-
-// at returns the byte offset and the beginning of line n, if it is still remembered.
-func (x *lineIndex) at(n int) (int64, string) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	slot := x.ring[n%len(x.ring)]
-	if n <= 0 || slot.line != n {
-		return -1, ""
-	}
-	return slot.offset, cleanStatement(slot.prefix)
-}
-
-func (x *lineIndex) lastStatement() string {
-	_, s := x.at(x.lines)
-	return s
-}
-
-func cleanStatement(b []byte) string {
-	s := strings.TrimSpace(strings.ToValidUTF8(string(b), "?"))
-	if len(b) >= statementPrefix {
-		s += "…"
-	}
-	return s
 }
 
 // limitedBuffer keeps the first max bytes: a client that prints an error per line of a huge

@@ -84,17 +84,22 @@ func progressLine(p agentapi.Progress) string {
 
 func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
-// countingReader feeds the tracker as the source is read.
+// countingReader feeds the tracker as the source is read. It keeps the source's own error, which
+// tells a failed download from a file that does not decompress.
 type countingReader struct {
-	r io.Reader
-	t *tracker
-	n int64
+	r   io.Reader
+	t   *tracker
+	n   int64
+	err error
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n += int64(n)
 	c.t.add(int64(n))
+	if err != nil && err != io.EOF {
+		c.err = err
+	}
 	return n, err
 }
 

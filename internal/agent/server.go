@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
 )
 
@@ -144,6 +145,10 @@ func (s *server) shutdown(ctx context.Context) error {
 			return fmt.Errorf("the server exited with %w during shutdown", err)
 		}
 		return nil
+	case <-ctx.Done():
+		// Stopped from outside: the caller kills the server, the report must go out before the
+		// pod's grace period ends.
+		return ctx.Err()
 	case <-time.After(30 * time.Minute):
 		return errors.New("the server did not shut down within 30 minutes")
 	}
@@ -190,6 +195,27 @@ func (s *server) dropInitialAccounts(ctx context.Context) error {
 		if _, err := db.ExecContext(ctx, "DROP USER "+a); err != nil {
 			return fmt.Errorf("drop initial account %s: %w", a, err)
 		}
+	}
+	return nil
+}
+
+// requireUserTables fails a load that left nothing to clone: dumps of the wrong database, or
+// only of users and grants, would otherwise replace the last good revision with an empty one.
+func (s *server) requireUserTables(ctx context.Context) error {
+	db, err := s.rootDB()
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	var n int
+	err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.tables
+		WHERE table_schema NOT IN ('mysql', 'sys', 'information_schema', 'performance_schema')
+		AND table_type <> 'VIEW'`).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("count the loaded tables: %w", err)
+	}
+	if n == 0 {
+		return failWith(agentapi.ReasonNoUserTables, errors.New("the load left no table outside mysql, sys, information_schema and performance_schema: the dumps hold no data"))
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
@@ -36,6 +37,8 @@ type sourceConfig struct {
 	s3Key, s3Prefix    string
 	s3Region           string
 	s3Insecure         bool
+	// stallTimeout fails a remote source that sends nothing for this long.
+	stallTimeout time.Duration
 }
 
 func (c sourceConfig) files(ctx context.Context) ([]dumpFile, error) {
@@ -43,7 +46,7 @@ func (c sourceConfig) files(ctx context.Context) ([]dumpFile, error) {
 	case c.glob != "":
 		return dirFiles(c.dir, c.glob)
 	case c.url != "":
-		return httpFiles(c.url, c.authDir)
+		return httpFiles(c.url, c.authDir, c.stallTimeout)
 	case c.bucket != "":
 		return s3Files(ctx, c)
 	}
@@ -74,13 +77,13 @@ func dirFiles(dir, glob string) ([]dumpFile, error) {
 		}})
 	}
 	if len(files) == 0 {
-		return nil, fmt.Errorf("source path %q matches no file in the volume", glob)
+		return nil, failWith(agentapi.ReasonNoSourceFile, fmt.Errorf("source path %q matches no file in the volume", glob))
 	}
 	return files, nil
 }
 
 // httpFiles is the one file at rawURL, with basic auth and headers from the mounted Secret.
-func httpFiles(rawURL, authDir string) ([]dumpFile, error) {
+func httpFiles(rawURL, authDir string, stall time.Duration) ([]dumpFile, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("source URL %q: %w", rawURL, err)
@@ -90,20 +93,31 @@ func httpFiles(rawURL, authDir string) ([]dumpFile, error) {
 		return nil, err
 	}
 	open := func(ctx context.Context) (io.ReadCloser, int64, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
+		g := newStallGuard(ctx, stall)
+		req, err := http.NewRequestWithContext(g.ctx, http.MethodGet, rawURL, nil)
 		if err != nil {
+			g.release()
 			return nil, 0, err
 		}
 		auth.apply(req)
+		g.arm()
 		resp, err := http.DefaultClient.Do(req)
+		g.disarm()
 		if err != nil {
-			return nil, 0, fmt.Errorf("GET %s: %w", redactURL(u), err)
+			err = g.explain(err)
+			g.release()
+			return nil, 0, failWith(readFailureReason(err), fmt.Errorf("GET %s: %w", redactURL(u), err))
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
-			return nil, 0, fmt.Errorf("GET %s: %s", redactURL(u), resp.Status)
+			g.release()
+			reason := agentapi.ReasonSourceError
+			if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
+				reason = agentapi.ReasonNoSourceFile
+			}
+			return nil, 0, failWith(reason, fmt.Errorf("GET %s: %s", redactURL(u), resp.Status))
 		}
-		return resp.Body, max(resp.ContentLength, 0), nil
+		return &guardedBody{ReadCloser: resp.Body, g: g}, max(resp.ContentLength, 0), nil
 	}
 	return []dumpFile{{Name: path.Base(u.Path), Open: open}}, nil
 }
@@ -166,25 +180,42 @@ func s3Files(ctx context.Context, c sourceConfig) ([]dumpFile, error) {
 	}
 	open := func(key string) func(ctx context.Context) (io.ReadCloser, int64, error) {
 		return func(ctx context.Context) (io.ReadCloser, int64, error) {
-			obj, err := client.GetObject(ctx, c.bucket, key, minio.GetObjectOptions{})
-			if err != nil {
-				return nil, 0, fmt.Errorf("s3://%s/%s: %w", c.bucket, key, err)
+			g := newStallGuard(ctx, c.stallTimeout)
+			fail := func(err error) error {
+				err = g.explain(err)
+				g.release()
+				reason := readFailureReason(err)
+				if minio.ToErrorResponse(err).Code == "NoSuchKey" {
+					reason = agentapi.ReasonNoSourceFile
+				}
+				return failWith(reason, fmt.Errorf("s3://%s/%s: %w", c.bucket, key, err))
 			}
+			obj, err := client.GetObject(g.ctx, c.bucket, key, minio.GetObjectOptions{})
+			if err != nil {
+				return nil, 0, fail(err)
+			}
+			g.arm()
 			st, err := obj.Stat()
+			g.disarm()
 			if err != nil {
 				obj.Close()
-				return nil, 0, fmt.Errorf("s3://%s/%s: %w", c.bucket, key, err)
+				return nil, 0, fail(err)
 			}
-			return obj, st.Size, nil
+			return &guardedBody{ReadCloser: obj, g: g}, st.Size, nil
 		}
 	}
 	if c.s3Key != "" {
 		return []dumpFile{{Name: c.s3Key, Open: open(c.s3Key)}}, nil
 	}
 	var files []dumpFile
-	for obj := range client.ListObjects(ctx, c.bucket, minio.ListObjectsOptions{Prefix: c.s3Prefix, Recursive: true}) {
+	g := newStallGuard(ctx, c.stallTimeout)
+	defer g.release()
+	g.arm()
+	for obj := range client.ListObjects(g.ctx, c.bucket, minio.ListObjectsOptions{Prefix: c.s3Prefix, Recursive: true}) {
+		g.arm()
 		if obj.Err != nil {
-			return nil, fmt.Errorf("list s3://%s/%s: %w", c.bucket, c.s3Prefix, obj.Err)
+			err := g.explain(obj.Err)
+			return nil, failWith(readFailureReason(err), fmt.Errorf("list s3://%s/%s: %w", c.bucket, c.s3Prefix, err))
 		}
 		if strings.HasSuffix(obj.Key, "/") {
 			continue
@@ -193,7 +224,7 @@ func s3Files(ctx context.Context, c sourceConfig) ([]dumpFile, error) {
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].Name < files[j].Name })
 	if len(files) == 0 {
-		return nil, fmt.Errorf("s3://%s/%s: no object under this prefix", c.bucket, c.s3Prefix)
+		return nil, failWith(agentapi.ReasonNoSourceFile, fmt.Errorf("s3://%s/%s: no object under this prefix", c.bucket, c.s3Prefix))
 	}
 	return files, nil
 }

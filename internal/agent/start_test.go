@@ -218,10 +218,10 @@ func TestLineIndexLocatesStatements(t *testing.T) {
 		x.Write([]byte(input[i:min(i+7, len(input))]))
 	}
 	off, stmt := x.at(2)
-	if off != 25 || stmt != "INSERT INTO t VALUES (1);" {
+	if off != 25 || stmt != "INSERT INTO t VALUES (…)" {
 		t.Fatalf("line 2 at %d: %q", off, stmt)
 	}
-	if _, stmt := x.at(3); !strings.HasPrefix(stmt, "INSERT INTO t VALUES (2),(2)") || !strings.HasSuffix(stmt, "…") || len(stmt) > statementPrefix+4 {
+	if _, stmt := x.at(3); stmt != "INSERT INTO t VALUES (…)" {
 		t.Fatalf("line 3: %q", stmt)
 	}
 	if off, _ := x.at(99); off != -1 {

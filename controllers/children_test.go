@@ -1,12 +1,15 @@
 package controllers
 
 import (
+	"context"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
 
 func TestOwnershipOf(t *testing.T) {
@@ -31,6 +34,55 @@ func TestOwnershipOf(t *testing.T) {
 			child := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-credentials", OwnerReferences: tc.refs}}
 			if got := ownershipOf(child, owner, "DatabaseInstance"); got != tc.want {
 				t.Fatalf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestEnsureChild(t *testing.T) {
+	owner := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "alice", Namespace: "dev", UID: "uid-now"}}
+	controlledBy := func(name, uid string) []metav1.OwnerReference {
+		return []metav1.OwnerReference{{APIVersion: "myaas.io/v1alpha1", Kind: "DatabaseInstance", Name: name, UID: k8stypes.UID(uid), Controller: ptr.To(true)}}
+	}
+	want := func() *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-credentials", Namespace: "dev", OwnerReferences: controlledBy("alice", "uid-now")},
+			StringData: map[string]string{"password": "new"}}
+	}
+	cases := []struct {
+		name     string
+		existing *corev1.Secret
+		want     ownership
+		kept     string // the password of the object that exists afterwards
+	}{
+		{"created when missing", nil, owned, "new"},
+		{"found again after a restart", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-credentials", Namespace: "dev", OwnerReferences: controlledBy("alice", "uid-now")},
+			Data: map[string][]byte{"password": []byte("mine")}}, owned, "mine"},
+		{"left by a deleted instance of the same name", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-credentials", Namespace: "dev", OwnerReferences: controlledBy("alice", "uid-before")},
+			Data: map[string][]byte{"password": []byte("old")}}, stale, "old"},
+		{"made by a user", &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-credentials", Namespace: "dev"},
+			Data: map[string][]byte{"password": []byte("users")}}, foreign, "users"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := fake.NewClientBuilder()
+			if tc.existing != nil {
+				b = b.WithObjects(tc.existing)
+			}
+			c := b.Build()
+			got, err := ensureChild(context.Background(), c, owner, "DatabaseInstance", want(), &corev1.Secret{})
+			if err != nil || got != tc.want {
+				t.Fatalf("ownership %s, %v; want %s", got, err, tc.want)
+			}
+			s := &corev1.Secret{}
+			if err := c.Get(context.Background(), client.ObjectKey{Namespace: "dev", Name: "alice-credentials"}, s); err != nil {
+				t.Fatal(err)
+			}
+			password := string(s.Data["password"])
+			if password == "" {
+				password = s.StringData["password"] // the fake client keeps StringData as written
+			}
+			if password != tc.kept {
+				t.Fatalf("password %q afterwards, want %q: an existing object was overwritten", password, tc.kept)
 			}
 		})
 	}

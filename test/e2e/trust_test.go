@@ -28,11 +28,12 @@ import (
 // backup job replacing the dump at a fixed location would.
 func switchDump(t *testing.T, ns, file string) {
 	t.Helper()
-	svc := &corev1.Service{}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "dumpserver"}, svc); err != nil {
-		t.Fatal(err)
+	// The pod's own address: this machine reaches pods, while Service addresses are for pods.
+	pods := &corev1.PodList{}
+	if err := k8s.List(ctx, pods, client.InNamespace(ns), client.MatchingLabels{"app": "dumpserver"}); err != nil || len(pods.Items) != 1 {
+		t.Fatalf("dump server pods: %d, %v", len(pods.Items), err)
 	}
-	resp, err := http.Post(fmt.Sprintf("http://%s:8080/current?file=%s", svc.Spec.ClusterIP, file), "text/plain", nil)
+	resp, err := http.Post(fmt.Sprintf("http://%s:8080/current?file=%s", pods.Items[0].Status.PodIP, file), "text/plain", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

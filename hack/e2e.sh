@@ -8,6 +8,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/hack/lib-cluster.sh"
 
 E2E_UPGRADE_IMAGE=localhost/myaas/manager:e2e-upgrade
+# One suite at a time on the one local cluster: some tests redeploy the operator.
+exec 9>/tmp/myaas-cluster.lock
+flock 9
+
 started=0
 if ! cluster_running; then
   bash "$root/hack/dev-cluster.sh" up

@@ -135,6 +135,18 @@ func TestBadDumpsNeverReplaceTheLastGoodRevision(t *testing.T) {
 	f := waitForFailure(t, ns, "shop", d.Status.NextRevision-1, 300*time.Second)
 	checkFailureMessage(t, f, "EmptySource", "empty.sql")
 
+	// An S3 prefix under which the nightly job wrote nothing.
+	endpoint := startS3Server(t, ns)
+	s3Upload(t, ns, "backups", map[string][]byte{"other/shop.sql.gz": []byte("not under the prefix")})
+	d = getTemplate(t, ns, "shop")
+	d.Spec.Source = myaasv1.DumpSource{S3: &myaasv1.S3DumpSource{Endpoint: endpoint, Bucket: "backups", Prefix: "nightly/", Insecure: true,
+		CredentialsSecretRef: &corev1.LocalObjectReference{Name: s3CredentialsSecret}}}
+	if err := k8s.Update(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	f = waitForFailure(t, ns, "shop", d.Status.NextRevision-1, 300*time.Second)
+	checkFailureMessage(t, f, "NoSourceFile", "nightly/")
+
 	d = getTemplate(t, ns, "shop")
 	if d.Status.LatestRevision != 1 || len(d.Status.Revisions) != 1 {
 		t.Fatalf("latest revision %d, revisions %+v: a bad dump replaced the last good one", d.Status.LatestRevision, d.Status.Revisions)

@@ -92,6 +92,8 @@ func runManager(ctx context.Context, args []string) error {
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one manager reconciles")
 	agentImage := fs.String("agent-image", envOr("MYAAS_AGENT_IMAGE", "localhost/myaas/manager:dev"),
 		"image holding this binary, copied into database pods (env MYAAS_AGENT_IMAGE)")
+	allowedServiceTypes := fs.String("allowed-service-types", "ClusterIP,NodePort",
+		"comma-separated Service types instances may ask for in spec.serviceType; others are refused with a condition")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -116,7 +118,9 @@ func runManager(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
 	}
-	if err := controllers.Setup(ctx, mgr, controllers.Options{AgentImage: *agentImage, Clock: clock.RealClock{}}); err != nil {
+	if err := controllers.Setup(ctx, mgr, controllers.Options{
+		AgentImage: *agentImage, Clock: clock.RealClock{}, AllowedServiceTypes: controllers.ServiceTypes(*allowedServiceTypes),
+	}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

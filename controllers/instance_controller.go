@@ -37,6 +37,10 @@ type DatabaseInstanceReconciler struct {
 	Address func(pod *corev1.Pod, port int32) string
 	// NewPassword makes the instance's passwords; RandomPassword unless set.
 	NewPassword func() (string, error)
+	// Sessions counts the client sessions on a server, for spec.idle.
+	Sessions SessionCounter
+	// AllowedServiceTypes an instance may ask for; nil allows every type.
+	AllowedServiceTypes []corev1.ServiceType
 }
 
 // +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances,verbs=get;list;watch;update;patch;delete
@@ -82,6 +86,8 @@ type instancePass struct {
 	secret *corev1.Secret
 	// statefulSet is the instance's own StatefulSet, once it exists.
 	statefulSet *appsv1.StatefulSet
+	// serverAddr is where the server answered the login that made the instance Ready.
+	serverAddr string
 	// deleted: the instance expired and is gone; its status is not written.
 	deleted bool
 }
@@ -96,6 +102,7 @@ func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
 		{"Service", r.reconcileService},           // instance_statefulset.go
 		{"StatefulSet", r.reconcileStatefulSet},   // instance_statefulset.go
 		{"readiness", r.reconcileReadiness},       // instance_ready.go
+		{"idle expiry", r.reconcileIdle},          // instance_idle.go
 	}
 }
 

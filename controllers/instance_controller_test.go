@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"database/sql"
 	"fmt"
 	"strings"
 	"testing"
@@ -489,5 +490,90 @@ func TestReadinessLoginGoesThroughTheService(t *testing.T) {
 		if err != nil || got != want {
 			t.Errorf("%s: login goes to %q, want %q (%v)", tc.name, got, want, err)
 		}
+	}
+}
+
+func TestServiceTypeOutsideTheAllowListIsRefused(t *testing.T) {
+	requireEnv(t)
+	startManager(t, Options{AllowedServiceTypes: []corev1.ServiceType{corev1.ServiceTypeClusterIP}})
+	ns := newNamespace(t)
+	newTemplate(t, ns, "shop")
+	importRevision(t, ns, "shop", 1)
+	newInstance(t, ns, "exposed", "shop", func(i *myaasv1.DatabaseInstance) { i.Spec.ServiceType = corev1.ServiceTypeLoadBalancer })
+	newInstance(t, ns, "inside", "shop")
+	eventually(t, 20*time.Second, "refused with the allow-list named", func() error {
+		got := getInstance(t, ns, "exposed")
+		if err := conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonServiceTypeNotAllowed); err != nil {
+			return err
+		}
+		if msg := metaCondition(got.Status.Conditions, myaasv1.ConditionReady).Message; !strings.Contains(msg, "LoadBalancer") || !strings.Contains(msg, "allowed: ClusterIP") {
+			return fmt.Errorf("message %q", msg)
+		}
+		return nil
+	})
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "exposed"}, &corev1.Service{}); err == nil {
+		t.Fatal("a Service of a refused type was created")
+	}
+	eventually(t, 20*time.Second, "an allowed type goes ahead", func() error {
+		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "inside"}, &corev1.Service{})
+	})
+}
+
+func TestIdleInstanceIsSuspendedOnceNoClientIsConnected(t *testing.T) {
+	requireEnv(t)
+	srv := mariadbtest.Start(t)
+	startManager(t, Options{Address: loopbackTo(srv)})
+	ns := newNamespace(t)
+	newTemplate(t, ns, "shop")
+	importRevision(t, ns, "shop", 1)
+	newInstance(t, ns, "quiet", "shop", func(i *myaasv1.DatabaseInstance) {
+		i.Spec.Idle = &myaasv1.IdleSpec{After: metav1.Duration{Duration: 6 * time.Second}, Action: myaasv1.IdleSuspend}
+	})
+	creds := credentials(t, ns, "quiet")
+	grant(t, srv, creds)
+	// As the agent leaves a clone: root logs in over TCP with the Secret's root password (this
+	// server resolves 127.0.0.1 to localhost); the test keeps its own login over the socket.
+	srv.Exec(t, fmt.Sprintf("ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('%s')", creds["root-password"]))
+	playInstancePod(t, ns, "quiet")
+	eventually(t, 20*time.Second, "ready", func() error {
+		got := getInstance(t, ns, "quiet")
+		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified)
+	})
+
+	// A client connected, even silent, keeps the instance.
+	client1, err := sql.Open("mysql", fmt.Sprintf("%s:%s@tcp(%s)/%s", creds["username"], creds["password"], srv.Addr, creds["database"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := client1.Conn(bg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	consistently(t, 10*time.Second, "kept while a client is connected", func() error {
+		if got := getInstance(t, ns, "quiet"); got.Spec.Suspend {
+			return fmt.Errorf("suspended with a client connected (last active %v)", got.Status.LastActiveAt)
+		}
+		return nil
+	})
+	if got := getInstance(t, ns, "quiet"); got.Status.LastActiveAt == nil || time.Since(got.Status.LastActiveAt.Time) > 5*time.Second {
+		t.Fatalf("lastActiveAt %v does not follow the open session", got.Status.LastActiveAt)
+	}
+
+	// Once it is gone, the instance is suspended after spec.idle.after, its data kept.
+	conn.Close()
+	client1.Close()
+	eventually(t, 30*time.Second, "suspended when idle", func() error {
+		got := getInstance(t, ns, "quiet")
+		if !got.Spec.Suspend {
+			return fmt.Errorf("not suspended; last active %v", got.Status.LastActiveAt)
+		}
+		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonSuspended)
+	})
+	if !hasEvent(eventsFor(t, ns, "quiet"), EventIdle) {
+		t.Fatal("no Idle event")
+	}
+	sts := &appsv1.StatefulSet{}
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "quiet"}, sts); err != nil || *sts.Spec.Replicas != 0 {
+		t.Fatalf("the server of a suspended instance still runs: %v", err)
 	}
 }

@@ -31,24 +31,34 @@ type MySQLVerifier struct {
 	Timeout time.Duration
 }
 
-// Verify implements CredentialVerifier.
-func (v MySQLVerifier) Verify(ctx context.Context, addr, user, password, database string) error {
-	timeout := v.Timeout
-	if timeout == 0 {
-		timeout = 5 * time.Second
+func (v MySQLVerifier) timeout() time.Duration {
+	if v.Timeout == 0 {
+		return 5 * time.Second
 	}
+	return v.Timeout
+}
+
+func (v MySQLVerifier) open(addr, user, password, database string) (*sql.DB, error) {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = user, password, "tcp", addr, database
 	// A server starting on a clone refuses at once or answers in milliseconds: a short dial
 	// timeout keeps one unroutable attempt from holding Ready back by seconds.
-	cfg.Timeout, cfg.ReadTimeout = min(timeout, time.Second), timeout
+	cfg.Timeout, cfg.ReadTimeout = min(v.timeout(), time.Second), v.timeout()
 	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(connector), nil
+}
+
+// Verify implements CredentialVerifier.
+func (v MySQLVerifier) Verify(ctx context.Context, addr, user, password, database string) error {
+	db, err := v.open(addr, user, password, database)
 	if err != nil {
 		return err
 	}
-	db := sql.OpenDB(connector)
 	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	ctx, cancel := context.WithTimeout(ctx, v.timeout())
 	defer cancel()
 	var one int
 	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
@@ -95,6 +105,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		return stop(again), nil
 	}
 	if inst.Spec.Suspend {
+		inst.Status.LastActiveAt = nil // resumed, the idle time counts from the next Ready
 		return notReady(myaasv1.InstanceSuspended, myaasv1.ReasonSuspended, "spec.suspend is true: the server is stopped and the data kept", 0)
 	}
 	pod := &corev1.Pod{}
@@ -141,6 +152,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		return stop(time.Second), nil
 	}
 
+	s.serverAddr = addr
 	inst.Status.Phase = myaasv1.InstanceReady
 	if inst.Status.ReadyAt == nil {
 		now := metav1.NewTime(r.Clock.Now())

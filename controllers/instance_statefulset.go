@@ -6,11 +6,14 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,6 +25,15 @@ import (
 // reconcileService applies the instance's Service and records the endpoint clients use.
 func (r *DatabaseInstanceReconciler) reconcileService(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
 	inst := s.inst
+	if t := serviceType(inst); r.AllowedServiceTypes != nil && !slices.Contains(r.AllowedServiceTypes, t) {
+		inst.Status.Phase = myaasv1.InstanceFailed
+		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
+			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonServiceTypeNotAllowed,
+			message:   fmt.Sprintf("spec.serviceType %s is not allowed by this operator (allowed: %s)", t, joinTypes(r.AllowedServiceTypes)),
+			eventType: corev1.EventTypeWarning, event: EventServiceTypeNotAllowed,
+		})
+		return stop(0), nil
+	}
 	svc := builder.InstanceService(inst, s.src.engine)
 	have := &corev1.Service{}
 	err := r.Get(ctx, client.ObjectKeyFromObject(svc), have)
@@ -36,6 +48,21 @@ func (r *DatabaseInstanceReconciler) reconcileService(ctx context.Context, s *in
 	}
 	inst.Status.Endpoint = &myaasv1.Endpoint{Host: builder.ServiceHost(inst), Port: s.src.engine.Port()}
 	return nil, nil
+}
+
+func serviceType(inst *myaasv1.DatabaseInstance) corev1.ServiceType {
+	if inst.Spec.ServiceType == "" {
+		return corev1.ServiceTypeClusterIP
+	}
+	return inst.Spec.ServiceType
+}
+
+func joinTypes(types []corev1.ServiceType) string {
+	s := make([]string, len(types))
+	for i, t := range types {
+		s[i] = string(t)
+	}
+	return strings.Join(s, ", ")
 }
 
 // annotationPodInputs on the StatefulSet hashes what the instance's own spec puts into the pod.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -24,9 +25,24 @@ type Options struct {
 	Clock       clock.PassiveClock
 	// Verifier and Address default to logging in through the instance's Service.
 	Verifier CredentialVerifier
+	// Sessions counts client sessions for spec.idle; logging in through the Service unless set.
+	Sessions SessionCounter
 	Address  func(pod *corev1.Pod, port int32) string
 	// Progress defaults to asking the import agent over HTTP.
 	Progress ProgressReader
+	// AllowedServiceTypes an instance may ask for; nil allows every type the API accepts.
+	AllowedServiceTypes []corev1.ServiceType
+}
+
+// ServiceTypes parses a comma-separated list of Service types.
+func ServiceTypes(list string) []corev1.ServiceType {
+	var out []corev1.ServiceType
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, corev1.ServiceType(s))
+		}
+	}
+	return out
 }
 
 // Setup registers the indexes and both controllers with the manager.
@@ -43,6 +59,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	}
 	if o.Verifier == nil {
 		o.Verifier = MySQLVerifier{}
+	}
+	if o.Sessions == nil {
+		o.Sessions = MySQLVerifier{}
 	}
 	if o.Progress == nil {
 		o.Progress = HTTPProgressReader{Client: &http.Client{Timeout: 2 * time.Second}}
@@ -61,14 +80,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	return (&DatabaseInstanceReconciler{
-		Client:      mgr.GetClient(),
-		Scheme:      mgr.GetScheme(),
-		Recorder:    mgr.GetEventRecorderFor("databaseinstance-controller"),
-		Clock:       o.Clock,
-		AgentImage:  o.AgentImage,
-		AgentSHA256: o.AgentSHA256,
-		Verifier:    o.Verifier,
-		Address:     o.Address,
+		Client:              mgr.GetClient(),
+		Scheme:              mgr.GetScheme(),
+		Recorder:            mgr.GetEventRecorderFor("databaseinstance-controller"),
+		Clock:               o.Clock,
+		AgentImage:          o.AgentImage,
+		AgentSHA256:         o.AgentSHA256,
+		Verifier:            o.Verifier,
+		Address:             o.Address,
+		AllowedServiceTypes: o.AllowedServiceTypes,
+		Sessions:            o.Sessions,
 	}).SetupWithManager(mgr)
 }
 

@@ -432,11 +432,12 @@ func (r *DatabaseTemplateReconciler) imagePullStuck(ctx context.Context, s *temp
 }
 
 // failImport records a failed import and deletes its full-size volume, unless it is to be kept for
-// debugging. The previous revision keeps serving; the Job stays for its logs until the next import.
+// debugging. The import's Jobs go with it: their finished pods would hold the volume (PVC
+// protection counts them as users). The previous revision keeps serving.
 func (r *DatabaseTemplateReconciler) failImport(ctx context.Context, t *myaasv1.DatabaseTemplate, reason, msg string) error {
 	ci := t.Status.CurrentImport
 	if !t.Spec.Import.KeepFailedVolume {
-		if err := r.deleteVolume(ctx, t, ci.Revision); err != nil {
+		if err := r.deleteAttempt(ctx, t, ci.Revision); err != nil {
 			return err
 		}
 	}

@@ -61,4 +61,5 @@ const (
 	ReasonSuspended                  = "Suspended"
 	ReasonSecretNotOwned             = "SecretNotOwned"
 	ReasonWaitingForPreviousInstance = "WaitingForPreviousInstance"
+	ReasonServiceTypeNotAllowed      = "ServiceTypeNotAllowed"
 )

@@ -63,6 +63,33 @@ type DatabaseInstanceSpec struct {
 	// Suspend stops the server (scales to zero) and keeps the data.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// Idle suspends or deletes the instance once no client has had a session on it for a while.
+	// +optional
+	Idle *IdleSpec `json:"idle,omitempty"`
+}
+
+// IdleAction is what happens to an idle instance.
+// +kubebuilder:validation:Enum=Suspend;Delete
+type IdleAction string
+
+const (
+	// IdleSuspend stops the server and keeps the data: `kubectl myaas connect` resumes it.
+	IdleSuspend IdleAction = "Suspend"
+	// IdleDelete deletes the instance, as an expired TTL does.
+	IdleDelete IdleAction = "Delete"
+)
+
+// IdleSpec says when an instance counts as idle and what then happens to it.
+type IdleSpec struct {
+	// After is how long the server may go without a client session (the operator's own logins
+	// and the pod's probe do not count) before Action is taken.
+	// +required
+	After metav1.Duration `json:"after"`
+	// Action: Suspend (the default) or Delete.
+	// +optional
+	// +kubebuilder:default=Suspend
+	Action IdleAction `json:"action,omitempty"`
 }
 
 // InstancePhase summarises an instance's state for `kubectl get`.
@@ -127,6 +154,10 @@ type DatabaseInstanceStatus struct {
 	// Resets counts in-place resets; it names the data volume so that a reset never adopts the old one.
 	// +optional
 	Resets int32 `json:"resets,omitempty"`
+	// LastActiveAt is when a client last had a session on the server, as seen by the operator
+	// (with spec.idle set), or when the server last became Ready.
+	// +optional
+	LastActiveAt *metav1.Time `json:"lastActiveAt,omitempty"`
 	// AgentSHA256 of the agent the instance's pod runs, fixed when its data volume was cloned.
 	// +optional
 	AgentSHA256 string `json:"agentSHA256,omitempty"`
@@ -156,6 +187,7 @@ const (
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint.host`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.status.agent`
+// +kubebuilder:printcolumn:name="Last Active",type=date,JSONPath=`.status.lastActiveAt`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type DatabaseInstance struct {
 	metav1.TypeMeta   `json:",inline"`

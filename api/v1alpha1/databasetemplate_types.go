@@ -181,8 +181,9 @@ type ImportSpec struct {
 	// taken for a truncated one and fails the import.
 	// +optional
 	AllowMissingTrailer bool `json:"allowMissingTrailer,omitempty"`
-	// KeepFailedVolume keeps the half-loaded volume of a failed import, for debugging, until the
-	// next import starts. By default it is deleted as soon as the failure is recorded.
+	// KeepFailedVolume keeps the half-loaded volume of a failed import and its Job (with the
+	// pod's log), for debugging, until the next import starts. By default both are deleted as
+	// soon as the failure is recorded in status.lastFailure.
 	// +optional
 	KeepFailedVolume bool `json:"keepFailedVolume,omitempty"`
 }
@@ -337,8 +338,8 @@ type CurrentImport struct {
 	SnapshotStartedAt *metav1.Time `json:"snapshotStartedAt,omitempty"`
 }
 
-// FailedImport records the last import that failed. Its Job is kept for its logs until the next
-// import starts; its volume is deleted at once unless spec.import.keepFailedVolume is set.
+// FailedImport records the last import that failed. Its Job and volume are deleted at once
+// unless spec.import.keepFailedVolume is set.
 type FailedImport struct {
 	Revision int32 `json:"revision"`
 	// Reason is the cause in one word, e.g. TruncatedDump, OOMKilled, SnapshotTimeout.

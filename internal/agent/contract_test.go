@@ -120,7 +120,7 @@ func TestInstanceArgsParseInTheAgent(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the agent rejects the probe's args %v: %v", probe, err)
 			}
-			if po.credentialsDir != agentapi.CredentialsDir || po.addr != "127.0.0.1:3306" {
+			if po.credentialsDir != agentapi.CredentialsDir || po.addr != agentapi.RunDir+"/"+agentapi.SocketName {
 				t.Errorf("probe parsed %+v", po)
 			}
 			for _, p := range []string{o.datadir, o.runDir, o.credentialsDir + "/" + agentapi.SecretKeyPassword, c.Command[0]} {

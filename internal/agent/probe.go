@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -24,7 +25,7 @@ func parseProbeFlags(args []string) (probeOptions, error) {
 	fs := newFlagSet("probe")
 	fs.StringVar(&o.engine, agentapi.FlagEngine, "mariadb", "database engine")
 	fs.StringVar(&o.credentialsDir, agentapi.FlagCredentialsDir, agentapi.CredentialsDir, "the instance's mounted Secret")
-	fs.StringVar(&o.addr, agentapi.FlagAddr, "127.0.0.1:3306", "server address")
+	fs.StringVar(&o.addr, agentapi.FlagAddr, "127.0.0.1:3306", "server address: host:port, or the path of its socket")
 	fs.DurationVar(&o.timeout, "timeout", 4*time.Second, "give up after")
 	return o, fs.Parse(args)
 }
@@ -46,6 +47,10 @@ func runProbe(ctx context.Context, args []string) error {
 func probe(ctx context.Context, addr, user, password, database string, timeout time.Duration) error {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = user, password, "tcp", addr, database
+	if strings.HasPrefix(addr, "/") {
+		// The pod's own socket: the server counts this login as the pod's, not a client's.
+		cfg.Net = "unix"
+	}
 	cfg.Timeout, cfg.ReadTimeout = timeout, timeout
 	c, err := mysql.NewConnector(cfg)
 	if err != nil {

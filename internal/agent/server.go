@@ -52,7 +52,7 @@ func startServer(ctx context.Context, eng engine.Engine, datadir, runDir string,
 	if err != nil {
 		return nil, err
 	}
-	socket := filepath.Join(runDir, "mysqld.sock")
+	socket := filepath.Join(runDir, agentapi.SocketName)
 	args := append([]string{
 		"--no-defaults",
 		"--datadir=" + datadir,

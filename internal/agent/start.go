@@ -114,7 +114,7 @@ func startCommand(o startOptions) (string, []string, error) {
 		bin,
 		"--no-defaults",
 		"--datadir=" + o.datadir,
-		"--socket=" + filepath.Join(o.runDir, "mysqld.sock"),
+		"--socket=" + filepath.Join(o.runDir, agentapi.SocketName),
 		"--pid-file=" + filepath.Join(o.runDir, "mysqld.pid"),
 		"--tmpdir=" + o.runDir,
 		"--bind-address=0.0.0.0",
@@ -155,7 +155,7 @@ func runStart(ctx context.Context, args []string) error {
 	go func() { exited <- cmd.Wait() }()
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
-	go followCredentials(watchCtx, eng, o.credentialsDir, filepath.Join(o.runDir, "mysqld.sock"), creds, credentialsPoll)
+	go followCredentials(watchCtx, eng, o.credentialsDir, filepath.Join(o.runDir, agentapi.SocketName), creds, credentialsPoll)
 	select {
 	case err := <-exited:
 		return serverExit(err)

@@ -27,6 +27,9 @@ const (
 	AgentInVolume = DataMountPath + "/.myaas/myaas"
 	// RunDir is the pod's own scratch directory: socket, pid and init files, temporary tablespace.
 	RunDir = "/run/myaas"
+	// SocketName is the server's socket in the run directory: the pod's own logins (its probe,
+	// its agent) use it, so that the server tells them from clients, which come over TCP.
+	SocketName = "mysqld.sock"
 	// SourceDir is where a PVC source is mounted, read-only.
 	SourceDir = "/source"
 	// SourceAuthDir holds the HTTP source Secret's keys.

@@ -2,8 +2,8 @@ package builder
 
 import (
 	"fmt"
-	"net"
 	"net/url"
+	"path"
 	"slices"
 	"strconv"
 
@@ -220,7 +220,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 								agent, "agent", agentapi.CommandProbe,
 								agentapi.Flag(agentapi.FlagEngine, p.Engine.Name()),
 								agentapi.Flag(agentapi.FlagCredentialsDir, agentapi.CredentialsDir),
-								agentapi.Flag(agentapi.FlagAddr, net.JoinHostPort("127.0.0.1", strconv.Itoa(int(p.Engine.Port())))),
+								agentapi.Flag(agentapi.FlagAddr, path.Join(agentapi.RunDir, agentapi.SocketName)),
 							}}},
 							PeriodSeconds:    1,
 							TimeoutSeconds:   5,

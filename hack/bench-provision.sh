@@ -6,8 +6,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=hack/lib-cluster.sh
 . "$root/hack/lib-cluster.sh"
 bash "$root/hack/install-mariadb.sh" >/dev/null
+# One user of the local cluster at a time: the benchmark redeploys the operator.
+exec 9>/tmp/myaas-cluster.lock
+flock 9
 if cluster_running; then
-  bash "$root/hack/dev-cluster.sh" load manager dumpserver
+  bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server
 else
   bash "$root/hack/dev-cluster.sh" up
 fi

@@ -76,6 +76,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Clock:      o.Clock,
 		AgentImage: o.AgentImage,
 		Progress:   o.Progress,
+		APIReader:  mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -37,6 +37,9 @@ type DatabaseTemplateReconciler struct {
 	AgentImage string
 	// Progress reads the import agent's progress; nil disables progress reporting.
 	Progress ProgressReader
+	// APIReader reads from the API server, bypassing the cache, where a stale read would bring
+	// back deleted children.
+	APIReader client.Reader
 }
 
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates,verbs=get;list;watch;update;patch

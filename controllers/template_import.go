@@ -294,12 +294,16 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 		ci.RetryAt = nil
 	}
 	ci.HoldReason, ci.HoldMessage = "", ""
-	if ok, err := r.ensureTemplateChild(ctx, s, builder.TemplatePVC(t, ci.Revision), &corev1.PersistentVolumeClaim{}); err != nil || !ok {
-		return err
-	}
 	want, err := builder.ImportJob(t, ci.Revision, ci.Attempt, r.AgentImage)
 	if err != nil {
 		return r.failImport(ctx, t, myaasv1.ReasonUnknownEngine, err.Error())
+	}
+	if current, err := r.aboutToCreate(ctx, t, want); err != nil || !current {
+		s.wakeIn(requeueSoon)
+		return err
+	}
+	if ok, err := r.ensureTemplateChild(ctx, s, builder.TemplatePVC(t, ci.Revision), &corev1.PersistentVolumeClaim{}); err != nil || !ok {
+		return err
 	}
 	job := &batchv1.Job{}
 	if ok, err := r.ensureTemplateChild(ctx, s, want, job); err != nil || !ok {
@@ -341,6 +345,27 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 		s.wakeIn(importPollInterval)
 	}
 	return nil
+}
+
+// aboutToCreate says whether the children of the current import may be created now. Unless the
+// child exists already, it reads the template from the API server rather than the cache: a cache
+// that has not yet seen this import end (failed, superseded) would bring back what was deleted.
+func (r *DatabaseTemplateReconciler) aboutToCreate(ctx context.Context, t *myaasv1.DatabaseTemplate, child client.Object) (bool, error) {
+	if r.APIReader == nil {
+		return true, nil
+	}
+	existing := child.DeepCopyObject().(client.Object)
+	if err := r.Get(ctx, client.ObjectKeyFromObject(child), existing); err == nil {
+		return true, nil
+	} else if !apierrors.IsNotFound(err) {
+		return false, fmt.Errorf("get %T %s: %w", child, child.GetName(), err)
+	}
+	live := &myaasv1.DatabaseTemplate{}
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(t), live); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	ci, lci := t.Status.CurrentImport, live.Status.CurrentImport
+	return lci != nil && lci.Revision == ci.Revision && lci.Attempt == ci.Attempt && lci.Phase == ci.Phase, nil
 }
 
 // ensureTemplateChild creates a child of the template unless it exists, and says whether the one

@@ -34,8 +34,13 @@ func (r *DatabaseTemplateReconciler) reconcileSnapshot(ctx context.Context, s *t
 		started := metav1.NewTime(now)
 		ci.SnapshotStartedAt = &started
 	}
+	want := builder.TemplateSnapshot(t, ci.Revision)
+	if current, err := r.aboutToCreate(ctx, t, want); err != nil || !current {
+		s.wakeIn(requeueSoon)
+		return err
+	}
 	snap := &snapshotv1.VolumeSnapshot{}
-	if ok, err := r.ensureTemplateChild(ctx, s, builder.TemplateSnapshot(t, ci.Revision), snap); err != nil || !ok {
+	if ok, err := r.ensureTemplateChild(ctx, s, want, snap); err != nil || !ok {
 		return err
 	}
 	st := snap.Status

@@ -58,7 +58,3 @@ func summarizeTemplate(t *myaasv1.DatabaseTemplate) {
 		}
 	}
 }
-
-func findReady(t *myaasv1.DatabaseTemplate) *metav1.Condition {
-	return meta.FindStatusCondition(t.Status.Conditions, myaasv1.ConditionReady)
-}

@@ -6,7 +6,8 @@ STATE=${MYAAS_DEV_STATE:-/var/lib/myaas-dev}
 KUBECONFIG_PATH=$STATE/kubeconfig
 KUBECTL=$root/bin/k8s/kubectl
 k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
-# The cluster's own containerd, which holds its images.
+# The cluster's own containerd, which holds its images (used by the scripts that source this).
+# shellcheck disable=SC2034
 CONTAINERD_SOCKET=/run/myaas-dev/containerd.sock
 
 # render NAME KEY=VALUE...: hack/cluster/NAME with every ${KEY} replaced by VALUE. A placeholder

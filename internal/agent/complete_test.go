@@ -294,15 +294,15 @@ func TestLineIndexFindsTheOpenStatement(t *testing.T) {
 func TestImportS3EmptyPrefixAndStalledObject(t *testing.T) {
 	stalled := make(chan struct{})
 	s3 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch {
-		case r.URL.Path == "/dumps" || r.URL.Path == "/dumps/":
+		switch r.URL.Path {
+		case "/dumps", "/dumps/":
 			w.Header().Set("Content-Type", "application/xml")
 			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>dumps</Name><Prefix>shop/</Prefix><KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>`)
-		case r.URL.Path == "/dumps/shop/missing.sql.gz":
+		case "/dumps/shop/missing.sql.gz":
 			w.Header().Set("Content-Type", "application/xml")
 			w.WriteHeader(http.StatusNotFound)
 			fmt.Fprint(w, `<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message><Key>shop/missing.sql.gz</Key><BucketName>dumps</BucketName></Error>`)
-		case r.URL.Path == "/dumps/shop/nightly.sql.gz":
+		case "/dumps/shop/nightly.sql.gz":
 			w.Header().Set("Content-Length", "100000")
 			w.Header().Set("ETag", `"0123456789abcdef0123456789abcdef"`)
 			w.Header().Set("Last-Modified", time.Now().UTC().Format(http.TimeFormat))

@@ -425,16 +425,7 @@ func TestInstanceWaitsForMissingTemplateAndRevision(t *testing.T) {
 	eventually(t, 20*time.Second, "clone started once revision 1 exists", func() error {
 		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "early"}, &appsv1.StatefulSet{})
 	})
-	eventually(t, 20*time.Second, "missing revision named", func() error {
-		got := getInstance(t, ns, "pinned")
-		if err := conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonRevisionNotFound); err != nil {
-			return err
-		}
-		if msg := metaCondition(got.Status.Conditions, myaasv1.ConditionReady).Message; !strings.Contains(msg, "revision 7") || !strings.Contains(msg, "available: 1") {
-			return fmt.Errorf("message %q", msg)
-		}
-		return nil
-	})
+	waitNotReadySaying(t, ns, "pinned", myaasv1.ReasonRevisionNotFound, "revision 7", "available: 1")
 	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "pinned"}, &appsv1.StatefulSet{}); err == nil {
 		t.Fatal("a StatefulSet was created for a revision that does not exist")
 	}
@@ -501,16 +492,7 @@ func TestServiceTypeOutsideTheAllowListIsRefused(t *testing.T) {
 	importRevision(t, ns, "shop", 1)
 	newInstance(t, ns, "exposed", "shop", func(i *myaasv1.DatabaseInstance) { i.Spec.ServiceType = corev1.ServiceTypeLoadBalancer })
 	newInstance(t, ns, "inside", "shop")
-	eventually(t, 20*time.Second, "refused with the allow-list named", func() error {
-		got := getInstance(t, ns, "exposed")
-		if err := conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonServiceTypeNotAllowed); err != nil {
-			return err
-		}
-		if msg := metaCondition(got.Status.Conditions, myaasv1.ConditionReady).Message; !strings.Contains(msg, "LoadBalancer") || !strings.Contains(msg, "allowed: ClusterIP") {
-			return fmt.Errorf("message %q", msg)
-		}
-		return nil
-	})
+	waitNotReadySaying(t, ns, "exposed", myaasv1.ReasonServiceTypeNotAllowed, "LoadBalancer", "allowed: ClusterIP")
 	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "exposed"}, &corev1.Service{}); err == nil {
 		t.Fatal("a Service of a refused type was created")
 	}
@@ -577,4 +559,23 @@ func TestIdleInstanceIsSuspendedOnceNoClientIsConnected(t *testing.T) {
 	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "quiet"}, sts); err != nil || *sts.Spec.Replicas != 0 {
 		t.Fatalf("the server of a suspended instance still runs: %v", err)
 	}
+}
+
+// waitNotReadySaying waits until the instance is not Ready for reason, with a message naming each
+// of wantIn.
+func waitNotReadySaying(t *testing.T, ns, name, reason string, wantIn ...string) {
+	t.Helper()
+	eventually(t, 20*time.Second, name+" not Ready: "+reason, func() error {
+		got := getInstance(t, ns, name)
+		if err := conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, reason); err != nil {
+			return err
+		}
+		msg := metaCondition(got.Status.Conditions, myaasv1.ConditionReady).Message
+		for _, w := range wantIn {
+			if !strings.Contains(msg, w) {
+				return fmt.Errorf("message %q does not name %q", msg, w)
+			}
+		}
+		return nil
+	})
 }

@@ -246,6 +246,17 @@ func TestSnapshotFaultsNeverBlockRefreshes(t *testing.T) {
 	waitForRevision(t, ns, "shop", 3, 300*time.Second)
 }
 
+// startShopWithInstance imports the shop dump over HTTP into template shop and waits for an
+// instance of it to be Ready.
+func startShopWithInstance(t *testing.T, ns, instance string) {
+	t.Helper()
+	url := startDumpServer(t, ns, 0)
+	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
+	waitForRevision(t, ns, "shop", 1, 300*time.Second)
+	newInstance(t, ns, instance, "shop")
+	waitReady(t, ns, instance)
+}
+
 // podRun is an instance pod's identity and restarts: equal before and after means untouched.
 type podRun struct {
 	uid      string
@@ -269,11 +280,7 @@ func instancePod(t *testing.T, ns, instance string) podRun {
 // instances running older revisions; the import names the pull failure, and reverting heals it.
 func TestTemplateEditsRestartNoInstance(t *testing.T) {
 	ns := newNamespace(t)
-	url := startDumpServer(t, ns, 0)
-	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
-	waitForRevision(t, ns, "shop", 1, 300*time.Second)
-	newInstance(t, ns, "dev", "shop")
-	waitReady(t, ns, "dev")
+	startShopWithInstance(t, ns, "dev")
 	before := instancePod(t, ns, "dev")
 
 	d := getTemplate(t, ns, "shop")
@@ -388,11 +395,7 @@ func loginWorks(t *testing.T, ns, instance string) {
 // instance does not own is never adopted.
 func TestSecretIsTheSourceOfTruth(t *testing.T) {
 	ns := newNamespace(t)
-	url := startDumpServer(t, ns, 0)
-	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
-	waitForRevision(t, ns, "shop", 1, 300*time.Second)
-	newInstance(t, ns, "dev", "shop")
-	waitReady(t, ns, "dev")
+	startShopWithInstance(t, ns, "dev")
 	pod := instancePod(t, ns, "dev")
 
 	// Deleted: a new Secret with new passwords, which the running server takes.
@@ -548,11 +551,7 @@ func TestOperatorUpgradeRestartsNoInstance(t *testing.T) {
 		t.Fatal("MYAAS_E2E_UPGRADE_IMAGE names another build of the manager (hack/e2e.sh builds it)")
 	}
 	ns := newNamespace(t)
-	url := startDumpServer(t, ns, 0)
-	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
-	waitForRevision(t, ns, "shop", 1, 300*time.Second)
-	newInstance(t, ns, "dev", "shop")
-	waitReady(t, ns, "dev")
+	startShopWithInstance(t, ns, "dev")
 	if got := agentColumn(t, ns, "dev"); got != string(myaasv1.AgentCurrent) {
 		t.Fatalf("Agent column %q before the upgrade", got)
 	}

@@ -95,6 +95,14 @@ func (r *DatabaseInstanceReconciler) serverAddress(ctx context.Context, inst *my
 // Secret; the agent in the pod then gives the running server the Secret's passwords.
 const annotationCredentialsVersion = "myaas.io/credentials-version"
 
+// annotationCredentialsRequestedAt is when the pod was told: the grace for applying counts from it.
+const annotationCredentialsRequestedAt = "myaas.io/credentials-requested-at"
+
+func credentialsRequestedAt(pod *corev1.Pod) time.Time {
+	t, _ := time.Parse(time.RFC3339, pod.Annotations[annotationCredentialsRequestedAt]) // zero when absent
+	return t
+}
+
 // reconcileReadiness reports Ready only after logging in with the Secret's credentials: a Ready
 // pod proves the server runs, a login proves the instance is usable as its Secret says.
 func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
@@ -132,15 +140,16 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 	}
 	user, password, db := string(secret.Data[agentapi.SecretKeyUsername]), string(secret.Data[agentapi.SecretKeyPassword]), string(secret.Data[agentapi.SecretKeyDatabase])
 	if err := r.Verifier.Verify(ctx, addr, user, password, db); err != nil {
-		if !podReady(pod) && inst.Status.ReadyAt == nil {
-			// The server is still starting: trying again shortly is faster than waiting for the
-			// kubelet's next probe, and the login is what Ready means anyway.
+		fresh := r.Clock.Since(serverStartedAt(pod)) < credentialsApplyGrace
+		switch {
+		case fresh && (inst.Status.ReadyAt == nil || !podReady(pod)):
+			// A new server still starting, or its Service not routed yet: trying again shortly
+			// is faster than waiting for the kubelet's next probe or kube-proxy's next sync, and
+			// the login is what Ready means anyway.
 			return notReady(myaasv1.InstanceStarting, myaasv1.ReasonStarting, "the server is starting", startingPollInterval)
-		}
-		if pod.Annotations[annotationCredentialsVersion] != secret.ResourceVersion {
+		case pod.Annotations[annotationCredentialsVersion] != secret.ResourceVersion:
 			return r.followSecret(ctx, s, pod)
-		}
-		if c := readyCondition(inst); c != nil && c.Reason == myaasv1.ReasonApplyingCredentials && r.Clock.Since(c.LastTransitionTime.Time) < credentialsApplyGrace {
+		case r.Clock.Since(credentialsRequestedAt(pod)) < credentialsApplyGrace:
 			return stop(startingPollInterval), nil
 		}
 		inst.Status.Phase = myaasv1.InstanceStarting
@@ -172,7 +181,8 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 // without a restart.
 func (r *DatabaseInstanceReconciler) followSecret(ctx context.Context, s *instancePass, pod *corev1.Pod) (*ctrl.Result, error) {
 	inst, version := s.inst, s.secret.ResourceVersion
-	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q}}}`, annotationCredentialsVersion, version))
+	patch := []byte(fmt.Sprintf(`{"metadata":{"annotations":{%q:%q,%q:%q}}}`, annotationCredentialsVersion, version,
+		annotationCredentialsRequestedAt, r.Clock.Now().UTC().Format(time.RFC3339)))
 	if err := r.Patch(ctx, pod, client.RawPatch(types.MergePatchType, patch)); err != nil {
 		return nil, fmt.Errorf("tell pod %s about Secret version %s: %w", pod.Name, version, err)
 	}
@@ -209,6 +219,16 @@ func podReady(pod *corev1.Pod) bool {
 		}
 	}
 	return false
+}
+
+// serverStartedAt is when the server container last started, or when the pod was created.
+func serverStartedAt(pod *corev1.Pod) time.Time {
+	for _, c := range pod.Status.ContainerStatuses {
+		if c.Name == builder.DatabaseContainer && c.State.Running != nil {
+			return c.State.Running.StartedAt.Time
+		}
+	}
+	return pod.CreationTimestamp.Time
 }
 
 func readyCondition(inst *myaasv1.DatabaseInstance) *metav1.Condition {

@@ -197,7 +197,7 @@ func TestReadRefresh(t *testing.T) {
 		return d
 	}
 	// Waiting behind another import: no revision yet.
-	if st := readRefresh(tmpl("older", &myaasv1.CurrentImport{Revision: 2, Trigger: "created"}, 3, []int32{1}, 0), "job", 0); st.revision != 0 || st.done {
+	if st := readRefresh(tmpl("older", &myaasv1.CurrentImport{Revision: 2, Trigger: "created"}, 3, []int32{1}, 0), "job", 0); st.revision != 0 || st.done || !strings.Contains(st.progress, "queued behind") {
 		t.Errorf("queued: %+v", st)
 	}
 	st := readRefresh(tmpl("job", &myaasv1.CurrentImport{Revision: 3, Trigger: "refresh job job", Phase: "Loading"}, 4, []int32{1, 2}, 0), "job", 0)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -107,6 +108,10 @@ func readRefresh(t *myaasv1.DatabaseTemplate, job string, revision int32) refres
 	st := refreshState{revision: revision, progress: progressLine(t)}
 	if st.revision == 0 {
 		if t.Status.HandledRefreshJob != job {
+			st.progress = "waiting for the operator to start the import"
+			if ci := t.Status.CurrentImport; ci != nil {
+				st.progress = fmt.Sprintf("queued behind the running import of revision %d", ci.Revision)
+			}
 			return st
 		}
 		// The operator records the revision before it creates anything; an import that ended
@@ -211,7 +216,8 @@ func newLogsCmd(e *env) *cobra.Command {
 }
 
 func (e *env) importLogs(ctx context.Context, template string, follow bool, tail int64, w io.Writer) error {
-	if _, err := e.getTemplate(ctx, template); err != nil {
+	t, err := e.getTemplate(ctx, template)
+	if err != nil {
 		return err
 	}
 	jobs := &batchv1.JobList{}
@@ -232,7 +238,11 @@ func (e *env) importLogs(ctx context.Context, template string, follow bool, tail
 	}
 	pod := newestImportPod(pods.Items, names)
 	if pod == nil {
-		return fmt.Errorf("template %s has no import pod left (Jobs of old imports are cleaned up with their revisions)", template)
+		msg := fmt.Sprintf("template %s has no import pod left: a failed import's Job goes with its volume unless spec.import.keepFailedVolume is set, and those of old revisions with their revisions", template)
+		if f := t.Status.LastFailure; f != nil {
+			msg += fmt.Sprintf("; the last failure (revision %d, %s): %s", f.Revision, f.Reason, f.Message)
+		}
+		return errors.New(msg)
 	}
 	fmt.Fprintf(e.Err, "pod %s\n", pod.Name)
 	opts := &corev1.PodLogOptions{Container: importContainer(pod), Follow: follow}

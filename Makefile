@@ -190,3 +190,37 @@ golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint into bin/.
 $(GOLANGCI_LINT):
 	GOBIN=$(LOCALBIN) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION) || \
 		echo "golangci-lint $(GOLANGCI_LINT_VERSION) is not available from the module proxy"
+
+##@ Plugin and CI
+
+ACTIONLINT_VERSION ?= v1.7.12
+ACTIONLINT ?= $(LOCALBIN)/actionlint
+CLUSTER_LOCK ?= /tmp/myaas-cluster.lock
+
+.PHONY: build-plugin
+build-plugin: ## Build the kubectl plugin bin/kubectl-myaas (on PATH, kubectl runs it as `kubectl myaas`).
+	CGO_ENABLED=0 go build -o $(LOCALBIN)/kubectl-myaas ./cmd/kubectl-myaas
+
+.PHONY: test-plugin
+test-plugin: ## Unit tests of the plugin (naming, output formats, flags, CI files).
+	go test ./cmd/kubectl-myaas -count=1
+
+.PHONY: lint-ci
+lint-ci: actionlint ## Check the GitHub action and workflows with actionlint, the CI scripts with shellcheck.
+	ACTIONLINT=$(ACTIONLINT) bash ci/lint.sh
+
+# make lint checks the CI files too.
+lint: lint-ci
+
+.PHONY: test-e2e-plugin
+test-e2e-plugin: ## The plugin's e2e tests on the running local cluster (waits for the cluster lock).
+	flock $(CLUSTER_LOCK) env KUBECONFIG=$(KUBECONFIG_DEV) go test -tags e2e ./test/e2e -run 'TestPlugin' -count=1 -v -timeout 40m
+
+.PHONY: bench-plugin
+bench-plugin: build-plugin ## Benchmark: `kubectl myaas create --wait -o uri` to a successful login, on the running local cluster.
+	flock $(CLUSTER_LOCK) go run ./hack/bench-plugin --kubeconfig $(KUBECONFIG_DEV) --plugin $(LOCALBIN)/kubectl-myaas
+
+.PHONY: actionlint
+actionlint: $(ACTIONLINT) ## Build actionlint into bin/.
+$(ACTIONLINT):
+	GOBIN=$(LOCALBIN) go install github.com/rhysd/actionlint/cmd/actionlint@$(ACTIONLINT_VERSION)

@@ -413,9 +413,12 @@ func TestInstanceWaitsForMissingTemplateAndRevision(t *testing.T) {
 		}
 		return nil
 	})
-	if !hasEvent(eventsFor(t, ns, "early"), EventTemplateNotFound) {
-		t.Fatal("no TemplateNotFound event")
-	}
+	eventually(t, 10*time.Second, "TemplateNotFound event", func() error {
+		if !hasEvent(eventsFor(t, ns, "early"), EventTemplateNotFound) {
+			return fmt.Errorf("no TemplateNotFound event")
+		}
+		return nil
+	})
 	newTemplate(t, ns, "shop")
 	eventually(t, 20*time.Second, "template not ready", func() error {
 		got := getInstance(t, ns, "early")

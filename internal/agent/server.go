@@ -39,7 +39,16 @@ func initDatadir(ctx context.Context, eng engine.Engine, datadir string) error {
 	if err != nil {
 		return err
 	}
-	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	// A private tmpdir: a server starting beside this one (another import on the node, a test)
+	// removes the temporary tables it finds in its tmpdir, which would break this bootstrap.
+	tmp, err := os.MkdirTemp("", "myaas-init-")
+	if err != nil {
+		return fmt.Errorf("initialise datadir: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "TMPDIR="+tmp)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("initialise datadir with %s: %w\n%s", filepath.Base(name), err, tail(out, 2000))
 	}

@@ -71,7 +71,11 @@ func Start(t testing.TB) *Server {
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
 	}
-	if out, err := exec.Command(installDB, args...).CombinedOutput(); err != nil {
+	// Servers of tests running side by side must not share a tmpdir: one that starts removes the
+	// temporary tables it finds there, another's bootstrap tables among them.
+	install := exec.Command(installDB, args...)
+	install.Env = append(os.Environ(), "TMPDIR="+dir)
+	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
 	}
 	return StartOn(t, server, dataDir, filepath.Join(dir, "mysqld.sock"))
@@ -93,6 +97,7 @@ func StartOn(t testing.TB, server, dataDir, socket string) *Server {
 		"--innodb-log-file-size=16M",
 		"--innodb-use-native-aio=0",
 		"--log-error=" + filepath.Join(filepath.Dir(socket), "error.log"),
+		"--tmpdir=" + filepath.Dir(socket),
 	}
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")

@@ -123,6 +123,9 @@ func runManager(ctx context.Context, args []string) error {
 	if err := controllers.Setup(ctx, mgr, controllers.Options{AgentImage: *agentImage, Clock: clock.RealClock{}}); err != nil {
 		return err
 	}
+	if err := controllers.SetupMetrics(mgr, version); err != nil {
+		return err
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("add health check: %w", err)
 	}

@@ -132,6 +132,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		if c := readyCondition(inst); c != nil && c.Reason == myaasv1.ReasonApplyingCredentials && r.Clock.Since(c.LastTransitionTime.Time) < credentialsApplyGrace {
 			return stop(startingPollInterval), nil
 		}
+		recordLoginFailure(inst)
 		inst.Status.Phase = myaasv1.InstanceStarting
 		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
 			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonLoginFailed,
@@ -148,6 +149,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		if start := inst.Status.ProvisioningStartedAt; start != nil {
 			inst.Status.TimeToReady = &metav1.Duration{Duration: now.Sub(start.Time).Round(time.Millisecond)}
 		}
+		recordReady(inst)
 		r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventReady, "Revision %d of %s is ready at %s:%d", src.revision.Revision, src.template.Name, inst.Status.Endpoint.Host, inst.Status.Endpoint.Port)
 	}
 	setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified,

@@ -37,6 +37,7 @@ func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, s *inst
 	}
 	inst.Status.HandledReset = want
 	inst.Status.Resets++
+	recordReset(inst)
 	inst.Status.Revision = 0
 	inst.Status.SnapshotName = ""
 	inst.Status.ReadyAt = nil

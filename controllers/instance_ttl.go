@@ -43,6 +43,7 @@ func (r *DatabaseInstanceReconciler) reconcileTTL(ctx context.Context, s *instan
 	if err := r.Delete(ctx, inst, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
 		return nil, fmt.Errorf("delete expired instance: %w", err)
 	}
+	recordExpiration(inst)
 	s.deleted = true
 	return stop(0), nil
 }

@@ -6,12 +6,13 @@
 #                                `ctr images import` and `docker load` read; `myaas version` says VERSION
 # Usage: hack/release.sh VERSION [REPO]   (REPO default localhost/myaas/manager)
 #   HELM, KUSTOMIZE: the binaries (default bin/tools/helm, bin/kustomize)
+#   DIST: where to write (default dist/)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 version=${1:?usage: $0 VERSION [REPO]}
 repo=${2:-localhost/myaas/manager}
 helm=${HELM:-$root/bin/tools/helm}
-dist=$root/dist
+dist=${DIST:-$root/dist}
 # Helm needs SemVer for chart versions; a leading v is the image tag's business only.
 if ! [[ $version =~ ^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$ ]]; then
   echo "VERSION $version is not x.y.z (SemVer)" >&2
@@ -21,7 +22,7 @@ image=$repo:$version
 mkdir -p "$dist"
 
 KUSTOMIZE=${KUSTOMIZE:-$root/bin/kustomize} bash "$root/hack/render-config.sh" "$image" >"$dist/install.yaml"
-echo "wrote dist/install.yaml ($image)"
+echo "wrote $dist/install.yaml ($image)"
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -31,7 +32,7 @@ sed -i "s|^  repository: .*|  repository: $repo|" "$work/myaas/values.yaml"
 grep -q "^  repository: $repo\$" "$work/myaas/values.yaml" || { echo "could not set the image repository in values.yaml" >&2; exit 1; }
 "$helm" lint --strict "$work/myaas" >/dev/null
 "$helm" package "$work/myaas" --version "$version" --app-version "$version" --destination "$dist" >/dev/null
-echo "wrote dist/myaas-$version.tgz"
+echo "wrote $dist/myaas-$version.tgz"
 
 archive=myaas-manager-$version.tar
 MANAGER_IMG=$image MANAGER_VERSION=$version MANAGER_ARCHIVE=$archive bash "$root/hack/build-images.sh" manager >/dev/null
@@ -39,4 +40,4 @@ MANAGER_IMG=$image MANAGER_VERSION=$version MANAGER_ARCHIVE=$archive bash "$root
 built=$("$root/bin/images/.build/myaas" version)
 [ "$built" = "$version" ] || { echo "the manager binary says version $built, not $version" >&2; exit 1; }
 mv "$root/bin/images/$archive" "$dist/$archive"
-echo "wrote dist/$archive ($image)"
+echo "wrote $dist/$archive ($image)"

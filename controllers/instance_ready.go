@@ -149,7 +149,6 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		if start := inst.Status.ProvisioningStartedAt; start != nil {
 			inst.Status.TimeToReady = &metav1.Duration{Duration: now.Sub(start.Time).Round(time.Millisecond)}
 		}
-		recordReady(inst)
 		r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventReady, "Revision %d of %s is ready at %s:%d", src.revision.Revision, src.template.Name, inst.Status.Endpoint.Host, inst.Status.Endpoint.Port)
 	}
 	setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified,

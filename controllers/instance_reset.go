@@ -37,7 +37,6 @@ func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, s *inst
 	}
 	inst.Status.HandledReset = want
 	inst.Status.Resets++
-	recordReset(inst)
 	inst.Status.Revision = 0
 	inst.Status.SnapshotName = ""
 	inst.Status.ReadyAt = nil

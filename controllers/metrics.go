@@ -17,9 +17,10 @@ import (
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
 )
 
-// The operator's metrics (docs/metrics.md describes each one). What the status already says is
-// read from it at scrape time by statusCollector, so a gauge can never disagree with
-// `kubectl get`; only events that leave no trace in the status are counted where they happen.
+// The operator's metrics (docs/metrics.md describes each one). What the status says is read from
+// it at scrape time by StatusCollector, so a gauge can never disagree with `kubectl get`. Events
+// are counted when the status write that records them succeeds, or, for those the status does not
+// keep (an expiry, a refused login), where they happen.
 
 const metricsNamespace = "myaas"
 
@@ -66,36 +67,71 @@ func init() {
 	metrics.Registry.MustRegister(importsTotal, importDuration, importedBytes, timeToReady, expirations, resets, loginFailures)
 }
 
-// recordImportSucceeded counts a revision that became ready.
-func recordImportSucceeded(t *myaasv1.DatabaseTemplate, rev myaasv1.TemplateRevision) {
-	importsTotal.WithLabelValues(t.Namespace, t.Name, ImportSucceeded).Inc()
-	if rev.ImportDuration != nil {
-		importDuration.WithLabelValues(t.Namespace, t.Name, ImportSucceeded).Observe(rev.ImportDuration.Seconds())
+// patchTemplateStatus writes the template's status (patchStatus) and counts the imports that the
+// write records as ended. Counting at the write, not where a step decides, counts each import once:
+// a step that ran on a stale cache decides again, but its write fails on the optimistic lock.
+func patchTemplateStatus(ctx context.Context, c client.Client, before, t *myaasv1.DatabaseTemplate) error {
+	if err := patchStatus(ctx, c, before, t, before.Status, t.Status); err != nil {
+		return err
 	}
-	importedBytes.WithLabelValues(t.Namespace, t.Name).Add(float64(rev.DumpBytes))
+	recordTemplateTransition(t.Namespace, t.Name, &before.Status, &t.Status)
+	return nil
 }
 
-// recordImportFailed counts an import that ended without a revision.
-func recordImportFailed(t *myaasv1.DatabaseTemplate, ci *myaasv1.CurrentImport, now time.Time) {
-	importsTotal.WithLabelValues(t.Namespace, t.Name, ImportFailed).Inc()
-	importDuration.WithLabelValues(t.Namespace, t.Name, ImportFailed).Observe(now.Sub(ci.StartedAt.Time).Seconds())
+// patchInstanceStatus writes the instance's status and counts, once, the resets and the arrivals at
+// Ready it records.
+func patchInstanceStatus(ctx context.Context, c client.Client, before, inst *myaasv1.DatabaseInstance) error {
+	if err := patchStatus(ctx, c, before, inst, before.Status, inst.Status); err != nil {
+		return err
+	}
+	recordInstanceTransition(inst.Namespace, inst.Spec.TemplateRef.Name, &before.Status, &inst.Status)
+	return nil
 }
 
-// recordReady observes the time to Ready of an instance that just became Ready.
-func recordReady(inst *myaasv1.DatabaseInstance) {
-	if d := inst.Status.TimeToReady; d != nil {
-		timeToReady.WithLabelValues(inst.Namespace, inst.Spec.TemplateRef.Name).Observe(d.Seconds())
+func recordTemplateTransition(ns, name string, before, after *myaasv1.DatabaseTemplateStatus) {
+	known := map[int32]bool{}
+	for _, rev := range before.Revisions {
+		known[rev.Revision] = true
+	}
+	for _, rev := range after.Revisions {
+		if known[rev.Revision] {
+			continue
+		}
+		importsTotal.WithLabelValues(ns, name, ImportSucceeded).Inc()
+		if rev.ImportDuration != nil {
+			importDuration.WithLabelValues(ns, name, ImportSucceeded).Observe(rev.ImportDuration.Seconds())
+		}
+		importedBytes.WithLabelValues(ns, name).Add(float64(rev.DumpBytes))
+	}
+	f, was := after.LastFailure, before.LastFailure
+	if f == nil || (was != nil && was.Revision == f.Revision && was.FailedAt.Equal(&f.FailedAt)) {
+		return
+	}
+	importsTotal.WithLabelValues(ns, name, ImportFailed).Inc()
+	// The import that failed is the one the status held until this write.
+	if ci := before.CurrentImport; ci != nil && ci.Revision == f.Revision {
+		importDuration.WithLabelValues(ns, name, ImportFailed).Observe(f.FailedAt.Sub(ci.StartedAt.Time).Seconds())
 	}
 }
 
-func recordExpiration(inst *myaasv1.DatabaseInstance) {
-	expirations.WithLabelValues(inst.Namespace, inst.Spec.TemplateRef.Name).Inc()
+func recordInstanceTransition(ns, template string, before, after *myaasv1.DatabaseInstanceStatus) {
+	if d := after.Resets - before.Resets; d > 0 {
+		resets.WithLabelValues(ns, template).Add(float64(d))
+	}
+	if after.ReadyAt != nil && before.ReadyAt == nil && after.TimeToReady != nil {
+		timeToReady.WithLabelValues(ns, template).Observe(after.TimeToReady.Seconds())
+	}
 }
 
-func recordReset(inst *myaasv1.DatabaseInstance) {
-	resets.WithLabelValues(inst.Namespace, inst.Spec.TemplateRef.Name).Inc()
+// recordExpiration counts an expired instance that deleteErr says was deleted now; NotFound means
+// an earlier pass, on a cache that had not seen the deletion yet, deleted it.
+func recordExpiration(inst *myaasv1.DatabaseInstance, deleteErr error) {
+	if deleteErr == nil {
+		expirations.WithLabelValues(inst.Namespace, inst.Spec.TemplateRef.Name).Inc()
+	}
 }
 
+// recordLoginFailure counts a login the running server refused; each attempt is one.
 func recordLoginFailure(inst *myaasv1.DatabaseInstance) {
 	loginFailures.WithLabelValues(inst.Namespace, inst.Spec.TemplateRef.Name).Inc()
 }

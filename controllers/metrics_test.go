@@ -9,9 +9,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -174,28 +177,67 @@ func TestRefreshInterval(t *testing.T) {
 }
 
 func TestEventMetrics(t *testing.T) {
-	tmpl := &myaasv1.DatabaseTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: "ev", Name: "shop"}}
-	recordImportSucceeded(tmpl, myaasv1.TemplateRevision{ImportDuration: &metav1.Duration{Duration: time.Minute}, DumpBytes: 1000})
-	recordImportFailed(tmpl, &myaasv1.CurrentImport{StartedAt: metav1.NewTime(time.Now().Add(-time.Minute))}, time.Now())
-	inst := &myaasv1.DatabaseInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ev", Name: "a"},
-		Spec:   myaasv1.DatabaseInstanceSpec{TemplateRef: myaasv1.TemplateReference{Name: "shop"}},
-		Status: myaasv1.DatabaseInstanceStatus{TimeToReady: &metav1.Duration{Duration: 2 * time.Second}}}
-	recordReady(inst)
-	recordExpiration(inst)
-	recordReset(inst)
-	recordLoginFailure(inst)
-	for name, got := range map[string]float64{
-		"imports succeeded":  testutil.ToFloat64(importsTotal.WithLabelValues("ev", "shop", ImportSucceeded)),
-		"imports failed":     testutil.ToFloat64(importsTotal.WithLabelValues("ev", "shop", ImportFailed)),
-		"bytes imported":     testutil.ToFloat64(importedBytes.WithLabelValues("ev", "shop")) / 1000,
-		"expirations":        testutil.ToFloat64(expirations.WithLabelValues("ev", "shop")),
-		"resets":             testutil.ToFloat64(resets.WithLabelValues("ev", "shop")),
-		"login failures":     testutil.ToFloat64(loginFailures.WithLabelValues("ev", "shop")),
-		"import durations":   float64(testutil.CollectAndCount(importDuration, "myaas_template_import_duration_seconds")) / 2,
-		"times to ready obs": float64(testutil.CollectAndCount(timeToReady, "myaas_instance_time_to_ready_seconds")),
+	start := time.Date(2026, 3, 2, 3, 0, 0, 0, time.UTC)
+	importing := myaasv1.DatabaseTemplateStatus{
+		CurrentImport: &myaasv1.CurrentImport{Revision: 1, StartedAt: metav1.NewTime(start)},
+	}
+	imported := myaasv1.DatabaseTemplateStatus{Revisions: []myaasv1.TemplateRevision{
+		{Revision: 1, ImportDuration: &metav1.Duration{Duration: time.Minute}, DumpBytes: 1000},
+	}}
+	failing := imported
+	failing.CurrentImport = &myaasv1.CurrentImport{Revision: 2, StartedAt: metav1.NewTime(start.Add(time.Hour))}
+	failed := imported
+	failed.LastFailure = &myaasv1.FailedImport{Revision: 2, FailedAt: metav1.NewTime(start.Add(time.Hour + 30*time.Second))}
+	for _, tr := range [][2]myaasv1.DatabaseTemplateStatus{
+		{importing, imported},
+		{imported, imported}, // a write of something else: nothing ended
+		{failing, failed},
+		{failed, failed},
 	} {
-		if got != 1 {
-			t.Errorf("%s: %v, want 1", name, got)
+		recordTemplateTransition("ev", "shop", &tr[0], &tr[1])
+	}
+
+	starting := myaasv1.DatabaseInstanceStatus{}
+	ready := myaasv1.DatabaseInstanceStatus{ReadyAt: ptr.To(metav1.NewTime(start)), TimeToReady: &metav1.Duration{Duration: 2 * time.Second}}
+	reset := myaasv1.DatabaseInstanceStatus{Resets: 1}
+	readyAgain := myaasv1.DatabaseInstanceStatus{Resets: 1, ReadyAt: ptr.To(metav1.NewTime(start.Add(time.Hour))), TimeToReady: &metav1.Duration{Duration: time.Second}}
+	for _, tr := range [][2]myaasv1.DatabaseInstanceStatus{
+		{starting, ready}, {ready, ready}, {ready, reset}, {reset, reset}, {reset, readyAgain}, {readyAgain, readyAgain},
+	} {
+		recordInstanceTransition("ev", "shop", &tr[0], &tr[1])
+	}
+	inst := &myaasv1.DatabaseInstance{ObjectMeta: metav1.ObjectMeta{Namespace: "ev", Name: "a"},
+		Spec: myaasv1.DatabaseInstanceSpec{TemplateRef: myaasv1.TemplateReference{Name: "shop"}}}
+	recordExpiration(inst, nil)
+	recordExpiration(inst, apierrors.NewNotFound(schema.GroupResource{Resource: "databaseinstances"}, "a"))
+	recordLoginFailure(inst)
+
+	histogram := func(h *prometheus.HistogramVec, labels ...string) (count uint64, sum float64) {
+		m := &dto.Metric{}
+		if err := h.WithLabelValues(labels...).(prometheus.Metric).Write(m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount(), m.GetHistogram().GetSampleSum()
+	}
+	okCount, okSum := histogram(importDuration, "ev", "shop", ImportSucceeded)
+	failCount, failSum := histogram(importDuration, "ev", "shop", ImportFailed)
+	readyCount, readySum := histogram(timeToReady, "ev", "shop")
+	for name, c := range map[string]struct{ got, want float64 }{
+		"imports succeeded":      {testutil.ToFloat64(importsTotal.WithLabelValues("ev", "shop", ImportSucceeded)), 1},
+		"imports failed":         {testutil.ToFloat64(importsTotal.WithLabelValues("ev", "shop", ImportFailed)), 1},
+		"bytes imported":         {testutil.ToFloat64(importedBytes.WithLabelValues("ev", "shop")), 1000},
+		"succeeded import count": {float64(okCount), 1},
+		"succeeded import time":  {okSum, 60},
+		"failed import count":    {float64(failCount), 1},
+		"failed import time":     {failSum, 30},
+		"times to Ready":         {float64(readyCount), 2},
+		"time to Ready":          {readySum, 3},
+		"resets":                 {testutil.ToFloat64(resets.WithLabelValues("ev", "shop")), 1},
+		"expirations":            {testutil.ToFloat64(expirations.WithLabelValues("ev", "shop")), 1},
+		"refused logins":         {testutil.ToFloat64(loginFailures.WithLabelValues("ev", "shop")), 1},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: %v, want %v", name, c.got, c.want)
 		}
 	}
 }

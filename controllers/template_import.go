@@ -448,7 +448,6 @@ func (r *DatabaseTemplateReconciler) failImport(ctx context.Context, t *myaasv1.
 		Message:  msg,
 		FailedAt: metav1.NewTime(r.Clock.Now()),
 	}
-	recordImportFailed(t, ci, r.Clock.Now())
 	t.Status.CurrentImport = nil
 	setCondition(&t.Status.Conditions, t.Generation, myaasv1.ConditionImportFailed, metav1.ConditionTrue, reason,
 		fmt.Sprintf("revision %d: %s", ci.Revision, msg))

@@ -87,7 +87,6 @@ func (r *DatabaseTemplateReconciler) addRevision(ctx context.Context, t *myaasv1
 		Server:         ci.Server,
 	}
 	t.Status.Revisions = append(t.Status.Revisions, rev)
-	recordImportSucceeded(t, rev)
 	t.Status.LatestRevision = ci.Revision
 	t.Status.LatestSpecHash = ci.SpecHash
 	t.Status.LastImportTime = &rev.ImportedAt

@@ -94,7 +94,8 @@ func run(in io.Reader, chartDir string) error {
 			if err != nil {
 				return fmt.Errorf("marshal CRD %s: %w", name, err)
 			}
-			files[filepath.Join("crds", name+".yaml")] = append([]byte(header), b...)
+			// helm show crds concatenates the files as they are: each starts a document.
+			files[filepath.Join("crds", name+".yaml")] = append([]byte("---\n"+header), b...)
 			continue
 		}
 		releaseNamespace(o, namespace)

@@ -391,3 +391,21 @@ func TestDashboardQueries(t *testing.T) {
 		}
 	}
 }
+
+// TestShowCRDs: `helm show crds CHART | kubectl apply -f -` is how CRDs are upgraded
+// (docs/operations.md), so its output must hold every CRD as a document of its own.
+func TestShowCRDs(t *testing.T) {
+	files, err := filepath.Glob(chartDir + "/crds/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no CRDs in the chart: %v", err)
+	}
+	var names []string
+	for _, o := range parse(t, run(t, helm(t), "show", "crds", chartDir)) {
+		if o["kind"] == "CustomResourceDefinition" {
+			names = append(names, o["metadata"].(object)["name"].(string))
+		}
+	}
+	if len(names) != len(files) {
+		t.Errorf("helm show crds gives %v, the chart has %d CRD files", names, len(files))
+	}
+}

@@ -374,7 +374,7 @@ func TestDashboardQueries(t *testing.T) {
 	}
 	used := map[string]bool{}
 	for _, e := range exprs {
-		for _, f := range strings.FieldsFunc(e, func(r rune) bool { return !(r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') }) {
+		for _, f := range strings.FieldsFunc(e, func(r rune) bool { return r != '_' && (r < 'a' || r > 'z') && (r < '0' || r > '9') }) {
 			if strings.HasPrefix(f, "myaas_") {
 				used[strings.TrimSuffix(f, "_bucket")] = true
 			}

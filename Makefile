@@ -14,6 +14,7 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 KUSTOMIZE ?= $(LOCALBIN)/kustomize
 CRANE ?= $(LOCALBIN)/crane
+HELM ?= $(LOCALBIN)/tools/helm
 ENVTEST_ASSETS ?= $(LOCALBIN)/k8s
 KUBECONFIG_DEV ?= /var/lib/myaas-dev/kubeconfig
 # The pinned kubectl built with the local cluster, else the one on PATH.
@@ -42,9 +43,16 @@ generate: controller-gen ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
 .PHONY: check-generate
-check-generate: manifests generate ## Fail if generated files or go.mod/go.sum are not what the tools would write.
+check-generate: manifests generate chart ## Fail if generated files or go.mod/go.sum are not what the tools would write.
 	@git diff --exit-code -- api config || { echo "generated files are stale: run 'make manifests generate' and commit"; exit 1; }
+	@git diff --exit-code -- charts && [ -z "$$(git status --porcelain -- charts)" ] || \
+		{ echo "the chart differs from config/ or hack/dashboard: run 'make chart' and commit"; exit 1; }
 	@go mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit"; exit 1; }
+
+.PHONY: chart
+chart: manifests kustomize ## Generate the Helm chart's CRDs, manifests, values.yaml and dashboard from config/ and hack/dashboard.
+	$(KUSTOMIZE) build config/default | go run ./hack/chartgen charts/myaas
+	go run ./hack/dashboard charts/myaas/files/dashboard.json
 
 .PHONY: fmt
 fmt: ## Run go fmt.
@@ -55,7 +63,7 @@ vet: ## Run go vet.
 	go vet ./...
 
 .PHONY: lint
-lint: vet golangci-lint shellcheck ## Run go vet, golangci-lint and shellcheck.
+lint: vet golangci-lint shellcheck helm-lint ## Run go vet, golangci-lint, shellcheck and helm lint.
 	@if [ -x $(GOLANGCI_LINT) ]; then $(GOLANGCI_LINT) run ./...; else echo "golangci-lint could not be installed: ran go vet only"; fi
 
 # Every shell script of the project; -x follows the libraries they source.
@@ -69,14 +77,18 @@ shellcheck: install-shellcheck ## Run shellcheck on every shell script.
 
 # make test installs these dependencies itself, so a test that still finds one missing fails
 # instead of skipping (internal/testdeps). `make test TEST_REQUIRE=` lets them skip again.
-TEST_REQUIRE ?= MYAAS_REQUIRE_MARIADB=1 MYAAS_REQUIRE_BTRFS=1 MYAAS_REQUIRE_ENVTEST=1
+TEST_REQUIRE ?= MYAAS_REQUIRE_MARIADB=1 MYAAS_REQUIRE_BTRFS=1 MYAAS_REQUIRE_ENVTEST=1 MYAAS_REQUIRE_CHART=1
 
 .PHONY: test
-test: manifests generate envtest install-test-deps ## Unit, envtest, agent (real MariaDB) and CSI sanity tests.
-	$(TEST_REQUIRE) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) go test ./... -count=1 -timeout 30m
+test: manifests generate envtest install-test-deps helm kustomize ## Unit, envtest, agent (real MariaDB), CSI sanity and chart tests.
+	$(TEST_REQUIRE) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m
+
+.PHONY: test-chart
+test-chart: helm kustomize install-prometheus ## The chart alone: helm lint, defaults = config/default, values, alert rule tests, dashboard queries.
+	MYAAS_REQUIRE_CHART=1 HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./test/chart -count=1 -v
 
 .PHONY: install-test-deps
-install-test-deps: ## Install the Debian packages the tests need (MariaDB server, btrfs tools).
+install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB server, btrfs tools, promtool).
 	bash hack/install-mariadb.sh
 	bash hack/install-btrfs.sh
 
@@ -114,6 +126,24 @@ docker-build: ## Build the manager image IMG as bin/images/manager.tar, without 
 docker-push: crane ## Push bin/images/manager.tar to IMG's registry (log in with bin/crane auth login).
 	CRANE=$(CRANE) bash hack/push-image.sh bin/images/manager.tar $(IMG)
 
+# A release is the installer, the chart and the image archive of one version, all in dist/.
+# RELEASE_IMAGE_REPO is where the image is pushed (make docker-push IMG=...:VERSION with the archive).
+RELEASE_IMAGE_REPO ?= localhost/myaas/manager
+
+.PHONY: release
+release: manifests kustomize helm ## Write dist/install.yaml, dist/myaas-VERSION.tgz (chart) and dist/myaas-manager-VERSION.tar (image) for VERSION=x.y.z.
+	@[ -n "$(VERSION)" ] || { echo "usage: make release VERSION=x.y.z"; exit 2; }
+	HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) bash hack/release.sh $(VERSION) $(RELEASE_IMAGE_REPO)
+
+.PHONY: helm-lint
+helm-lint: helm ## Lint the chart with its default values and with every optional object on.
+	$(HELM) lint --strict charts/myaas
+	$(HELM) lint --strict charts/myaas --set metrics.serviceMonitor.enabled=true,metrics.podMonitor.enabled=true,prometheusRule.enabled=true,dashboard.enabled=true
+
+.PHONY: helm-template
+helm-template: helm ## Print the chart rendered with its default values (CRDs included).
+	$(HELM) template myaas charts/myaas --namespace myaas-system --include-crds
+
 .PHONY: build-installer
 build-installer: manifests kustomize ## Write dist/install.yaml: CRDs, RBAC and the manager running IMG.
 	mkdir -p dist
@@ -145,6 +175,10 @@ test-cluster: ## Smoke test: cluster up, snapshot and clone a 1 GiB volume, clus
 test-e2e: ## End-to-end suite on the local cluster (brings it up and down unless one is running).
 	bash hack/e2e.sh
 
+.PHONY: test-install
+test-install: helm kustomize install-prometheus ## Install tests on the local cluster: helm install/upgrade/uninstall, metrics through Prometheus, dist/install.yaml.
+	HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) bash hack/test-install.sh
+
 .PHONY: demo
 demo: ## Local cluster, operator, a template and an instance, and a real query against it.
 	bash hack/demo.sh
@@ -168,6 +202,14 @@ undeploy: ## Remove the operator from the current cluster.
 .PHONY: install-shellcheck
 install-shellcheck: ## Install shellcheck (Debian package).
 	bash hack/install-shellcheck.sh
+
+.PHONY: install-prometheus
+install-prometheus: ## Install Prometheus and promtool (Debian package) for the alert and monitoring tests.
+	bash hack/install-prometheus.sh
+
+.PHONY: helm
+helm: ## Build helm from its Go module into bin/tools (hack/tools/helm).
+	bash hack/build-tools.sh helm
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into bin/.

@@ -38,6 +38,7 @@ commands:
   agent probe        log in with the instance's credentials (readiness probe)
   install DST        copy this binary to DST (init container of database pods)
   refresh-request    announce a refresh (the template's CronJob runs it)
+  version            print the version this binary was built as
 `
 
 func main() {
@@ -65,6 +66,9 @@ func run(ctx context.Context, args []string) error {
 		return agent.Install(args[0])
 	case "refresh-request":
 		return refreshRequest(args)
+	case "version", "--version":
+		fmt.Println(version)
+		return nil
 	case "help", "-h", "--help":
 		fmt.Print(usage)
 		return nil
@@ -121,6 +125,9 @@ func runManager(ctx context.Context, args []string) error {
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		AgentImage: *agentImage, Clock: clock.RealClock{}, AllowedServiceTypes: controllers.ServiceTypes(*allowedServiceTypes),
 	}); err != nil {
+		return err
+	}
+	if err := controllers.SetupMetrics(mgr, version); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

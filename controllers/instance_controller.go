@@ -70,7 +70,7 @@ func (r *DatabaseInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Req
 		return ctrl.Result{}, nil
 	}
 	inst.Status.ObservedGeneration = inst.Generation
-	if perr := patchStatus(ctx, r.Client, before, inst, before.Status, inst.Status); perr != nil && err == nil {
+	if perr := patchInstanceStatus(ctx, r.Client, before, inst); perr != nil && err == nil {
 		err = perr
 	}
 	return finish(res, err)

@@ -152,6 +152,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		case r.Clock.Since(credentialsRequestedAt(pod)) < credentialsApplyGrace:
 			return stop(startingPollInterval), nil
 		}
+		recordLoginFailure(inst)
 		inst.Status.Phase = myaasv1.InstanceStarting
 		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
 			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonLoginFailed,

@@ -40,9 +40,11 @@ func (r *DatabaseInstanceReconciler) reconcileTTL(ctx context.Context, s *instan
 	}
 	log.FromContext(ctx).Info("instance expired", "expiresAt", expiry.Time)
 	r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventExpired, "Instance expired at %s and is being deleted", expiry.UTC().Format("2006-01-02T15:04:05Z"))
-	if err := r.Delete(ctx, inst, client.PropagationPolicy(metav1.DeletePropagationBackground)); client.IgnoreNotFound(err) != nil {
+	err := r.Delete(ctx, inst, client.PropagationPolicy(metav1.DeletePropagationBackground))
+	if client.IgnoreNotFound(err) != nil {
 		return nil, fmt.Errorf("delete expired instance: %w", err)
 	}
+	recordExpiration(inst, err)
 	s.deleted = true
 	return stop(0), nil
 }

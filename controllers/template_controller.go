@@ -76,7 +76,7 @@ func (r *DatabaseTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Req
 	res, err := runSteps(ctx, pass, &pass.wakeups, r.steps())
 	t.Status.ObservedGeneration = t.Generation
 	summarizeTemplate(t)
-	if perr := patchStatus(ctx, r.Client, before, t, before.Status, t.Status); perr != nil && err == nil {
+	if perr := patchTemplateStatus(ctx, r.Client, before, t); perr != nil && err == nil {
 		err = perr
 	}
 	return finish(res, err)

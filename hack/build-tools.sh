@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the local cluster's CSI sidecars and CoreDNS from their pinned tools modules
 # (hack/tools/<name>/go.mod) into bin/, rebuilding only when that go.mod changes.
-# Usage: hack/build-tools.sh [snapshot-controller|csi-snapshotter|csi-provisioner|coredns|weed ...]
+# Usage: hack/build-tools.sh [snapshot-controller|csi-snapshotter|csi-provisioner|coredns|weed|helm ...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/bin/tools
@@ -12,20 +12,36 @@ declare -A module=(
   [csi-provisioner]=external-provisioner:github.com/kubernetes-csi/external-provisioner/v5/cmd/csi-provisioner
   [coredns]=coredns:github.com/coredns/coredns
   [weed]=seaweedfs:github.com/seaweedfs/seaweedfs/weed
+  [helm]=helm:helm.sh/helm/v3/cmd/helm
 )
+# helm stamps its version and the Kubernetes version `helm template` and `helm lint` assume at
+# build time, as its own release builds do; without them it assumes Kubernetes 1.20.
+helm_ldflags() {
+  local dir=$1 helm k8s
+  helm=$(cd "$dir" && go list -m -f '{{.Version}}' helm.sh/helm/v3)
+  k8s=$(cd "$dir" && go list -m -f '{{.Version}}' k8s.io/client-go) # v0.MINOR.PATCH
+  k8s=${k8s#v0.}
+  k8s=${k8s%%.*}
+  echo "-X helm.sh/helm/v3/internal/version.version=$helm" \
+    "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$k8s" \
+    "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s"
+}
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(snapshot-controller csi-snapshotter csi-provisioner coredns)
 for name in "${names[@]}"; do
   spec=${module[$name]:?unknown tool $name}
   dir=$root/hack/tools/${spec%%:*}
   pkg=${spec#*:}
-  want=$(sha256sum "$dir/go.mod" | cut -c1-16)
+  extra=
+  [ "$name" != helm ] || extra=$(helm_ldflags "$dir")
+  # The stamp covers the extra flags too, so that changing them rebuilds the tool.
+  want=$({ cat "$dir/go.mod"; [ -z "$extra" ] || echo "$extra"; } | sha256sum | cut -c1-16)
   if [ -x "$out/$name" ] && [ "$(cat "$out/.$name.version" 2>/dev/null)" = "$want" ]; then
     continue
   fi
   echo "building $name"
   start=$(date +%s)
-  (cd "$dir" && CGO_ENABLED=0 go build -ldflags "-s -w" -o "$out/$name" "$pkg")
+  (cd "$dir" && CGO_ENABLED=0 go build -ldflags "-s -w $extra" -o "$out/$name" "$pkg")
   echo "$want" > "$out/.$name.version"
   echo "built $name in $(( $(date +%s) - start ))s"
 done

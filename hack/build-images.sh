@@ -230,7 +230,9 @@ for t in "${targets[@]}"; do
   start=$(date +%s)
   echo "building ${names[$t]} -> bin/images/$t.tar"
   "build_$t"
-  echo "built ${names[$t]} in $(since "$start")s ($(du -h "$out/$t.tar" | cut -f1))"
+  archive=$out/$t.tar
+  [ "$t" != manager ] || archive=$out/${MANAGER_ARCHIVE:-manager.tar}
+  echo "built ${names[$t]} in $(since "$start")s ($(du -h "$archive" | cut -f1))"
   import_image "${names[$t]}" "$out/$t.tar"
 done
 echo "done in $(since "$total")s"

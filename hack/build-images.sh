@@ -233,6 +233,6 @@ for t in "${targets[@]}"; do
   archive=$out/$t.tar
   [ "$t" != manager ] || archive=$out/${MANAGER_ARCHIVE:-manager.tar}
   echo "built ${names[$t]} in $(since "$start")s ($(du -h "$archive" | cut -f1))"
-  import_image "${names[$t]}" "$out/$t.tar"
+  import_image "${names[$t]}" "$archive"
 done
 echo "done in $(since "$total")s"

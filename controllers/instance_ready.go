@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -230,8 +229,4 @@ func serverStartedAt(pod *corev1.Pod) time.Time {
 		}
 	}
 	return pod.CreationTimestamp.Time
-}
-
-func readyCondition(inst *myaasv1.DatabaseInstance) *metav1.Condition {
-	return meta.FindStatusCondition(inst.Status.Conditions, myaasv1.ConditionReady)
 }

@@ -145,7 +145,7 @@ func writeGitHubFile(w io.Writer, pairs [][2]string) error {
 // (generated passwords have no special characters) stays readable.
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("@%+=:,./_-", r))
+		return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && !strings.ContainsRune("@%+=:,./_-", r)
 	}) < 0 {
 		return s
 	}

@@ -117,7 +117,7 @@ func (e *env) forward(ctx context.Context, inst *myaasv1.DatabaseInstance, local
 	ports, err := pf.GetPorts()
 	if err != nil || len(ports) != 1 {
 		close(f.stop)
-		return nil, fmt.Errorf("port-forward to %s: no local port: %v", pod.Name, err)
+		return nil, fmt.Errorf("port-forward to %s: no local port: %w", pod.Name, err)
 	}
 	f.local = int(ports[0].Local)
 	return f, nil

@@ -168,7 +168,7 @@ func (b *bench) once(ctx context.Context, name string) (total, create time.Durat
 	total = time.Since(start)
 
 	if out, err := exec.CommandContext(ctx, b.plugin, "--kubeconfig", b.kubeconfig, "-n", b.ns, "delete", name).CombinedOutput(); err != nil {
-		return 0, 0, fmt.Errorf("delete %s: %v: %s", name, err, out)
+		return 0, 0, fmt.Errorf("delete %s: %w: %s", name, err, out)
 	}
 	return total, create, nil
 }

@@ -20,10 +20,13 @@ const (
 	stale
 	// foreign: something else controls it, or nothing does.
 	foreign
+	// pending: it exists but is not in the cache yet (made a moment ago, most likely by this
+	// controller); whose it is can be told on the next pass.
+	pending
 )
 
 func (o ownership) String() string {
-	return [...]string{"owned", "stale", "foreign"}[o]
+	return [...]string{"owned", "stale", "foreign", "pending"}[o]
 }
 
 // ownershipOf decides whether child may be used by owner. Names alone say nothing: an object
@@ -44,20 +47,21 @@ func ownershipOf(child, owner metav1.Object, ownerKind string) ownership {
 // ensureChild creates want unless an object of its name exists, and says whether the one that
 // exists now may be used: a restarted manager finds the children it created before (owned), while
 // the children of an earlier object of the same name (stale) or of nobody (foreign) are never
-// adopted. existing receives the object as it is, when it may be read.
+// adopted. existing receives the object as it is, when it may be read. The cache is asked first:
+// steps run on every pass, and a create that the API server refuses as a duplicate is a round trip
+// on every one of them.
 func ensureChild(ctx context.Context, c client.Client, owner metav1.Object, ownerKind string, want, existing client.Object) (ownership, error) {
-	err := c.Create(ctx, want)
+	err := c.Get(ctx, client.ObjectKeyFromObject(want), existing)
 	if err == nil {
-		return owned, nil
+		return ownershipOf(existing, owner, ownerKind), nil
 	}
-	if !apierrors.IsAlreadyExists(err) {
-		return foreign, fmt.Errorf("create %T %s: %w", want, want.GetName(), err)
-	}
-	if err := c.Get(ctx, client.ObjectKeyFromObject(want), existing); err != nil {
-		if apierrors.IsNotFound(err) {
-			return stale, nil // deleted since: the next pass creates it
-		}
+	if !apierrors.IsNotFound(err) {
 		return foreign, fmt.Errorf("get %T %s: %w", want, want.GetName(), err)
 	}
-	return ownershipOf(existing, owner, ownerKind), nil
+	if err := c.Create(ctx, want); apierrors.IsAlreadyExists(err) {
+		return pending, nil
+	} else if err != nil {
+		return foreign, fmt.Errorf("create %T %s: %w", want, want.GetName(), err)
+	}
+	return owned, nil
 }

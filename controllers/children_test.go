@@ -5,11 +5,13 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 )
 
 func TestOwnershipOf(t *testing.T) {
@@ -85,5 +87,21 @@ func TestEnsureChild(t *testing.T) {
 				t.Fatalf("password %q afterwards, want %q: an existing object was overwritten", password, tc.kept)
 			}
 		})
+	}
+}
+
+// An object the cache has not seen yet (made a moment ago) is neither created twice nor adopted
+// unseen: ensureChild says to look again.
+func TestEnsureChildNotYetInTheCache(t *testing.T) {
+	owner := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "alice", Namespace: "dev", UID: "uid-now"}}
+	made := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-credentials", Namespace: "dev"}}
+	lagging := fake.NewClientBuilder().WithObjects(made).WithInterceptorFuncs(interceptor.Funcs{
+		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+			return apierrors.NewNotFound(corev1.Resource("secrets"), "alice-credentials")
+		},
+	}).Build()
+	want := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-credentials", Namespace: "dev"}}
+	if got, err := ensureChild(context.Background(), lagging, owner, "DatabaseInstance", want, &corev1.Secret{}); err != nil || got != pending {
+		t.Fatalf("ownership %s, %v; want pending", got, err)
 	}
 }

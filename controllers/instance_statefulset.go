@@ -92,10 +92,12 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s
 		AgentInVolume:    agentInVolume,
 	}
 	claim := builder.InstanceClaim(inst, params)
-	if own, err := ensureChild(ctx, r.Client, inst, instanceKind, claim, &corev1.PersistentVolumeClaim{}); err != nil || own != owned {
-		if err != nil {
-			return nil, err
-		}
+	switch own, err := ensureChild(ctx, r.Client, inst, instanceKind, claim, &corev1.PersistentVolumeClaim{}); {
+	case err != nil:
+		return nil, err
+	case own == pending:
+		return stop(requeueSoon), nil
+	case own != owned:
 		return r.waitForPreviousInstance(s, "PersistentVolumeClaim "+claim.Name)
 	}
 

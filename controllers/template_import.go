@@ -376,6 +376,10 @@ func (r *DatabaseTemplateReconciler) ensureTemplateChild(ctx context.Context, s 
 	if err != nil || own == owned {
 		return err == nil, err
 	}
+	if own == pending {
+		s.wakeIn(requeueSoon)
+		return false, nil
+	}
 	msg := fmt.Sprintf("%T %s exists and belongs to %s: waiting for it to be deleted", want, want.GetName(), map[ownership]string{
 		stale: "a deleted template of the same name", foreign: "another owner; delete or rename it",
 	}[own])

@@ -122,9 +122,9 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 	newTemplate(t, ns, "shop", func(d *myaasv1.DatabaseTemplate) {
 		d.Spec.Engine.Config = map[string]string{"max_connections": "50"}
 	})
-	importRevision(t, ns, "shop", 1)
-
-	// The template volume lives on one node: the clone must be scheduled there.
+	// The template volume lives on one node: the clone must be scheduled there. It is bound
+	// before the import runs, as a real volume is.
+	job := waitForImportJob(t, ns, "shop", 1)
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{Name: "pv-" + ns},
 		Spec: corev1.PersistentVolumeSpec{
@@ -147,6 +147,11 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 	if err := k8s.Update(bg, pvc); err != nil {
 		t.Fatal(err)
 	}
+
+	playImportPod(t, job, terminatedPod(`{"outcome":"Succeeded","bytesRead":1048576,"files":1,"durationSeconds":3.5,"datadirBytes":52428800,"agentSHA256":"`+testAgentSHA256+`"}`, 0))
+	playJobFinished(t, job, true)
+	playSnapshotReady(t, ns, "shop", 1, "2Gi")
+	waitForLatestRevision(t, ns, "shop", 1)
 
 	inst := newInstance(t, ns, "feature-login", "shop", func(i *myaasv1.DatabaseInstance) {
 		i.Spec.Database = "shop"

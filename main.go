@@ -96,7 +96,7 @@ func runManager(ctx context.Context, args []string) error {
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one manager reconciles")
 	agentImage := fs.String("agent-image", envOr("MYAAS_AGENT_IMAGE", "localhost/myaas/manager:dev"),
 		"image holding this binary, copied into database pods (env MYAAS_AGENT_IMAGE)")
-	allowedServiceTypes := fs.String("allowed-service-types", "ClusterIP,NodePort",
+	allowedServiceTypes := fs.String("allowed-service-types", controllers.DefaultAllowedServiceTypes,
 		"comma-separated Service types instances may ask for in spec.serviceType; others are refused with a condition")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(fs)

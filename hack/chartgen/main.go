@@ -43,7 +43,7 @@ type flag struct {
 }
 
 var valueFlags = []flag{
-	{"--allowed-service-types", "allowedServiceTypes", "ClusterIP,NodePort"},
+	{"--allowed-service-types", "allowedServiceTypes", "ClusterIP"},
 	{"--zap-log-level", "logLevel", "info"},
 }
 

@@ -30,6 +30,8 @@ type Options struct {
 	Address  func(pod *corev1.Pod, port int32) string
 	// Progress defaults to asking the import agent over HTTP.
 	Progress ProgressReader
+	// AllowedImages a template's engine may use; nil allows any image.
+	AllowedImages []string
 	// AllowedServiceTypes an instance may ask for; nil means DefaultAllowedServiceTypes.
 	AllowedServiceTypes []corev1.ServiceType
 }
@@ -77,13 +79,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	if err := (&DatabaseTemplateReconciler{
-		Client:     mgr.GetClient(),
-		Scheme:     mgr.GetScheme(),
-		Recorder:   mgr.GetEventRecorderFor("databasetemplate-controller"),
-		Clock:      o.Clock,
-		AgentImage: o.AgentImage,
-		Progress:   o.Progress,
-		APIReader:  mgr.GetAPIReader(),
+		Client:        mgr.GetClient(),
+		Scheme:        mgr.GetScheme(),
+		Recorder:      mgr.GetEventRecorderFor("databasetemplate-controller"),
+		Clock:         o.Clock,
+		AgentImage:    o.AgentImage,
+		Progress:      o.Progress,
+		AllowedImages: o.AllowedImages,
+		APIReader:     mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

@@ -44,6 +44,7 @@ type flag struct {
 
 var valueFlags = []flag{
 	{"--allowed-service-types", "allowedServiceTypes", "ClusterIP"},
+	{"--allowed-images", "allowedImages", ""},
 	{"--zap-log-level", "logLevel", "info"},
 }
 

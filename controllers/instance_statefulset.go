@@ -166,9 +166,14 @@ func agentOf(sts *appsv1.StatefulSet, revisionAgent, managerAgent string) string
 	return managerAgent
 }
 
-// podInputsHash identifies what the instance's own spec puts into its pod.
+// podInputsHash identifies what the instance's own spec puts into its pod: its resources and
+// whether it requires TLS.
 func podInputsHash(inst *myaasv1.DatabaseInstance) string {
 	b, _ := json.Marshal(inst.Spec.Resources) // plain fields always marshal
+	if inst.Spec.RequireSecureTransport {
+		// Appended only when set, so the hash of every instance that does not ask is unchanged.
+		b = append(b, "|require-secure-transport"...)
+	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }

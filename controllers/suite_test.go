@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"os/exec"
@@ -198,4 +199,15 @@ func consistently(t *testing.T, d time.Duration, what string, cond func() error)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// plainLogin logs in as the operator does, without TLS.
+type plainLogin struct{ MySQLVerifier }
+
+func (p plainLogin) Verify(ctx context.Context, addr, user, password, database string, _ *tls.Config) error {
+	return p.MySQLVerifier.Verify(ctx, addr, user, password, database, nil)
+}
+
+func (p plainLogin) ClientSessions(ctx context.Context, addr, user, password, database string, _ *tls.Config) (int, error) {
+	return p.MySQLVerifier.ClientSessions(ctx, addr, user, password, database, nil)
 }

@@ -70,7 +70,7 @@ const annotationPodInputs = "myaas.io/pod-inputs"
 
 // reconcileStatefulSet creates the StatefulSet whose volume is cloned from the revision's snapshot.
 // Once it exists, its pod template changes only when the instance's own spec asks for it (its
-// resources): a new operator version, or a template edited since, restarts no running instance.
+// resources, requireSecureTransport): a new operator version, or a template edited since, restarts no running instance.
 // A reset recreates it, with the operator's agent of the day.
 func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
 	inst, src := s.inst, s.src

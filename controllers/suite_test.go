@@ -143,6 +143,14 @@ func startManager(t *testing.T, o Options) *testManager {
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
+	// The test servers on loopback speak no TLS: logins are plain unless a test asks for the
+	// operator's own verifier (the TLS tests, whose servers serve the issued certificate).
+	if o.Verifier == nil {
+		o.Verifier = plainLogin{}
+	}
+	if o.Sessions == nil {
+		o.Sessions = plainLogin{}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := Setup(ctx, mgr, o); err != nil {
 		cancel()

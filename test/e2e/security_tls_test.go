@@ -162,6 +162,14 @@ func TestTLSInstancesServeVerifiedTLS(t *testing.T) {
 		t.Fatalf("a plain client connected to the instance with requireSecureTransport: %q", out)
 	}
 
+	// `kubectl myaas connect` in the cluster verifies the server with the Secret's CA, so it works
+	// where plain clients are refused.
+	cipher := mustMyaas(t, ns, "connect", "strict", "--in-cluster", "--", "-N", "-B", "-e",
+		"SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_cipher'")
+	if strings.TrimSpace(cipher) == "" {
+		t.Fatalf("kubectl myaas connect --in-cluster: no TLS cipher in %q", cipher)
+	}
+
 	// The same from a Go client over the pod network: the name checked is the Service's.
 	db, err := verifiedLogin(t, ns, "strict", []byte(ca["ca.crt"]))
 	if err != nil {

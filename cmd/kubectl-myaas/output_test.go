@@ -110,7 +110,8 @@ func TestConnectionAt(t *testing.T) {
 	}
 	if c := testConn.at("fd00::1", 3306); !strings.Contains(c.URI, "@[fd00::1]:3306/") {
 		t.Fatalf("IPv6: %s", c.URI)
-	}	// Reached at another address, the strings of a TLS instance verify the CA, not the name.
+	}
+	// Reached at another address, the strings of a TLS instance verify the CA, not the name.
 	for _, tc := range []struct{ uri, jdbc, wantURI, wantJDBC string }{
 		{"mysql://app:pw@pr-1.ci.svc:3306/app?ssl-mode=VERIFY_IDENTITY", "jdbc:mariadb://pr-1.ci.svc:3306/app?password=pw&sslMode=verify-full&user=app",
 			"mysql://app:pw@127.0.0.1:40001/app?ssl-mode=VERIFY_CA", "jdbc:mariadb://127.0.0.1:40001/app?password=pw&sslMode=verify-ca&user=app"},

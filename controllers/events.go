@@ -26,4 +26,6 @@ const (
 	EventResetStarted          = "ResetStarted"
 	EventIdle                  = "Idle"
 	EventExpired               = "Expired"
+	EventCANotUsable           = "CANotUsable"
+	EventCertificateIssued     = "CertificateIssued"
 )

@@ -90,6 +90,10 @@ type instancePass struct {
 	serverAddr string
 	// deleted: the instance expired and is gone; its status is not written.
 	deleted bool
+	// tlsCA is the CA of the instance's certificate, read by reconcileTLS; plainServer: the
+	// server was started before the operator issued certificates and speaks no TLS.
+	tlsCA       []byte
+	plainServer bool
 }
 
 // steps is the instance's pipeline; a step that waits for something ends the pass.
@@ -98,6 +102,7 @@ func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
 		{"expiry", r.reconcileTTL},                // instance_ttl.go
 		{"reset", r.reconcileReset},               // instance_reset.go
 		{"revision", r.resolveRevision},           // instance_revision.go
+		{"TLS certificate", r.reconcileTLS},       // instance_tls.go
 		{"credentials Secret", r.reconcileSecret}, // instance_secret.go
 		{"Service", r.reconcileService},           // instance_statefulset.go
 		{"StatefulSet", r.reconcileStatefulSet},   // instance_statefulset.go

@@ -167,7 +167,7 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 		creds["type"] != "mysql" || creds["provider"] != "myaas" || len(creds["password"]) < 20 || creds["password"] == creds["root-password"] {
 		t.Fatalf("secret %v", redact(creds))
 	}
-	if want := fmt.Sprintf("mysql://dev:%s@feature-login.%s.svc:3306/shop", creds["password"], ns); creds["uri"] != want {
+	if want := fmt.Sprintf("mysql://dev:%s@feature-login.%s.svc:3306/shop?ssl-mode=VERIFY_IDENTITY", creds["password"], ns); creds["uri"] != want {
 		t.Fatalf("uri %q", redactIn(creds["uri"], creds))
 	}
 

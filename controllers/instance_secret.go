@@ -73,6 +73,9 @@ func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, s *ins
 		return nil, err
 	}
 	want := builder.CredentialsSecret(inst, s.src.engine, passwords)
+	if err := r.withTLS(s, want); err != nil {
+		return nil, err
+	}
 	if !sameData(secret.Data, want.StringData) {
 		secret.Data = map[string][]byte{}
 		for k, v := range want.StringData {
@@ -92,6 +95,9 @@ func (r *DatabaseInstanceReconciler) createSecret(ctx context.Context, s *instan
 		return err
 	}
 	secret := builder.CredentialsSecret(s.inst, s.src.engine, passwords)
+	if err := r.withTLS(s, secret); err != nil {
+		return err
+	}
 	if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create Secret %s: %w", secret.Name, err)
 	}

@@ -23,6 +23,10 @@ const (
 	RoleRefreshRequest = "refresh-request"
 	RoleInstanceData   = "instance-data"
 	RoleInstance       = "instance"
+	// RoleCA marks the namespace's CA Secret, which issues the instances' server certificates.
+	RoleCA = "ca"
+	// RoleTLS marks an instance's certificate Secret.
+	RoleTLS = "tls"
 )
 
 // Condition types shared by both kinds.

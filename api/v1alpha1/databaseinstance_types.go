@@ -67,6 +67,38 @@ type DatabaseInstanceSpec struct {
 	// Idle suspends or deletes the instance once no client has had a session on it for a while.
 	// +optional
 	Idle *IdleSpec `json:"idle,omitempty"`
+
+	// TLS says who issues the server's certificate. The server always speaks TLS; by default the
+	// operator's CA of the namespace (Secret myaas-ca) issues it.
+	// +optional
+	TLS *InstanceTLS `json:"tls,omitempty"`
+
+	// RequireSecureTransport refuses client connections without TLS. Changing it restarts the server.
+	// +optional
+	RequireSecureTransport bool `json:"requireSecureTransport,omitempty"`
+}
+
+// InstanceTLS configures the instance's server certificate.
+type InstanceTLS struct {
+	// IssuerRef names a cert-manager Issuer or ClusterIssuer: the operator then asks cert-manager
+	// for the certificate (a Certificate named <instance>-tls) instead of issuing it itself.
+	// Immutable.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="issuerRef is immutable: create a new DatabaseInstance to use another issuer"
+	IssuerRef *IssuerReference `json:"issuerRef,omitempty"`
+}
+
+// IssuerReference names a cert-manager issuer.
+type IssuerReference struct {
+	// Name of the issuer.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Kind: Issuer (in the instance's namespace, the default) or ClusterIssuer.
+	// +optional
+	// +kubebuilder:default=Issuer
+	// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+	Kind string `json:"kind,omitempty"`
 }
 
 // IdleAction is what happens to an idle instance.

@@ -257,4 +257,9 @@ func TestClientPod(t *testing.T) {
 			t.Errorf("%s has a literal value: credentials come from the Secret", ev.Name)
 		}
 	}
+	// The client verifies the server with the Secret's CA when it has one.
+	if v := p.Spec.Volumes; len(v) != 1 || v[0].Secret == nil || v[0].Secret.SecretName != "pr-1-credentials" || v[0].Secret.Optional == nil || !*v[0].Secret.Optional ||
+		!strings.Contains(c.Command[2], "--ssl-verify-server-cert") {
+		t.Errorf("CA volume %+v, script %s", v, c.Command[2])
+	}
 }

@@ -27,6 +27,10 @@ type startOptions struct {
 	serverID       uint
 	serverOptions  multiFlag
 	port           int
+	// tlsDir holds the certificate Secret; empty serves without TLS (an instance of an older
+	// operator, whose pod mounts none).
+	tlsDir                 string
+	requireSecureTransport bool
 }
 
 func parseStartFlags(args []string) (startOptions, error) {
@@ -39,6 +43,8 @@ func parseStartFlags(args []string) (startOptions, error) {
 	fs.UintVar(&o.serverID, agentapi.FlagServerID, 1, "server_id of this instance")
 	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
 	fs.IntVar(&o.port, agentapi.FlagPort, 3306, "TCP port")
+	fs.StringVar(&o.tlsDir, agentapi.FlagTLSDir, "", "the instance's mounted certificate Secret; TLS is off without it")
+	fs.BoolVar(&o.requireSecureTransport, agentapi.FlagRequireSecureTransport, false, "refuse TCP clients without TLS")
 	return o, fs.Parse(args)
 }
 
@@ -122,6 +128,11 @@ func startCommand(o startOptions) (string, []string, error) {
 		"--init-file=" + initFile,
 	}, eng.ServingOptions(bufferPoolSize(), uint32(o.serverID), scratch)...)
 	args = append(args, keep...)
+	tls, err := tlsOptions(eng, o)
+	if err != nil {
+		return "", nil, err
+	}
+	args = append(args, tls...)
 	args = append(args, extra...)
 	if runAsRoot() {
 		args = append(args, "--user=root")

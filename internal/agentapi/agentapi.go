@@ -40,6 +40,9 @@ const (
 	PostImportFile = PostImportDir + "/" + PostImportName
 	// CredentialsDir holds the instance's Secret.
 	CredentialsDir = "/etc/myaas/credentials"
+	// TLSDir holds the instance's certificate Secret (kubernetes.io/tls keys: TLSCertKey,
+	// TLSPrivateKeyKey, TLSCAKey). The server reads it at start.
+	TLSDir = "/etc/myaas/tls"
 	// TerminationLog is where the agent leaves its Report for the operator.
 	TerminationLog = "/dev/termination-log"
 )
@@ -91,6 +94,10 @@ const (
 	FlagS3Prefix            = "s3-prefix"             // I
 	FlagS3Region            = "s3-region"             // I
 	FlagS3Insecure          = "s3-insecure"           // I
+	// FlagTLSDir turns on TLS with the certificate in that directory.
+	FlagTLSDir = "tls-dir" // S
+	// FlagRequireSecureTransport refuses TCP connections without TLS.
+	FlagRequireSecureTransport = "require-secure-transport" // S
 )
 
 // Flag renders --name=value.
@@ -111,6 +118,14 @@ const (
 	SecretKeyDSN          = "dsn"
 	SecretKeyType         = "type"
 	SecretKeyProvider     = "provider"
+)
+
+// Keys of the certificate Secrets (type kubernetes.io/tls, as cert-manager writes them). The
+// credentials Secret carries TLSCAKey too: the CA its clients verify the server with.
+const (
+	TLSCertKey       = "tls.crt"
+	TLSPrivateKeyKey = "tls.key"
+	TLSCAKey         = "ca.crt"
 )
 
 // Keys of a template's source Secrets.

@@ -159,6 +159,8 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 			SecretName: CredentialsSecretName(inst.Name), DefaultMode: ptr.To[int32](0o440),
 		}}},
 	}
+	tlsVol, tlsMount := tlsVolume(inst)
+	volumes, mounts = append(volumes, tlsVol), append(mounts, tlsMount)
 	if p.AgentInVolume {
 		agent, initContainers = agentapi.AgentInVolume, nil
 		mounts = slices.DeleteFunc(mounts, func(m corev1.VolumeMount) bool { return m.Name == volumeBin })
@@ -182,6 +184,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 		agentapi.Flag(agentapi.FlagServerID, strconv.FormatUint(uint64(ServerID(inst.UID)), 10)),
 		agentapi.Flag(agentapi.FlagPort, strconv.Itoa(int(p.Engine.Port()))),
 	}
+	args = append(args, tlsArgs(inst)...)
 	args = append(args, serverOptionArgs(p.ServerConfig)...)
 
 	return &appsv1.StatefulSet{

@@ -32,6 +32,9 @@ type Engine interface {
 	// ServingOptions are server options for an instance. scratchDir, relative to the datadir, is
 	// the pod's own directory for what the server recreates at every start.
 	ServingOptions(bufferPool int64, serverID uint32, scratchDir string) []string
+	// TLSOptions make an instance's server speak TLS with the certificate, key and CA in those
+	// files; requireSecure refuses TCP clients that do not use it.
+	TLSOptions(t TLSFiles, requireSecure bool) []string
 	// BeforeLoadSQL and AfterLoadSQL run around the load (MySQL disables its redo log).
 	BeforeLoadSQL() []string
 	AfterLoadSQL() []string
@@ -49,6 +52,11 @@ type Credentials struct {
 	Password     string
 	Database     string
 	RootPassword string
+}
+
+// TLSFiles are the paths of a server's certificate, its key and the CA that issued it.
+type TLSFiles struct {
+	Cert, Key, CA string
 }
 
 // Lookup returns the engine called name.
@@ -133,6 +141,16 @@ func credentialSQL(c Credentials) []string {
 		"ALTER USER 'root'@'localhost' IDENTIFIED BY " + quote(c.RootPassword),
 		"FLUSH PRIVILEGES",
 	}
+}
+
+// tlsOptions are the same on both engines. The local socket, which the pod's own probe and agent
+// use, counts as secure transport for both, so requiring TLS never locks them out.
+func tlsOptions(t TLSFiles, requireSecure bool) []string {
+	opts := []string{"--ssl-cert=" + t.Cert, "--ssl-key=" + t.Key, "--ssl-ca=" + t.CA}
+	if requireSecure {
+		opts = append(opts, "--require-secure-transport=ON")
+	}
+	return opts
 }
 
 // temporaryTablespace keeps InnoDB's temporary tablespace, written in full at every start, out of

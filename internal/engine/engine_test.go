@@ -112,3 +112,20 @@ func TestCredentialSQLQuotesWhatTheSecretHolds(t *testing.T) {
 		}
 	}
 }
+
+func TestTLSOptions(t *testing.T) {
+	files := TLSFiles{Cert: "/tls/tls.crt", Key: "/tls/tls.key", CA: "/tls/ca.crt"}
+	for _, eng := range []Engine{MariaDB{}, MySQL{}} {
+		for _, tc := range []struct {
+			require bool
+			want    []string
+		}{
+			{false, []string{"--ssl-cert=/tls/tls.crt", "--ssl-key=/tls/tls.key", "--ssl-ca=/tls/ca.crt"}},
+			{true, []string{"--ssl-cert=/tls/tls.crt", "--ssl-key=/tls/tls.key", "--ssl-ca=/tls/ca.crt", "--require-secure-transport=ON"}},
+		} {
+			if got := eng.TLSOptions(files, tc.require); !slices.Equal(got, tc.want) {
+				t.Errorf("%s require=%v: %v, want %v", eng.Name(), tc.require, got, tc.want)
+			}
+		}
+	}
+}

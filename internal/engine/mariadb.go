@@ -59,6 +59,10 @@ func (MariaDB) ServingOptions(bufferPool int64, serverID uint32, scratchDir stri
 func (MariaDB) BeforeLoadSQL() []string { return nil }
 func (MariaDB) AfterLoadSQL() []string  { return nil }
 
+func (MariaDB) TLSOptions(t TLSFiles, requireSecure bool) []string {
+	return tlsOptions(t, requireSecure)
+}
+
 func (MariaDB) CredentialSQL(c Credentials) []string { return credentialSQL(c) }
 
 // PrepareClone drops files that would make clones share an identity or state: the image's

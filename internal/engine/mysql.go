@@ -55,6 +55,8 @@ func (MySQL) ServingOptions(bufferPool int64, serverID uint32, scratchDir string
 func (MySQL) BeforeLoadSQL() []string { return []string{"ALTER INSTANCE DISABLE INNODB REDO_LOG"} }
 func (MySQL) AfterLoadSQL() []string  { return []string{"ALTER INSTANCE ENABLE INNODB REDO_LOG"} }
 
+func (MySQL) TLSOptions(t TLSFiles, requireSecure bool) []string { return tlsOptions(t, requireSecure) }
+
 func (MySQL) CredentialSQL(c Credentials) []string { return credentialSQL(c) }
 
 // PrepareClone removes auto.cnf so that each clone gets its own server_uuid.

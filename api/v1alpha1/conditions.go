@@ -62,4 +62,6 @@ const (
 	ReasonSecretNotOwned             = "SecretNotOwned"
 	ReasonWaitingForPreviousInstance = "WaitingForPreviousInstance"
 	ReasonServiceTypeNotAllowed      = "ServiceTypeNotAllowed"
+	ReasonTemplateNotShared          = "TemplateNotShared"
+	ReasonWaitingForSharedSnapshot   = "WaitingForSharedSnapshot"
 )

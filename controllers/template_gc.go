@@ -57,6 +57,11 @@ func (r *DatabaseTemplateReconciler) revisionUsers(ctx context.Context, t *myaas
 	for _, inst := range instances.Items {
 		rev := pinnedRevision(&inst)
 		if rev == 0 {
+			// It will clone the latest revision, and may have made its copy already: the copy
+			// of that revision in its namespace is in use.
+			if t.Status.LatestRevision > 0 {
+				usedIn.add(t.Status.LatestRevision, inst.Namespace)
+			}
 			continue
 		}
 		counts[rev]++

@@ -14,10 +14,9 @@ import (
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
 )
 
-// sharedCopyGrace keeps a copy that nothing uses yet: an instance makes its copy before its status
-// (which pins the revision it is for) is written, and deleting the copy in between would only
-// make it start over.
-const sharedCopyGrace = time.Minute
+// sharedCopyGrace keeps a copy made a moment ago that nothing seems to use: the instance that made
+// it may not be in this controller's cache yet.
+const sharedCopyGrace = 5 * time.Second
 
 // +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshotcontents,verbs=get;list;watch;create;delete
 

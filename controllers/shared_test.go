@@ -112,10 +112,10 @@ func TestSharedTemplateIsRefusedWithoutGrantAndClonedFromACopyWithOne(t *testing
 	})
 	consistently(t, time.Second, "nothing made for a refused instance", func() error {
 		if err := k8s.Get(bg, client.ObjectKey{Namespace: devA, Name: "dev-credentials"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("credentials Secret: %v", err)
+			return fmt.Errorf("credentials Secret: %w", err)
 		}
 		if _, err := getContent(builder.SharedContentName(devA, shared, "shop", 1)); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("copy made without a grant: %v", err)
+			return fmt.Errorf("copy made without a grant: %w", err)
 		}
 		return nil
 	})
@@ -161,8 +161,11 @@ func TestSharedTemplateIsRefusedWithoutGrantAndClonedFromACopyWithOne(t *testing
 	}
 	consistently(t, 500*time.Millisecond, "no clone before the copy is ready", func() error {
 		pvcs := &corev1.PersistentVolumeClaimList{}
-		if err := k8s.List(bg, pvcs, client.InNamespace(devA)); err != nil || len(pvcs.Items) > 0 {
-			return fmt.Errorf("clone requested from a copy not ready: %v %d", err, len(pvcs.Items))
+		if err := k8s.List(bg, pvcs, client.InNamespace(devA)); err != nil {
+			return err
+		}
+		if len(pvcs.Items) > 0 {
+			return fmt.Errorf("clone requested from a copy not ready: %s", pvcs.Items[0].Name)
 		}
 		return nil
 	})
@@ -265,11 +268,11 @@ func TestSharedRevisionIsKeptWhileUsedAnywhereThenDeletedInSafeOrder(t *testing.
 	deleteInstance(t, instA)
 	eventually(t, 30*time.Second, "copy in dev-a deleted", func() error {
 		if _, err := getContent(builder.SharedContentName(devA, shared, "shop", 1)); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("content still there: %v", err)
+			return fmt.Errorf("content still there: %w", err)
 		}
 		err := k8s.Get(bg, client.ObjectKey{Namespace: devA, Name: builder.SharedSnapshotName(shared, "shop", 1)}, &snapshotv1.VolumeSnapshot{})
 		if !apierrors.IsNotFound(err) {
-			return fmt.Errorf("snapshot still there: %v", err)
+			return fmt.Errorf("snapshot still there: %w", err)
 		}
 		return nil
 	})
@@ -294,13 +297,13 @@ func TestSharedRevisionIsKeptWhileUsedAnywhereThenDeletedInSafeOrder(t *testing.
 	eventually(t, 30*time.Second, "dev-b's copy snapshot being deleted", func() error {
 		snap := &snapshotv1.VolumeSnapshot{}
 		if err := k8s.Get(bg, client.ObjectKey{Namespace: devB, Name: copyB}, snap); err != nil || snap.DeletionTimestamp.IsZero() {
-			return fmt.Errorf("not being deleted: %v", err)
+			return fmt.Errorf("not being deleted: %w", err)
 		}
 		return nil
 	})
 	consistently(t, 1500*time.Millisecond, "content and revision outlive the copy snapshot", func() error {
 		if c, err := getContent(builder.SharedContentName(devB, shared, "shop", 1)); err != nil || !c.DeletionTimestamp.IsZero() {
-			return fmt.Errorf("content deleted before its snapshot: %v", err)
+			return fmt.Errorf("content deleted before its snapshot: %w", err)
 		}
 		snap := &snapshotv1.VolumeSnapshot{}
 		if err := k8s.Get(bg, client.ObjectKey{Namespace: shared, Name: "shop-r1"}, snap); err != nil || !snap.DeletionTimestamp.IsZero() {
@@ -311,11 +314,11 @@ func TestSharedRevisionIsKeptWhileUsedAnywhereThenDeletedInSafeOrder(t *testing.
 	removeFinalizer(t, &snapshotv1.VolumeSnapshot{}, devB, copyB, "test.myaas.io/hold")
 	eventually(t, 30*time.Second, "revision 1's snapshot deleted after its copies", func() error {
 		if _, err := getContent(builder.SharedContentName(devB, shared, "shop", 1)); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("content still there: %v", err)
+			return fmt.Errorf("content still there: %w", err)
 		}
 		snap := &snapshotv1.VolumeSnapshot{}
 		if err := k8s.Get(bg, client.ObjectKey{Namespace: shared, Name: "shop-r1"}, snap); err != nil || snap.DeletionTimestamp.IsZero() {
-			return fmt.Errorf("not being deleted: %v", err)
+			return fmt.Errorf("not being deleted: %w", err)
 		}
 		return nil
 	})

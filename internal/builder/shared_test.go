@@ -85,7 +85,6 @@ func TestSharedSnapshotCopy(t *testing.T) {
 	}
 }
 
-
 func TestSharedNamesStayValid(t *testing.T) {
 	long := strings.Repeat("t", 250)
 	a := SharedContentName("dev-a", "shared", long, 1)

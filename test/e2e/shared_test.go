@@ -207,23 +207,6 @@ func TestSharedTemplateAcrossNamespaces(t *testing.T) {
 	}
 }
 
-// namedNamespace makes a namespace whose name starts with prefix, removed after a passing test.
-func namedNamespace(t *testing.T, prefix string) string {
-	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
-	if err := k8s.Create(ctx, ns); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("namespace %s kept for inspection", ns.Name)
-			return
-		}
-		_ = k8s.Delete(ctx, ns)
-	})
-	return ns.Name
-}
-
 func fromNamespace(ns string) func(*myaasv1.DatabaseInstance) {
 	return func(i *myaasv1.DatabaseInstance) { i.Spec.TemplateRef.Namespace = ns }
 }

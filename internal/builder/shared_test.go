@@ -98,3 +98,21 @@ func TestSharedNamesStayValid(t *testing.T) {
 		}
 	}
 }
+
+func TestInstanceLabelsNameTheTemplateNamespaceOnlyAcrossNamespaces(t *testing.T) {
+	for _, tc := range []struct {
+		ref  myaasv1.TemplateReference
+		want string
+	}{
+		{myaasv1.TemplateReference{Name: "shop"}, ""},
+		{myaasv1.TemplateReference{Name: "shop", Namespace: "dev-a"}, ""},
+		{myaasv1.TemplateReference{Name: "shop", Namespace: "shared"}, "shared"},
+	} {
+		inst := &myaasv1.DatabaseInstance{}
+		inst.Namespace, inst.Name, inst.Spec.TemplateRef = "dev-a", "mine", tc.ref
+		got, ok := InstanceLabels(inst)[myaasv1.LabelTemplateNamespace]
+		if got != tc.want || ok != (tc.want != "") {
+			t.Errorf("templateRef %+v: label %q (set %v), want %q", tc.ref, got, ok, tc.want)
+		}
+	}
+}

@@ -37,7 +37,8 @@ func TestSharedTemplateAcrossNamespaces(t *testing.T) {
 		t.Fatal(err)
 	}
 	newTemplate(t, shared, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{
-		URL: url + "/shop.sql.gz", SecretRef: &corev1.LocalObjectReference{Name: "source-auth"},
+		// The dump server of the test speaks plain http; credentials go over it only when allowed.
+		URL: url + "/shop.sql.gz", SecretRef: &corev1.LocalObjectReference{Name: "source-auth"}, Insecure: true,
 	}}, func(d *myaasv1.DatabaseTemplate) {
 		d.Spec.RetainRevisions = 1
 		d.Spec.Refresh = &myaasv1.RefreshSpec{Schedule: "0 3 * * *"}

@@ -61,14 +61,17 @@ func TestSharedTemplateAcrossNamespaces(t *testing.T) {
 		{[]string{"create", "databaseinstances", "-n", shared}, "no"},
 	} {
 		out, _ := kubectlMay(append([]string{"auth", "can-i", "--as", "alice"}, c.args...)...)
-		if strings.TrimSpace(out) != c.want {
-			t.Errorf("kubectl auth can-i %s --as alice: %q, want %q", strings.Join(c.args, " "), strings.TrimSpace(out), c.want)
+		// The answer is the last line; kubectl may warn before it.
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		if got := strings.TrimSpace(lines[len(lines)-1]); got != c.want {
+			t.Errorf("kubectl auth can-i %s --as alice: %q, want %q", strings.Join(c.args, " "), out, c.want)
 		}
 	}
 	if out, err := kubectlMay("--as", "alice", "-n", shared, "get", "secret", "source-auth", "-o", "yaml"); err == nil || !strings.Contains(out, "Forbidden") || strings.Contains(out, marker) {
 		t.Fatalf("alice read a Secret of %s: %v\n%s", shared, err, out)
 	}
 
+	t.Log("step: no grant: refused")
 	// No grant: refused, with a condition that says which grant is missing.
 	r := myaas(t, devA, "--as", "alice", "create", "app", "--template", shared+"/shop", "--wait=false")
 	if r.code != 0 {
@@ -86,6 +89,7 @@ func TestSharedTemplateAcrossNamespaces(t *testing.T) {
 		return nil
 	})
 
+	t.Log("step: granted: ready with the data")
 	// The grant: Ready, with the template's data, through the plugin as alice uses it.
 	setSharing(t, shared, "shop", []string{devA, devB})
 	env := parseKV(t, mustMyaas(t, devA, "--as", "alice", "create", "app", "--template", shared+"/shop", "-o", "env", "--timeout", "3m"))
@@ -109,6 +113,7 @@ func TestSharedTemplateAcrossNamespaces(t *testing.T) {
 		return nil
 	})
 
+	t.Log("step: nothing of shared readable from dev-a")
 	// Nothing of shared is readable from dev-a: not through alice's rights, not in what the
 	// operator made there.
 	secrets := &corev1.SecretList{}
@@ -130,10 +135,12 @@ func TestSharedTemplateAcrossNamespaces(t *testing.T) {
 	rev1 := revisionObjects(t, shared, "shop", 1)
 	cloneA := clonePV(t, devA, "app")
 
+	t.Log("step: revision 2")
 	// Revision 2; revision 1 stays, used in two namespaces.
 	kubectl(t, "-n", shared, "create", "job", "--from=cronjob/shop-refresh", "refresh-now")
 	waitForRevision(t, shared, "shop", 2, 300*time.Second)
 
+	t.Log("step: dev-a deleted")
 	// dev-a goes entirely: its copy and its clone go with it, revision 1 stays for dev-b.
 	if err := k8s.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: devA}}); err != nil {
 		t.Fatal(err)
@@ -162,6 +169,7 @@ func TestSharedTemplateAcrossNamespaces(t *testing.T) {
 		t.Fatal("revision 1 left the template's status while dev-b uses it")
 	}
 
+	t.Log("step: revoking")
 	// Revoking dev-b's grant: a new instance there is refused, the running one is left alone.
 	setSharing(t, shared, "shop", nil)
 	newInstance(t, devB, "late", "shop", fromNamespace(shared))
@@ -180,6 +188,7 @@ func TestSharedTemplateAcrossNamespaces(t *testing.T) {
 		t.Fatalf("the running instance lost its data: %d orders", got)
 	}
 
+	t.Log("step: last user gone")
 	// The last user of revision 1 goes: its snapshot, its copies and its volume follow.
 	if err := k8s.Delete(ctx, running); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,7 @@ const (
 	EventStaleChildren         = "StaleChildren"
 
 	EventTemplateNotFound      = "TemplateNotFound"
+	EventTemplateNotShared     = "TemplateNotShared"
 	EventRevisionNotFound      = "RevisionNotFound"
 	EventReady                 = "Ready"
 	EventLoginFailed           = "LoginFailed"

@@ -86,7 +86,7 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s
 		AgentImage:       src.server.AgentImage,
 		ServerConfig:     src.server.Config,
 		Revision:         src.revision.Revision,
-		SnapshotName:     src.revision.SnapshotName,
+		SnapshotName:     src.cloneSnapshot,
 		RestoreSize:      resource.MustParse(size.String()),
 		StorageClassName: src.template.Spec.Storage.StorageClassName,
 		NodeAffinity:     src.nodeAffinity,

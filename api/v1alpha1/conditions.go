@@ -66,5 +66,7 @@ const (
 	// ReasonCANotUsable: the namespace's CA Secret is not the operator's, or holds no valid CA.
 	ReasonCANotUsable = "CANotUsable"
 	// ReasonWaitingForCertificate: cert-manager has not yet written the instance's certificate.
-	ReasonWaitingForCertificate = "WaitingForCertificate"
+	ReasonWaitingForCertificate    = "WaitingForCertificate"
+	ReasonTemplateNotShared        = "TemplateNotShared"
+	ReasonWaitingForSharedSnapshot = "WaitingForSharedSnapshot"
 )

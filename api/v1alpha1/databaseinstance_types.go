@@ -5,12 +5,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TemplateReference names a DatabaseTemplate in the instance's namespace.
+// TemplateReference names a DatabaseTemplate, in the instance's namespace unless Namespace says
+// otherwise.
 type TemplateReference struct {
 	// Name of the DatabaseTemplate.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name"`
+	// Namespace of the DatabaseTemplate; the instance's own when empty. A template in another
+	// namespace must share itself with the instance's namespace (its spec.sharing).
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // DatabaseInstanceSpec defines an instance.
@@ -214,6 +221,7 @@ const (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=dbi;dbinstance,categories=myaas
 // +kubebuilder:printcolumn:name="Template",type=string,JSONPath=`.spec.templateRef.name`
+// +kubebuilder:printcolumn:name="Template Namespace",type=string,JSONPath=`.spec.templateRef.namespace`,priority=1
 // +kubebuilder:printcolumn:name="Revision",type=integer,JSONPath=`.status.revision`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint.host`

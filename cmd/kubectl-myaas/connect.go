@@ -76,7 +76,7 @@ func (e *env) connect(ctx context.Context, name string, clientArgs []string, o *
 	}
 	// The template names the engine and the image the revision was imported with; an instance
 	// outlives its template's deletion only briefly, so a missing one is not fatal for local use.
-	t, terr := e.getTemplate(ctx, inst.Spec.TemplateRef.Name)
+	t, terr := e.getTemplateAt(ctx, myaasv1.TemplateReference{Name: inst.Spec.TemplateRef.Name, Namespace: inst.TemplateNamespace()})
 	engine := myaasv1.EngineMariaDB
 	if terr == nil {
 		engine = t.Spec.Engine.Type

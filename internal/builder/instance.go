@@ -22,12 +22,18 @@ import (
 
 // InstanceLabels mark every child of an instance.
 func InstanceLabels(inst *myaasv1.DatabaseInstance) map[string]string {
-	return map[string]string{
+	l := map[string]string{
 		"app.kubernetes.io/managed-by": "myaas",
 		myaasv1.LabelInstance:          inst.Name,
 		myaasv1.LabelTemplate:          inst.Spec.TemplateRef.Name,
 		myaasv1.LabelRole:              myaasv1.RoleInstance,
 	}
+	// Only on instances of another namespace's template: the children of the others keep the
+	// labels they were made with, and a template's own namespace is the default.
+	if inst.CrossNamespace() {
+		l[myaasv1.LabelTemplateNamespace] = inst.TemplateNamespace()
+	}
+	return l
 }
 
 // selectorLabels select the instance's pod; they never change, as a StatefulSet selector must not.

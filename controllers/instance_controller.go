@@ -84,6 +84,8 @@ type instancePass struct {
 	src *revisionSource
 	// secret is the instance's own credentials Secret, read by reconcileSecret.
 	secret *corev1.Secret
+	// adminSecret holds root's and the operator's admin account's passwords (reconcileAdminSecret).
+	adminSecret *corev1.Secret
 	// statefulSet is the instance's own StatefulSet, once it exists.
 	statefulSet *appsv1.StatefulSet
 	// serverAddr is where the server answered the login that made the instance Ready.
@@ -98,6 +100,7 @@ func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
 		{"expiry", r.reconcileTTL},                // instance_ttl.go
 		{"reset", r.reconcileReset},               // instance_reset.go
 		{"revision", r.resolveRevision},           // instance_revision.go
+		{"admin Secret", r.reconcileAdminSecret},  // instance_admin_secret.go
 		{"credentials Secret", r.reconcileSecret}, // instance_secret.go
 		{"Service", r.reconcileService},           // instance_statefulset.go
 		{"StatefulSet", r.reconcileStatefulSet},   // instance_statefulset.go

@@ -46,9 +46,9 @@ func (r *DatabaseInstanceReconciler) reconcileIdle(ctx context.Context, s *insta
 		return nil, nil
 	}
 	every := idleCheckInterval(idle.After.Duration)
-	secret := s.secret
-	// As root: only an account with the PROCESS privilege sees other accounts' sessions.
-	sessions, err := r.Sessions.ClientSessions(ctx, s.serverAddr, "root", string(secret.Data[agentapi.SecretKeyRootPassword]), "")
+	admin := s.adminSecret.Data
+	// As the operator's admin account: only an account with PROCESS sees other accounts' sessions.
+	sessions, err := r.Sessions.ClientSessions(ctx, s.serverAddr, string(admin[agentapi.AdminKeyUsername]), string(admin[agentapi.AdminKeyPassword]), "")
 	if err != nil {
 		// Never act on a check that did not happen.
 		log.FromContext(ctx).V(1).Info("idle check failed", "error", err.Error())

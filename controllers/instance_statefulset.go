@@ -169,6 +169,11 @@ func agentOf(sts *appsv1.StatefulSet, revisionAgent, managerAgent string) string
 // podInputsHash identifies what the instance's own spec puts into its pod.
 func podInputsHash(inst *myaasv1.DatabaseInstance) string {
 	b, _ := json.Marshal(inst.Spec.Resources) // plain fields always marshal
+	if privs := inst.Spec.ExtraPrivileges; len(privs) > 0 {
+		// Only when set, so that the hash of every instance made before them stays the same.
+		p, _ := json.Marshal(privs)
+		b = append(b, p...)
+	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }

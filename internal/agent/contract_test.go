@@ -109,7 +109,7 @@ func TestInstanceArgsParseInTheAgent(t *testing.T) {
 				t.Fatalf("the agent rejects the StatefulSet's args %v: %v", c.Args, err)
 			}
 			if o.engine != "mariadb" || o.datadir != agentapi.DataDir || o.runDir != agentapi.RunDir ||
-				o.credentialsDir != agentapi.CredentialsDir || o.port != 3306 || o.serverID != uint(builder.ServerID(inst.UID)) {
+				o.credentialsDir != agentapi.CredentialsDir || o.adminDir != agentapi.AdminCredentialsDir || o.port != 3306 || o.serverID != uint(builder.ServerID(inst.UID)) {
 				t.Errorf("parsed %+v", o)
 			}
 			probe := c.ReadinessProbe.Exec.Command
@@ -123,7 +123,7 @@ func TestInstanceArgsParseInTheAgent(t *testing.T) {
 			if po.credentialsDir != agentapi.CredentialsDir || po.addr != agentapi.RunDir+"/"+agentapi.SocketName {
 				t.Errorf("probe parsed %+v", po)
 			}
-			for _, p := range []string{o.datadir, o.runDir, o.credentialsDir + "/" + agentapi.SecretKeyPassword, c.Command[0]} {
+			for _, p := range []string{o.datadir, o.runDir, o.credentialsDir + "/" + agentapi.SecretKeyPassword, o.adminDir + "/" + agentapi.AdminKeyRootPassword, c.Command[0]} {
 				if !mounted(c.VolumeMounts, p) {
 					t.Errorf("%s is on no volume of the instance pod", p)
 				}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -142,5 +143,29 @@ func TestAccounts(t *testing.T) {
 		if tc.drop != nil && !slices.Equal(DropAccountSQL(tc.account), tc.drop) {
 			t.Errorf("%v: drop with %v, want %v", tc.account, DropAccountSQL(tc.account), tc.drop)
 		}
+	}
+}
+
+// The API refuses what the agent would refuse: spec.extraPrivileges' enum is ExtraPrivileges.
+func TestExtraPrivilegesAreTheAPIsEnum(t *testing.T) {
+	crd, err := os.ReadFile("../../config/crd/bases/myaas.io_databaseinstances.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(crd), "extraPrivileges:")
+	_, rest, ok2 := strings.Cut(rest, "enum:\n")
+	if !ok || !ok2 {
+		t.Fatal("no enum for spec.extraPrivileges in the CRD")
+	}
+	var enum []string
+	for _, line := range strings.Split(rest, "\n") {
+		item, isItem := strings.CutPrefix(strings.TrimSpace(line), "- ")
+		if !isItem {
+			break
+		}
+		enum = append(enum, item)
+	}
+	if !slices.Equal(enum, ExtraPrivileges) {
+		t.Fatalf("the CRD's enum %v differs from ExtraPrivileges %v", enum, ExtraPrivileges)
 	}
 }

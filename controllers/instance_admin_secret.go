@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -80,6 +81,31 @@ func (r *DatabaseInstanceReconciler) legacyRootPassword(ctx context.Context, s *
 		return ""
 	}
 	return string(user.Data[legacyRootPasswordKey])
+}
+
+// keepLegacyRootPassword leaves root's password in the user's Secret of an instance whose pod
+// predates the admin Secret: its agent reads root's password there at every start, until a
+// reset moves it to the current pod. The idle check then logs in as root with it.
+func keepLegacyRootPassword(ctx context.Context, c client.Client, s *instancePass, have, want *corev1.Secret) {
+	legacy, ok := have.Data[legacyRootPasswordKey]
+	if !ok {
+		return
+	}
+	sts := &appsv1.StatefulSet{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: s.inst.Namespace, Name: s.inst.Name}, sts); err != nil ||
+		ownershipOf(sts, s.inst, instanceKind) != owned || mountsSecret(sts, builder.AdminSecretName(s.inst.Name)) {
+		return
+	}
+	want.StringData[legacyRootPasswordKey] = string(legacy)
+}
+
+func mountsSecret(sts *appsv1.StatefulSet, name string) bool {
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == name {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *DatabaseInstanceReconciler) fillAdminPasswords(p *builder.AdminPasswords) error {

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -71,6 +72,57 @@ func TestAdminSecretIsTheOperatorsOwn(t *testing.T) {
 		}
 		if string(again.Data["password"]) == admin["password"] || len(again.Data["root-password"]) < 20 {
 			return fmt.Errorf("re-created without fresh passwords")
+		}
+		return nil
+	})
+}
+
+// An instance whose pod predates the admin Secret reads root's password from the user's Secret
+// at every start: the key stays there until a reset gives it the current pod, and goes from a
+// current one.
+func TestLegacyRootPasswordStaysForAnOlderPodOnly(t *testing.T) {
+	requireEnv(t)
+	startManager(t, Options{})
+	ns := newNamespace(t)
+	newTemplate(t, ns, "shop")
+	importRevision(t, ns, "shop", 1)
+	newInstance(t, ns, "old", "shop")
+	newInstance(t, ns, "current", "shop")
+	for _, name := range []string{"old", "current"} {
+		eventually(t, 20*time.Second, "StatefulSet "+name, func() error {
+			return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: name}, &appsv1.StatefulSet{})
+		})
+	}
+	// The older version's pod: no admin Secret mounted.
+	sts := &appsv1.StatefulSet{}
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "old"}, sts); err != nil {
+		t.Fatal(err)
+	}
+	pod := &sts.Spec.Template.Spec
+	pod.Volumes = slices.DeleteFunc(pod.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == "old-admin" })
+	pod.Containers[0].VolumeMounts = slices.DeleteFunc(pod.Containers[0].VolumeMounts, func(m corev1.VolumeMount) bool { return m.Name == "admin-credentials" })
+	if err := k8s.Update(bg, sts); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"old", "current"} {
+		secret := &corev1.Secret{}
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: name + "-credentials"}, secret); err != nil {
+			t.Fatal(err)
+		}
+		secret.Data["root-password"] = []byte("legacy-root")
+		if err := k8s.Update(bg, secret); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, "legacy key dropped from the current pod's Secret", func() error {
+		if v, ok := credentials(t, ns, "current")["root-password"]; ok {
+			return fmt.Errorf("still there: %d bytes", len(v))
+		}
+		return nil
+	})
+	consistently(t, 2*time.Second, "legacy key kept for the older pod", func() error {
+		if credentials(t, ns, "old")["root-password"] != "legacy-root" {
+			return fmt.Errorf("root's password gone: the older pod would not start again")
 		}
 		return nil
 	})

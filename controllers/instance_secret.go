@@ -64,6 +64,7 @@ func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, s *ins
 		return nil, err
 	}
 	want := builder.CredentialsSecret(inst, s.src.engine, passwords)
+	keepLegacyRootPassword(ctx, r.Client, s, secret, want)
 	if !sameData(secret.Data, want.StringData) {
 		secret.Data = map[string][]byte{}
 		for k, v := range want.StringData {

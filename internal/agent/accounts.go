@@ -6,10 +6,15 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
 )
 
@@ -126,4 +131,56 @@ func dropForeignAccounts(ctx context.Context, db *sql.DB, keep []string, initial
 		}
 	}
 	return dropped, nil
+}
+
+// markAccountsDropped records in the datadir that no account of the dumps is left in it.
+func markAccountsDropped(datadir string) error {
+	if err := os.WriteFile(filepath.Join(datadir, agentapi.AccountsDroppedFile), nil, 0o640); err != nil {
+		return fmt.Errorf("record the dropped accounts: %w", err)
+	}
+	return nil
+}
+
+func accountsDropped(datadir string) bool {
+	_, err := os.Stat(filepath.Join(datadir, agentapi.AccountsDroppedFile))
+	return err == nil
+}
+
+// dropLegacyAccounts drops, once the server answers, the accounts a revision imported by an
+// older version still holds: every one but the engine's own, the application user and the
+// operator's. The template's keepAccounts are not known here: such a revision never had them.
+func dropLegacyAccounts(ctx context.Context, datadir, socket string, c engine.Credentials) {
+	cfg := mysql.NewConfig()
+	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = "root", c.RootPassword, "unix", socket
+	cfg.Timeout = 2 * time.Second
+	connector, err := mysql.NewConnector(cfg)
+	if err != nil {
+		log.Printf("accounts of an older revision not dropped: %v", err)
+		return
+	}
+	db := sql.OpenDB(connector)
+	defer db.Close()
+	for deadline := time.Now().Add(5 * time.Minute); ; {
+		if err = db.PingContext(ctx); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			log.Printf("accounts of an older revision not dropped: %v", err)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	n, err := dropForeignAccounts(ctx, db, []string{c.Username, c.AdminUsername}, nil)
+	if err == nil {
+		err = markAccountsDropped(datadir)
+	}
+	if err != nil {
+		log.Printf("accounts of an older revision not dropped: %v", err)
+		return
+	}
+	log.Printf("dropped %d accounts an older import left in the revision", n)
 }

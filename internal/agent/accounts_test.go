@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"os"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/myaas/myaas/internal/agentapi"
 )
@@ -214,5 +216,53 @@ func TestDatadirDatabases(t *testing.T) {
 	got, err := datadirDatabases(dir)
 	if err != nil || !slices.Equal(got, []string{"app", "shop-eu"}) {
 		t.Fatalf("databases %v (%v)", got, err)
+	}
+}
+
+// A revision imported by an older version still holds the dump's accounts: its instances drop
+// them at start, once, keeping their own users.
+func TestOlderRevisionLosesTheDumpsAccountsAtStart(t *testing.T) {
+	template, _ := importWithAccounts(t)
+	datadir := copyDir(t, template)
+	if !accountsDropped(datadir) {
+		t.Fatal("the import did not record that it dropped the dump's accounts")
+	}
+	t.Run("as an older import left it", func(t *testing.T) {
+		serveDatadir(t, datadir).Exec(t, "CREATE USER 'prod_admin'@'%' IDENTIFIED BY 'prod-secret'", "GRANT ALL PRIVILEGES ON *.* TO 'prod_admin'@'%'")
+		if err := os.Remove(filepath.Join(datadir, agentapi.AccountsDroppedFile)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	creds := map[string]string{"username": "alice", "password": "pw-alice", "database": "app", "root-password": "root-alice"}
+	credDir, adminDir := credentialDirs(t, creds)
+	port := freePort(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runStart(ctx, []string{
+			agentapi.Flag(agentapi.FlagDatadir, datadir),
+			agentapi.Flag(agentapi.FlagRunDir, filepath.Join(t.TempDir(), "run")),
+			agentapi.Flag(agentapi.FlagCredentialsDir, credDir),
+			agentapi.Flag(agentapi.FlagAdminCredentialsDir, adminDir),
+			agentapi.Flag(agentapi.FlagPort, fmt.Sprint(port)),
+		})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for login(addr, "prod_admin", "prod-secret", "") == nil || !accountsDropped(datadir) {
+		if time.Now().After(deadline) {
+			t.Fatal("the older revision's prod_admin still logs in")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := login(addr, "alice", "pw-alice", "app"); err != nil {
+		t.Fatalf("the instance's own user was dropped with them: %v", err)
+	}
+	if err := login(addr, agentapi.AdminUsername, "admin-root-alice", ""); err != nil {
+		t.Fatalf("the operator's account was dropped with them: %v", err)
 	}
 }

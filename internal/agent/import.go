@@ -229,6 +229,9 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	if accountsDropped > 0 {
 		log.Printf("dropped %d accounts the dumps created", accountsDropped)
 	}
+	if err := markAccountsDropped(o.datadir); err != nil {
+		return agentapi.Report{}, err
+	}
 	if err := srv.exec(ctx, eng.AfterLoadSQL()...); err != nil {
 		return agentapi.Report{}, fmt.Errorf("finish bulk load: %w", err)
 	}

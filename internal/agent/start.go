@@ -178,7 +178,11 @@ func runStart(ctx context.Context, args []string) error {
 	go func() { exited <- cmd.Wait() }()
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
-	go followCredentials(watchCtx, eng, secretDirs{o.credentialsDir, o.adminDir}, filepath.Join(o.runDir, agentapi.SocketName), creds, grants, credentialsPoll)
+	socket := filepath.Join(o.runDir, agentapi.SocketName)
+	go followCredentials(watchCtx, eng, secretDirs{o.credentialsDir, o.adminDir}, socket, creds, grants, credentialsPoll)
+	if !accountsDropped(o.datadir) {
+		go dropLegacyAccounts(watchCtx, o.datadir, socket, creds)
+	}
 	select {
 	case err := <-exited:
 		return serverExit(err)

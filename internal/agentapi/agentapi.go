@@ -27,6 +27,9 @@ const (
 	AgentInVolume = DataMountPath + "/.myaas/myaas"
 	// RunDir is the pod's own scratch directory: socket, pid and init files, temporary tablespace.
 	RunDir = "/run/myaas"
+	// AccountsDroppedFile, in the datadir, says that the import dropped the dumps' accounts: an
+	// instance cloned from a revision without it (imported by an older version) drops them at start.
+	AccountsDroppedFile = "myaas-accounts-dropped"
 	// SocketName is the server's socket in the run directory: the pod's own logins (its probe,
 	// its agent) use it, so that the server tells them from clients, which come over TCP.
 	SocketName = "mysqld.sock"

@@ -161,10 +161,18 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	playImportPod(t, job, terminatedPod(`{"outcome":"Succeeded","bytesRead":1048576,"files":1,"durationSeconds":3.5,"datadirBytes":52428800,"agentSHA256":"`+testAgentSHA256+`"}`, 0))
+	playImportPod(t, job, terminatedPod(`{"outcome":"Succeeded","bytesRead":1048576,"files":1,"durationSeconds":3.5,"datadirBytes":52428800,"agentSHA256":"`+testAgentSHA256+`","accountsDropped":2}`, 0))
 	playJobFinished(t, job, true)
 	playSnapshotReady(t, ns, "shop", 1, "2Gi")
 	waitForLatestRevision(t, ns, "shop", 1)
+	eventually(t, 10*time.Second, "the import's event counts the dump's accounts dropped", func() error {
+		for _, e := range eventsFor(t, ns, "shop") {
+			if e.Reason == EventImportSucceeded && strings.Contains(e.Message, "dropped the 2 accounts it created") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no such event")
+	})
 
 	inst := newInstance(t, ns, "feature-login", "shop", func(i *myaasv1.DatabaseInstance) {
 		i.Spec.Database = "shop"

@@ -5,6 +5,7 @@ package e2e
 import (
 	"database/sql"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,6 +40,12 @@ func TestAccountsOfTheDumpAreDroppedAndTheAppUserIsNoAdmin(t *testing.T) {
 		if !errors.As(err, &merr) || merr.Number != 1045 {
 			t.Errorf("%s: login as %s gives %v, want access denied", why, user, err)
 		}
+	}
+	if out := kubectl(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name=prod,reason=ImportSucceeded"); !strings.Contains(out, "dropped the 2 accounts it created") {
+		t.Errorf("the import's event does not tell the accounts dropped:\n%s", out)
+	}
+	if out := kubectl(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name=prod-reporting,reason=ImportSucceeded"); !strings.Contains(out, "dropped the 1 accounts") {
+		t.Errorf("the import that keeps reporting drops only prod_admin:\n%s", out)
 	}
 	refusedLogin(addr, "prod_admin", "prod-secret", "the dump's prod_admin on the clone")
 	refusedLogin(addr, "reporting", "report-secret", "the dump's reporting account on the clone")

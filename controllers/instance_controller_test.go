@@ -167,7 +167,7 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 	waitForLatestRevision(t, ns, "shop", 1)
 	eventually(t, 10*time.Second, "the import's event counts the dump's accounts dropped", func() error {
 		for _, e := range eventsFor(t, ns, "shop") {
-			if e.Reason == EventImportSucceeded && strings.Contains(e.Message, "dropped the 2 accounts it created") {
+			if e.Reason == EventImportSucceeded && strings.Contains(e.Message, "dropped 2 accounts the dump created") {
 				return nil
 			}
 		}

@@ -540,5 +540,9 @@ func droppedAccounts(n int) string {
 	if n == 0 {
 		return ""
 	}
-	return fmt.Sprintf(" and dropped the %d accounts it created (spec.import.keepAccounts keeps some)", n)
+	plural := "s"
+	if n == 1 {
+		plural = ""
+	}
+	return fmt.Sprintf(" and dropped %d account%s the dump created (spec.import.keepAccounts keeps some)", n, plural)
 }

@@ -41,10 +41,10 @@ func TestAccountsOfTheDumpAreDroppedAndTheAppUserIsNoAdmin(t *testing.T) {
 			t.Errorf("%s: login as %s gives %v, want access denied", why, user, err)
 		}
 	}
-	if out := kubectl(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name=prod,reason=ImportSucceeded"); !strings.Contains(out, "dropped the 2 accounts it created") {
+	if out := kubectl(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name=prod,reason=ImportSucceeded"); !strings.Contains(out, "dropped 2 accounts the dump created") {
 		t.Errorf("the import's event does not tell the accounts dropped:\n%s", out)
 	}
-	if out := kubectl(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name=prod-reporting,reason=ImportSucceeded"); !strings.Contains(out, "dropped the 1 accounts") {
+	if out := kubectl(t, "-n", ns, "get", "events", "--field-selector", "involvedObject.name=prod-reporting,reason=ImportSucceeded"); !strings.Contains(out, "dropped 1 account the dump created") {
 		t.Errorf("the import that keeps reporting drops only prod_admin:\n%s", out)
 	}
 	refusedLogin(addr, "prod_admin", "prod-secret", "the dump's prod_admin on the clone")

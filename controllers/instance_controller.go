@@ -91,6 +91,8 @@ type instancePass struct {
 	src *revisionSource
 	// secret is the instance's own credentials Secret, read by reconcileSecret.
 	secret *corev1.Secret
+	// adminSecret holds root's and the operator's admin account's passwords (reconcileAdminSecret).
+	adminSecret *corev1.Secret
 	// statefulSet is the instance's own StatefulSet, once it exists.
 	statefulSet *appsv1.StatefulSet
 	// serverAddr is where the server answered the login that made the instance Ready.
@@ -111,6 +113,7 @@ func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
 		{"revision", r.resolveRevision},                // instance_revision.go
 		{"shared snapshot", r.reconcileSharedSnapshot}, // instance_shared_snapshot.go
 		{"TLS certificate", r.reconcileTLS},            // instance_tls.go
+		{"admin Secret", r.reconcileAdminSecret},       // instance_admin_secret.go
 		{"credentials Secret", r.reconcileSecret},      // instance_secret.go
 		{"Service", r.reconcileService},                // instance_statefulset.go
 		{"StatefulSet", r.reconcileStatefulSet},        // instance_statefulset.go

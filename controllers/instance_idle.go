@@ -47,9 +47,13 @@ func (r *DatabaseInstanceReconciler) reconcileIdle(ctx context.Context, s *insta
 		return nil, nil
 	}
 	every := idleCheckInterval(idle.After.Duration)
-	secret := s.secret
-	// As root: only an account with the PROCESS privilege sees other accounts' sessions.
-	sessions, err := r.Sessions.ClientSessions(ctx, s.serverAddr, "root", string(secret.Data[agentapi.SecretKeyRootPassword]), "", serverTLS(s))
+	// As the operator's admin account: only an account with PROCESS sees other accounts' sessions.
+	// A pod from before the admin account has none, but root with the password kept for it.
+	user, password := string(s.adminSecret.Data[agentapi.AdminKeyUsername]), string(s.adminSecret.Data[agentapi.AdminKeyPassword])
+	if legacy := s.secret.Data[legacyRootPasswordKey]; len(legacy) > 0 {
+		user, password = "root", string(legacy)
+	}
+	sessions, err := r.Sessions.ClientSessions(ctx, s.serverAddr, user, password, "", serverTLS(s))
 	if err != nil {
 		// Never act on a check that did not happen.
 		log.FromContext(ctx).V(1).Info("idle check failed", "error", err.Error())

@@ -175,6 +175,11 @@ func podInputsHash(inst *myaasv1.DatabaseInstance) string {
 		// Appended only when set, so the hash of every instance that does not ask is unchanged.
 		b = append(b, "|require-secure-transport"...)
 	}
+	if privs := inst.Spec.ExtraPrivileges; len(privs) > 0 {
+		// Only when set, so that the hash of every instance made before them stays the same.
+		p, _ := json.Marshal(privs)
+		b = append(b, p...)
+	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }

@@ -69,7 +69,7 @@ func (r *DatabaseInstanceReconciler) reconcileTLS(ctx context.Context, s *instan
 		case stale:
 			return r.waitForPreviousInstance(s, "Secret "+name)
 		case foreign:
-			return r.secretNotOwned(inst, name)
+			return r.secretNotOwned(s, name)
 		}
 		pair := pki.KeyPair{CertPEM: have.Data[agentapi.TLSCertKey], KeyPEM: have.Data[agentapi.TLSPrivateKeyKey]}
 		if problem := pki.ServerCertProblem(pair, ca.CertPEM, names, now); problem != "" || !pki.SameCert(have.Data[agentapi.TLSCAKey], ca.CertPEM) {
@@ -155,16 +155,6 @@ func (r *DatabaseInstanceReconciler) caNotUsable(inst *myaasv1.DatabaseInstance,
 		message: msg, eventType: corev1.EventTypeWarning, event: EventCANotUsable,
 	})
 	return stop(30 * time.Second)
-}
-
-func (r *DatabaseInstanceReconciler) secretNotOwned(inst *myaasv1.DatabaseInstance, name string) (*ctrl.Result, error) {
-	inst.Status.Phase = myaasv1.InstanceFailed
-	setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
-		condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonSecretNotOwned,
-		message:   fmt.Sprintf("Secret %s exists and is not owned by this instance; it is never adopted: delete or rename it", name),
-		eventType: corev1.EventTypeWarning, event: EventSecretNotOwned,
-	})
-	return stop(30 * time.Second), nil
 }
 
 // reconcileCertManagerTLS asks cert-manager for the certificate and waits for the Secret it

@@ -64,8 +64,18 @@ type DatabaseInstanceSpec struct {
 	// +optional
 	// +kubebuilder:default=app
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.$-]{1,32}$`
-	// +kubebuilder:validation:XValidation:rule="self != 'root'",message="username must not be root: the root password is in the Secret's root-password key"
+	// +kubebuilder:validation:XValidation:rule="self != 'root'",message="username must not be root: root logs in only inside the instance's pod"
+	// +kubebuilder:validation:XValidation:rule="self != 'myaas_admin'",message="username must not be myaas_admin: that is the operator's own account"
 	Username string `json:"username,omitempty"`
+
+	// ExtraPrivileges are granted to the application user on *.*, beyond what it holds on its
+	// database and the template's databases (every privilege a developer needs on a schema:
+	// DDL, DML, views, routines, triggers, events, temporary tables, locks). For teams that
+	// need more, e.g. PROCESS or SHOW DATABASES. Changing them restarts the server.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	ExtraPrivileges []Privilege `json:"extraPrivileges,omitempty"`
 
 	// Suspend stops the server (scales to zero) and keeps the data.
 	// +optional
@@ -107,6 +117,10 @@ type IssuerReference struct {
 	// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
 	Kind string `json:"kind,omitempty"`
 }
+
+// Privilege is a server privilege that both engines know and that applies on *.*.
+// +kubebuilder:validation:Enum=SELECT;INSERT;UPDATE;DELETE;CREATE;DROP;RELOAD;SHUTDOWN;PROCESS;FILE;REFERENCES;INDEX;ALTER;SHOW DATABASES;SUPER;CREATE TEMPORARY TABLES;LOCK TABLES;EXECUTE;REPLICATION SLAVE;REPLICATION CLIENT;CREATE VIEW;SHOW VIEW;CREATE ROUTINE;ALTER ROUTINE;CREATE USER;EVENT;TRIGGER;CREATE TABLESPACE;GRANT OPTION
+type Privilege string
 
 // IdleAction is what happens to an idle instance.
 // +kubebuilder:validation:Enum=Suspend;Delete

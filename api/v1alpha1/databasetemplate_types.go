@@ -194,6 +194,17 @@ type ImportSpec struct {
 	// soon as the failure is recorded in status.lastFailure.
 	// +optional
 	KeepFailedVolume bool `json:"keepFailedVolume,omitempty"`
+	// KeepAccounts names accounts the dumps (or the post-import SQL) create that the template
+	// keeps, as "user" (on every host) or "user@host" (host exactly as in the dump, e.g.
+	// "reporting@%"). Every other account they create is dropped before the snapshot, so no
+	// clone ever accepts a production password; root is only ever kept for the pod's socket.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=400
+	// +kubebuilder:validation:XValidation:rule="self.all(p, p != 'root' && !p.startsWith('root@'))",message="keepAccounts must not name root: root logs in only inside the pod"
+	KeepAccounts []string `json:"keepAccounts,omitempty"`
 }
 
 // DatabaseTemplateSpec defines a template.

@@ -143,6 +143,11 @@ func (in *DatabaseInstanceSpec) DeepCopyInto(out *DatabaseInstanceSpec) {
 		*out = (*in).DeepCopy()
 	}
 	in.Resources.DeepCopyInto(&out.Resources)
+	if in.ExtraPrivileges != nil {
+		in, out := &in.ExtraPrivileges, &out.ExtraPrivileges
+		*out = make([]Privilege, len(*in))
+		copy(*out, *in)
+	}
 	if in.Idle != nil {
 		in, out := &in.Idle, &out.Idle
 		*out = new(IdleSpec)
@@ -505,6 +510,11 @@ func (in *ImportSpec) DeepCopyInto(out *ImportSpec) {
 		in, out := &in.SnapshotTimeout, &out.SnapshotTimeout
 		*out = new(v1.Duration)
 		**out = **in
+	}
+	if in.KeepAccounts != nil {
+		in, out := &in.KeepAccounts, &out.KeepAccounts
+		*out = make([]string, len(*in))
+		copy(*out, *in)
 	}
 }
 

@@ -19,7 +19,7 @@ var testConn = connection{
 func secretData(c connection) map[string][]byte {
 	return map[string][]byte{
 		"host": []byte(c.Host), "port": []byte("3306"), "username": []byte(c.Username), "password": []byte(c.Password),
-		"database": []byte(c.Database), "uri": []byte(c.URI), "jdbc-uri": []byte(c.JDBCURI), "root-password": []byte("root"),
+		"database": []byte(c.Database), "uri": []byte(c.URI), "jdbc-uri": []byte(c.JDBCURI),
 	}
 }
 

@@ -110,7 +110,7 @@ func TestInstanceArgsParseInTheAgent(t *testing.T) {
 				t.Fatalf("the agent rejects the StatefulSet's args %v: %v", c.Args, err)
 			}
 			if o.engine != "mariadb" || o.datadir != agentapi.DataDir || o.runDir != agentapi.RunDir ||
-				o.credentialsDir != agentapi.CredentialsDir || o.port != 3306 || o.serverID != uint(builder.ServerID(inst.UID)) {
+				o.credentialsDir != agentapi.CredentialsDir || o.adminDir != agentapi.AdminCredentialsDir || o.port != 3306 || o.serverID != uint(builder.ServerID(inst.UID)) {
 				t.Errorf("parsed %+v", o)
 			}
 			probe := c.ReadinessProbe.Exec.Command
@@ -127,7 +127,7 @@ func TestInstanceArgsParseInTheAgent(t *testing.T) {
 			if o.tlsDir != agentapi.TLSDir || !o.requireSecureTransport {
 				t.Errorf("TLS parsed as dir %q, require %v", o.tlsDir, o.requireSecureTransport)
 			}
-			for _, p := range []string{o.datadir, o.runDir, o.credentialsDir + "/" + agentapi.SecretKeyPassword, o.tlsDir + "/" + agentapi.TLSCertKey, c.Command[0]} {
+			for _, p := range []string{o.datadir, o.runDir, o.credentialsDir + "/" + agentapi.SecretKeyPassword, o.tlsDir + "/" + agentapi.TLSCertKey, o.adminDir + "/" + agentapi.AdminKeyRootPassword, c.Command[0]} {
 				if !mounted(c.VolumeMounts, p) {
 					t.Errorf("%s is on no volume of the instance pod", p)
 				}

@@ -28,7 +28,7 @@ func TestCredentialsSecretAsksForVerifiedTLS(t *testing.T) {
 		{"mysql", "VERIFY_IDENTITY"},
 	} {
 		t.Run(tc.engine, func(t *testing.T) {
-			s := CredentialsSecret(instance(nil), mustEngine(t, tc.engine), Passwords{Password: "pw/with?odd&chars", RootPassword: "r"})
+			s := CredentialsSecret(instance(nil), mustEngine(t, tc.engine), Passwords{Password: "pw/with?odd&chars"})
 			if err := WithTLS(s, mustEngine(t, tc.engine), []byte("CA PEM")); err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +51,7 @@ func TestCredentialsSecretAsksForVerifiedTLS(t *testing.T) {
 		})
 	}
 	// An issuer that publishes no CA leaves the key out rather than empty.
-	s := CredentialsSecret(instance(nil), mustEngine(t, "mariadb"), Passwords{Password: "pw", RootPassword: "r"})
+	s := CredentialsSecret(instance(nil), mustEngine(t, "mariadb"), Passwords{Password: "pw"})
 	if err := WithTLS(s, mustEngine(t, "mariadb"), nil); err != nil {
 		t.Fatal(err)
 	}

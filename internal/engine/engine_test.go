@@ -47,7 +47,7 @@ func TestServerOptions(t *testing.T) {
 					t.Errorf("bulk options %v lack %s", bulk, want)
 				}
 			}
-			serving := tc.engine.ServingOptions(512<<20, 7, "../../run")
+			serving := tc.engine.ServingOptions(512<<20, 7, "../../run", "/run/files")
 			for _, want := range tc.serving {
 				if !slices.Contains(serving, want) {
 					t.Errorf("serving options %v lack %s", serving, want)
@@ -105,7 +105,7 @@ func TestPrepareClone(t *testing.T) {
 }
 
 func TestCredentialSQLQuotesWhatTheSecretHolds(t *testing.T) {
-	sql := strings.Join(credentialSQL(Credentials{Username: "o'neil", Password: `p'w\x`, Database: "a`b", RootPassword: "r"}), ";\n")
+	sql := strings.Join(credentialSQL(Credentials{Username: "o'neil", Password: `p'w\x`, Database: "a`b", RootPassword: "r"}, Grants{}), ";\n")
 	for _, want := range []string{"'o\\'neil'@'%'", `IDENTIFIED BY 'p\'w\\x'`, "CREATE DATABASE IF NOT EXISTS `a``b`", "ALTER USER 'root'@'localhost' IDENTIFIED BY 'r'"} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("credential SQL lacks %s:\n%s", want, sql)

@@ -5,6 +5,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -41,6 +42,9 @@ type DatabaseInstanceReconciler struct {
 	Sessions SessionCounter
 	// AllowedServiceTypes an instance may ask for; nil allows every type.
 	AllowedServiceTypes []corev1.ServiceType
+	// OperatorNamespace is where the manager's pods run, let into every instance by its
+	// NetworkPolicy; empty when the manager runs outside the cluster.
+	OperatorNamespace string
 }
 
 // +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances,verbs=get;list;watch;update;patch;delete
@@ -53,6 +57,7 @@ type DatabaseInstanceReconciler struct {
 // +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
 
 // Reconcile moves an instance one step towards Ready.
 func (r *DatabaseInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -95,14 +100,15 @@ type instancePass struct {
 // steps is the instance's pipeline; a step that waits for something ends the pass.
 func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
 	return []step[*instancePass]{
-		{"expiry", r.reconcileTTL},                // instance_ttl.go
-		{"reset", r.reconcileReset},               // instance_reset.go
-		{"revision", r.resolveRevision},           // instance_revision.go
-		{"credentials Secret", r.reconcileSecret}, // instance_secret.go
-		{"Service", r.reconcileService},           // instance_statefulset.go
-		{"StatefulSet", r.reconcileStatefulSet},   // instance_statefulset.go
-		{"readiness", r.reconcileReadiness},       // instance_ready.go
-		{"idle expiry", r.reconcileIdle},          // instance_idle.go
+		{"expiry", r.reconcileTTL},                  // instance_ttl.go
+		{"reset", r.reconcileReset},                 // instance_reset.go
+		{"revision", r.resolveRevision},             // instance_revision.go
+		{"credentials Secret", r.reconcileSecret},   // instance_secret.go
+		{"Service", r.reconcileService},             // instance_statefulset.go
+		{"NetworkPolicy", r.reconcileNetworkPolicy}, // instance_networkpolicy.go
+		{"StatefulSet", r.reconcileStatefulSet},     // instance_statefulset.go
+		{"readiness", r.reconcileReadiness},         // instance_ready.go
+		{"idle expiry", r.reconcileIdle},            // instance_idle.go
 	}
 }
 
@@ -125,6 +131,7 @@ func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.Secret{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		// The pod and the clone PVC belong to the StatefulSet; their labels lead back to the instance.
 		Watches(&corev1.Pod{}, byInstanceLabel).
 		Watches(&corev1.PersistentVolumeClaim{}, byInstanceLabel).

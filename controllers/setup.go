@@ -32,6 +32,9 @@ type Options struct {
 	Progress ProgressReader
 	// AllowedServiceTypes an instance may ask for; nil allows every type the API accepts.
 	AllowedServiceTypes []corev1.ServiceType
+	// OperatorNamespace is where the manager's pods run (POD_NAMESPACE): the NetworkPolicies of
+	// database pods let it in. Empty when the manager runs outside the cluster, on a node.
+	OperatorNamespace string
 }
 
 // ServiceTypes parses a comma-separated list of Service types.
@@ -70,13 +73,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	if err := (&DatabaseTemplateReconciler{
-		Client:     mgr.GetClient(),
-		Scheme:     mgr.GetScheme(),
-		Recorder:   mgr.GetEventRecorderFor("databasetemplate-controller"),
-		Clock:      o.Clock,
-		AgentImage: o.AgentImage,
-		Progress:   o.Progress,
-		APIReader:  mgr.GetAPIReader(),
+		Client:            mgr.GetClient(),
+		Scheme:            mgr.GetScheme(),
+		Recorder:          mgr.GetEventRecorderFor("databasetemplate-controller"),
+		Clock:             o.Clock,
+		AgentImage:        o.AgentImage,
+		Progress:          o.Progress,
+		APIReader:         mgr.GetAPIReader(),
+		OperatorNamespace: o.OperatorNamespace,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -91,6 +95,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Address:             o.Address,
 		AllowedServiceTypes: o.AllowedServiceTypes,
 		Sessions:            o.Sessions,
+		OperatorNamespace:   o.OperatorNamespace,
 	}).SetupWithManager(mgr)
 }
 

@@ -20,7 +20,11 @@ fi
 if [ $started = 1 ] && [ "${MYAAS_E2E_KEEP:-0}" != 1 ]; then
   trap 'bash "$root/hack/dev-cluster.sh" down' EXIT
 fi
-[ $started = 1 ] || bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server
+if [ $started = 0 ]; then
+  # A cluster brought up before the NetworkPolicy enforcer was part of it gets it now.
+  bash "$root/hack/dev-cluster.sh" netpol
+  bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server
+fi
 deploy_operator
 # Another build of the manager (another version, so another binary), for the test that redeploys
 # the operator under running instances.

@@ -139,6 +139,7 @@ leftovers() {
   if ip link show myaas0 >/dev/null 2>&1; then log "bridge myaas0 left"; found=1; fi
   if ip route show | grep -q '^blackhole 10.96.0.0/16'; then log "service route left"; found=1; fi
   if iptables-save 2>/dev/null | grep -qE 'KUBE-|CNI-'; then log "iptables rules left"; found=1; fi
+  if ipset list -n 2>/dev/null | grep -qE '^(inet6:)?(KUBE-|kube-router)'; then log "ipsets left"; found=1; fi
   [ -e "$STATE" ] && { log "$STATE left"; found=1; }
   return $found
 }

@@ -158,12 +158,13 @@ EOF
   k -n np-server wait --for condition=Ready --timeout 120s pod/server >/dev/null || fail "the NetworkPolicy test server never ran"
   local ip ns phase
   ip=$(k -n np-server get pod server -o jsonpath='{.status.podIP}')
+  # A new pod is let in once the enforcer has seen its address: the client tries for 15 s.
   for ns in np-server np-other; do
-    k -n $ns run client --image $IMAGE --image-pull-policy Never --restart Never \
-      --command -- timeout 5 bash -c "exec 3<>/dev/tcp/$ip/8080" >/dev/null
+    k -n $ns run client --image $IMAGE --image-pull-policy Never --restart Never --command -- bash -c \
+      "for i in \$(seq 15); do timeout 3 bash -c 'exec 3<>/dev/tcp/$ip/8080' && exit 0; sleep 1; done; exit 1" >/dev/null
   done
   for ns in np-server np-other; do
-    for _ in $(seq 1 60); do
+    for _ in $(seq 1 120); do
       phase=$(k -n $ns get pod client -o jsonpath='{.status.phase}')
       [ "$phase" = Succeeded ] || [ "$phase" = Failed ] && break
       sleep 1

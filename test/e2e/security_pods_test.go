@@ -55,8 +55,9 @@ type clientResult struct {
 }
 
 // runClient runs the mariadb client in a pod of ns against host, as an application there would,
-// in a pod that the restricted profile admits. The connect timeout keeps a dropped connection
-// from waiting for TCP's own.
+// in a pod that the restricted profile admits. Like an application it tries again for a while:
+// a NetworkPolicy lets a new pod in once the enforcer has seen its address, which can be a moment
+// after the pod starts. A connection refused for the whole while is refused for good.
 func runClient(t *testing.T, ns, host string, creds map[string]string, query string) clientResult {
 	t.Helper()
 	pod := &corev1.Pod{
@@ -71,7 +72,7 @@ func runClient(t *testing.T, ns, host string, creds map[string]string, query str
 			},
 			Containers: []corev1.Container{{
 				Name: "client", Image: "localhost/myaas/mariadb:10.11", ImagePullPolicy: corev1.PullIfNotPresent,
-				Command: []string{"sh", "-c", `exec mariadb --connect-timeout=5 --protocol=TCP -h "$HOST" -P 3306 -u "$DB_USER" -D "$DB_NAME" -N -B -e "$QUERY"`},
+				Command: []string{"sh", "-c", clientScript},
 				Env: []corev1.EnvVar{
 					{Name: "HOST", Value: host}, {Name: "DB_USER", Value: creds["username"]}, {Name: "MYSQL_PWD", Value: creds["password"]},
 					{Name: "DB_NAME", Value: creds["database"]}, {Name: "QUERY", Value: query},
@@ -99,6 +100,13 @@ func runClient(t *testing.T, ns, host string, creds map[string]string, query str
 	out := kubectl(t, "-n", ns, "logs", pod.Name)
 	return clientResult{ok: pod.Status.Phase == corev1.PodSucceeded, out: strings.TrimSpace(out)}
 }
+
+const clientScript = `end=$(($(date +%s) + 20))
+while :; do
+  out=$(mariadb --connect-timeout=5 --protocol=TCP -h "$HOST" -P 3306 -u "$DB_USER" -D "$DB_NAME" -N -B -e "$QUERY" 2>&1) && { echo "$out"; exit 0; }
+  [ "$(date +%s)" -lt "$end" ] || { echo "$out"; exit 1; }
+  sleep 1
+done`
 
 // noServiceAccountToken: nothing in a database pod may talk to the API server with the pod's
 // identity, so none is mounted.

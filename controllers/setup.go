@@ -30,12 +30,18 @@ type Options struct {
 	Address  func(pod *corev1.Pod, port int32) string
 	// Progress defaults to asking the import agent over HTTP.
 	Progress ProgressReader
-	// AllowedServiceTypes an instance may ask for; nil allows every type the API accepts.
+	// AllowedImages a template's engine may use; nil allows any image.
+	AllowedImages []string
+	// AllowedServiceTypes an instance may ask for; nil means DefaultAllowedServiceTypes.
 	AllowedServiceTypes []corev1.ServiceType
 	// OperatorNamespace is where the manager's pods run (POD_NAMESPACE): the NetworkPolicies of
 	// database pods let it in. Empty when the manager runs outside the cluster, on a node.
 	OperatorNamespace string
 }
+
+// DefaultAllowedServiceTypes keeps every copy of production data inside the cluster unless the
+// platform team opens more: a NodePort or LoadBalancer reaches it from outside.
+const DefaultAllowedServiceTypes = "ClusterIP"
 
 // ServiceTypes parses a comma-separated list of Service types.
 func ServiceTypes(list string) []corev1.ServiceType {
@@ -66,6 +72,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if o.Sessions == nil {
 		o.Sessions = MySQLVerifier{}
 	}
+	if o.AllowedServiceTypes == nil {
+		o.AllowedServiceTypes = ServiceTypes(DefaultAllowedServiceTypes)
+	}
 	if o.Progress == nil {
 		o.Progress = HTTPProgressReader{Client: &http.Client{Timeout: 2 * time.Second}}
 	}
@@ -79,6 +88,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Clock:             o.Clock,
 		AgentImage:        o.AgentImage,
 		Progress:          o.Progress,
+		AllowedImages:     o.AllowedImages,
 		APIReader:         mgr.GetAPIReader(),
 		OperatorNamespace: o.OperatorNamespace,
 	}).SetupWithManager(mgr); err != nil {

@@ -172,7 +172,7 @@ func TestRestrictedNamespaceRunsImportsAndInstances(t *testing.T) {
 	noServiceAccountToken(t, ns, client.MatchingLabels{"myaas.io/instance": "app"})
 
 	creds := secretData(t, ns, "app-credentials")
-	r := runClient(t, ns, creds["host"], creds, "SELECT COUNT(*) FROM orders")
+	r := runClient(t, ns, creds["host"], creds, "SELECT COUNT(*) FROM shop.orders")
 	if !r.ok || r.out != fmt.Sprint(shopDump.Expect().Orders) {
 		t.Fatalf("query from a pod of the namespace: ok %v, output %q", r.ok, r.out)
 	}
@@ -195,7 +195,7 @@ func TestNetworkPolicyKeepsOtherNamespacesOut(t *testing.T) {
 
 	creds := secretData(t, ns, "guarded-credentials")
 	other := newNamespace(t)
-	const query = "SELECT COUNT(*) FROM orders"
+	const query = "SELECT COUNT(*) FROM shop.orders"
 	want := fmt.Sprint(shopDump.Expect().Orders)
 
 	if r := runClient(t, ns, creds["host"], creds, query); !r.ok || r.out != want {

@@ -127,6 +127,8 @@ func runManager(ctx context.Context, args []string) error {
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		AgentImage: *agentImage, Clock: clock.RealClock{}, AllowedServiceTypes: controllers.ServiceTypes(*allowedServiceTypes),
 		AllowedImages: controllers.ImagePatterns(*allowedImages),
+		// Set from the downward API in the manager's Deployment; unset when it runs on a node.
+		OperatorNamespace: os.Getenv("POD_NAMESPACE"),
 	}); err != nil {
 		return err
 	}

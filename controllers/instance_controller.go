@@ -6,6 +6,7 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -47,6 +48,9 @@ type DatabaseInstanceReconciler struct {
 	// APIReader reads what the cache does not hold: namespaces (for spec.sharing's selector) and
 	// the snapshot controller's VolumeSnapshotContents. The client is used unless set.
 	APIReader client.Reader
+	// OperatorNamespace is where the manager's pods run, let into every instance by its
+	// NetworkPolicy; empty when the manager runs outside the cluster.
+	OperatorNamespace string
 }
 
 // +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances,verbs=get;list;watch;update;patch;delete
@@ -60,6 +64,7 @@ type DatabaseInstanceReconciler struct {
 // +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
 
 // Reconcile moves an instance one step towards Ready.
 func (r *DatabaseInstanceReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
@@ -116,6 +121,7 @@ func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
 		{"admin Secret", r.reconcileAdminSecret},       // instance_admin_secret.go
 		{"credentials Secret", r.reconcileSecret},      // instance_secret.go
 		{"Service", r.reconcileService},                // instance_statefulset.go
+		{"NetworkPolicy", r.reconcileNetworkPolicy},    // instance_networkpolicy.go
 		{"StatefulSet", r.reconcileStatefulSet},        // instance_statefulset.go
 		{"readiness", r.reconcileReadiness},            // instance_ready.go
 		{"idle expiry", r.reconcileIdle},               // instance_idle.go
@@ -141,6 +147,7 @@ func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.StatefulSet{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.Secret{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		// The pod and the clone PVC belong to the StatefulSet; their labels lead back to the instance.
 		Watches(&corev1.Pod{}, byInstanceLabel).
 		Watches(&corev1.PersistentVolumeClaim{}, byInstanceLabel).

@@ -34,6 +34,9 @@ type Options struct {
 	AllowedImages []string
 	// AllowedServiceTypes an instance may ask for; nil means DefaultAllowedServiceTypes.
 	AllowedServiceTypes []corev1.ServiceType
+	// OperatorNamespace is where the manager's pods run (POD_NAMESPACE): the NetworkPolicies of
+	// database pods let it in. Empty when the manager runs outside the cluster, on a node.
+	OperatorNamespace string
 }
 
 // DefaultAllowedServiceTypes keeps every copy of production data inside the cluster unless the
@@ -79,14 +82,15 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	if err := (&DatabaseTemplateReconciler{
-		Client:        mgr.GetClient(),
-		Scheme:        mgr.GetScheme(),
-		Recorder:      mgr.GetEventRecorderFor("databasetemplate-controller"),
-		Clock:         o.Clock,
-		AgentImage:    o.AgentImage,
-		Progress:      o.Progress,
-		AllowedImages: o.AllowedImages,
-		APIReader:     mgr.GetAPIReader(),
+		Client:            mgr.GetClient(),
+		Scheme:            mgr.GetScheme(),
+		Recorder:          mgr.GetEventRecorderFor("databasetemplate-controller"),
+		Clock:             o.Clock,
+		AgentImage:        o.AgentImage,
+		Progress:          o.Progress,
+		AllowedImages:     o.AllowedImages,
+		APIReader:         mgr.GetAPIReader(),
+		OperatorNamespace: o.OperatorNamespace,
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}
@@ -102,6 +106,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		AllowedServiceTypes: o.AllowedServiceTypes,
 		Sessions:            o.Sessions,
 		APIReader:           mgr.GetAPIReader(),
+		OperatorNamespace:   o.OperatorNamespace,
 	}).SetupWithManager(mgr)
 }
 

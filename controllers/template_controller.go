@@ -9,6 +9,7 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -42,6 +43,9 @@ type DatabaseTemplateReconciler struct {
 	// APIReader reads from the API server, bypassing the cache, where a stale read would bring
 	// back deleted children.
 	APIReader client.Reader
+	// OperatorNamespace is where the manager's pods run, let into import pods by their
+	// NetworkPolicy; empty when the manager runs outside the cluster.
+	OperatorNamespace string
 }
 
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates,verbs=get;list;watch;update;patch
@@ -53,6 +57,7 @@ type DatabaseTemplateReconciler struct {
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshots,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshotclasses,verbs=get;list;watch
 // +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
@@ -98,11 +103,12 @@ type templatePass struct {
 // make progress side by side, each asking to be called back when it has to.
 func (r *DatabaseTemplateReconciler) steps() []step[*templatePass] {
 	return []step[*templatePass]{
-		{"refresh CronJob", r.reconcileRefreshCronJob}, // template_refresh.go
-		{"revision usage", r.reconcileUsage},           // template_gc.go
-		{"shared copies", r.reconcileSharedCopies},     // template_shared.go
-		{"import", r.reconcileImport},                  // template_import.go, template_snapshot.go
-		{"revision garbage collection", r.reconcileGC}, // template_gc.go
+		{"refresh CronJob", r.reconcileRefreshCronJob},           // template_refresh.go
+		{"revision usage", r.reconcileUsage},                     // template_gc.go
+		{"shared copies", r.reconcileSharedCopies},               // template_shared.go
+		{"import NetworkPolicy", r.reconcileImportNetworkPolicy}, // template_networkpolicy.go
+		{"import", r.reconcileImport},                            // template_import.go, template_snapshot.go
+		{"revision garbage collection", r.reconcileGC},           // template_gc.go
 	}
 }
 
@@ -129,6 +135,7 @@ func (r *DatabaseTemplateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.PersistentVolumeClaim{}).
 		Owns(&batchv1.Job{}).
 		Owns(&batchv1.CronJob{}).
+		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&snapshotv1.VolumeSnapshot{}).
 		// Refresh requests are Jobs owned by the CronJob, not by the template.
 		Watches(&batchv1.Job{}, byTemplateLabel, builder.WithPredicates(refreshJobs)).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds the local cluster's CSI sidecars and CoreDNS from their pinned tools modules
+# Builds the local cluster's CSI sidecars, CoreDNS and NetworkPolicy enforcer (kube-router) from their pinned tools modules
 # (hack/tools/<name>/go.mod) into bin/, rebuilding only when that go.mod changes.
-# Usage: hack/build-tools.sh [snapshot-controller|csi-snapshotter|csi-provisioner|coredns|weed|helm ...]
+# Usage: hack/build-tools.sh [snapshot-controller|csi-snapshotter|csi-provisioner|coredns|kube-router|weed|helm ...]
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 out=$root/bin/tools
@@ -13,6 +13,7 @@ declare -A module=(
   [coredns]=coredns:github.com/coredns/coredns
   [weed]=seaweedfs:github.com/seaweedfs/seaweedfs/weed
   [helm]=helm:helm.sh/helm/v3/cmd/helm
+  [kube-router]=kube-router:github.com/cloudnativelabs/kube-router/v2/cmd/kube-router
 )
 # helm stamps its version and the Kubernetes version `helm template` and `helm lint` assume at
 # build time, as its own release builds do; without them it assumes Kubernetes 1.20.
@@ -27,7 +28,7 @@ helm_ldflags() {
     "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$k8s"
 }
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(snapshot-controller csi-snapshotter csi-provisioner coredns)
+[ ${#names[@]} -gt 0 ] || names=(snapshot-controller csi-snapshotter csi-provisioner coredns kube-router)
 for name in "${names[@]}"; do
   spec=${module[$name]:?unknown tool $name}
   dir=$root/hack/tools/${spec%%:*}

@@ -5,6 +5,7 @@
 #   hack/dev-cluster.sh up      remove leftovers, build what is missing, start everything, wait
 #   hack/dev-cluster.sh down    stop everything by pid and remove all it created
 #   hack/dev-cluster.sh load    rebuild the project's images and import them into containerd
+#   hack/dev-cluster.sh netpol  start the NetworkPolicy enforcer if it does not run (a cluster up from before it)
 #   hack/dev-cluster.sh status  print what runs
 #
 # Every component runs as a host process; logs go to $STATE/logs/<component>.log.
@@ -99,6 +100,14 @@ remove_network() {
       "$t-save" | grep -vE 'KUBE-|CNI-' | "$t-restore" || log "could not clean $t rules"
     fi
   done
+  # kube-router's chains (KUBE-ROUTER-*, KUBE-POD-FW-*, KUBE-NWPLCY-*) went with the KUBE- rules
+  # above; its ipsets can go once no rule refers to them. (Its --cleanup-config is not used: it
+  # flushes every IPVS service of the machine and touches routes it did not make here.)
+  if command -v ipset >/dev/null; then
+    ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-|kube-router)' | while read -r t; do
+      ipset destroy "$t" 2>/dev/null || log "could not destroy ipset $t"
+    done
+  fi
   rm -rf /var/lib/cni/networks/"$CNI_NETWORK" /var/lib/cni/results
 }
 
@@ -128,6 +137,7 @@ install_packages() {
   command -v losetup >/dev/null || missing+=(mount)
   command -v ip >/dev/null || missing+=(iproute2)
   command -v conntrack >/dev/null || missing+=(conntrack)
+  command -v ipset >/dev/null || missing+=(ipset)
   [ ${#missing[@]} -eq 0 ] && return
   log "installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -270,6 +280,23 @@ start_node() {
   wait_for "node $node to register" 120 k get node "$node"
 }
 
+# start_netpol enforces NetworkPolicies, which the bridge CNI does not: kube-router in firewall
+# mode only (iptables and ipsets; the node's own traffic to its pods is always let through, as
+# kubelet probes need). SIG-network's kube-network-policies would be the lighter choice, but it
+# queues packets with the nftables queue expression, which this kernel lacks (CONFIG_NFT_QUEUE).
+start_netpol() {
+  local ip=$1 node
+  node=$(hostname)
+  start kube-router "$TOOLS/kube-router" --kubeconfig "$KUBECONFIG_PATH" --hostname-override "$node" \
+    --run-firewall --run-router=false --run-service-proxy=false --enable-cni=false \
+    --service-cluster-ip-range "$SERVICE_CIDR" --health-port 0 --metrics-port 0 --v 1
+  wait_for "kube-router's firewall chains (logs: $STATE/logs/kube-router.log)" 60 \
+    bash -c "iptables-save -t filter | grep -q -- '-A FORWARD .*KUBE-ROUTER-FORWARD'"
+  log "NetworkPolicies enforced by kube-router (node $node, $ip)"
+}
+
+netpol_running() { [ -f "$STATE/pids/kube-router.pid" ] && kill -0 "$(cat "$STATE/pids/kube-router.pid")" 2>/dev/null; }
+
 start_storage() {
   local node crd_dir
   node=$(hostname)
@@ -349,6 +376,7 @@ up() {
   start_containerd
   load_images
   start_node "$ip"
+  start_netpol "$ip"
   start_storage
   start_dns "$ip"
   wait_ready
@@ -374,6 +402,14 @@ load() {
   load_images "${images[@]}"
 }
 
+netpol() {
+  cluster_running || die "no cluster is running: hack/dev-cluster.sh up starts one with the enforcer"
+  netpol_running && return
+  install_packages
+  bash "$root/hack/build-tools.sh" kube-router
+  start_netpol "$(host_ip)"
+}
+
 status() {
   local f
   for f in "$STATE"/pids/*.pid; do
@@ -386,6 +422,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   load) shift; load "$@" ;;
+  netpol) netpol ;;
   status) status ;;
-  *) echo "usage: $0 up|down|load|status" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|load|netpol|status" >&2; exit 2 ;;
 esac

@@ -9,8 +9,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 
 E2E_UPGRADE_IMAGE=localhost/myaas/manager:e2e-upgrade
 # One suite at a time on the one local cluster: some tests redeploy the operator.
-exec 9>/tmp/myaas-cluster.lock
-flock 9
+# MYAAS_CLUSTER_LOCK_HELD=1: the caller holds it already (several steps in one turn).
+if [ "${MYAAS_CLUSTER_LOCK_HELD:-}" != 1 ]; then
+  exec 9>/tmp/myaas-cluster.lock
+  flock 9
+fi
 
 started=0
 if ! cluster_running; then
@@ -20,7 +23,11 @@ fi
 if [ $started = 1 ] && [ "${MYAAS_E2E_KEEP:-0}" != 1 ]; then
   trap 'bash "$root/hack/dev-cluster.sh" down' EXIT
 fi
-[ $started = 1 ] || bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server
+if [ $started = 0 ]; then
+  # A cluster brought up before the NetworkPolicy enforcer was part of it gets it now.
+  bash "$root/hack/dev-cluster.sh" netpol
+  bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server
+fi
 deploy_operator
 # Another build of the manager (another version, so another binary), for the test that redeploys
 # the operator under running instances.

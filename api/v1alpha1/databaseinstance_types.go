@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -93,6 +94,25 @@ type DatabaseInstanceSpec struct {
 	// RequireSecureTransport refuses client connections without TLS. Changing it restarts the server.
 	// +optional
 	RequireSecureTransport bool `json:"requireSecureTransport,omitempty"`
+
+	// Network says who may connect to the server besides the defaults.
+	// +optional
+	Network *NetworkSpec `json:"network,omitempty"`
+}
+
+// NetworkSpec widens the NetworkPolicy the operator keeps for each instance (named after it). By
+// default only pods in the instance's own namespace, and the operator's pods, may open a
+// connection to the server's port; everything else is dropped where the cluster's network plugin
+// enforces NetworkPolicies.
+type NetworkSpec struct {
+	// AllowFrom adds sources, written as the `from` of a NetworkPolicy ingress rule, that may
+	// connect to the server's port. A namespaceSelector lets other namespaces in (e.g.
+	// `{namespaceSelector: {matchLabels: {team: shop}}}`); an ipBlock lets in clients outside the
+	// cluster, which a NodePort or LoadBalancer Service needs, as their traffic keeps its source
+	// address (`{ipBlock: {cidr: 10.8.0.0/16}}`).
+	// +optional
+	// +listType=atomic
+	AllowFrom []networkingv1.NetworkPolicyPeer `json:"allowFrom,omitempty"`
 }
 
 // InstanceTLS configures the instance's server certificate.

@@ -242,6 +242,8 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
 				Spec: corev1.PodSpec{
+					// The server and its agent never talk to the API server.
+					AutomountServiceAccountToken:  ptr.To(false),
 					SecurityContext:               databasePodSecurityContext(),
 					Affinity:                      affinity,
 					TerminationGracePeriodSeconds: ptr.To[int64](30),

@@ -27,6 +27,9 @@ func SnapshotName(template string, n int32) string { return fmt.Sprintf("%s-r%d"
 // RefreshCronJobName is the CronJob whose Jobs ask for a new revision.
 func RefreshCronJobName(template string) string { return template + "-refresh" }
 
+// ImportNetworkPolicyName is the NetworkPolicy of a template's import pods.
+func ImportNetworkPolicyName(template string) string { return template + "-import" }
+
 // CredentialsSecretName is the instance's Secret.
 func CredentialsSecretName(instance string) string { return instance + "-credentials" }
 

@@ -10,9 +10,13 @@ import (
 	"github.com/myaas/myaas/internal/agentapi"
 )
 
-// Volume names and the uid of the database pods; paths and ports come from the agent's contract.
+// Volume names and the uids of the pods; paths and ports come from the agent's contract.
 const (
-	databaseUID      = 999
+	// databaseUID is the mysql user of the engine images (hack/build-images.sh moves it to 999
+	// where an image has another id).
+	databaseUID = 999
+	// managerUID is the manager image's user (distroless nonroot).
+	managerUID       = 65532
 	volumeData       = "data"
 	volumeRun        = "myaas-run"
 	volumeBin        = "myaas-bin"
@@ -49,6 +53,8 @@ func databasePodSecurityContext() *corev1.PodSecurityContext {
 	}
 }
 
+// containerSecurityContext is what the Pod Security Standards' restricted profile asks of every
+// container, beyond the pod's non-root user and RuntimeDefault seccomp profile.
 func containerSecurityContext() *corev1.SecurityContext {
 	return &corev1.SecurityContext{
 		AllowPrivilegeEscalation: ptr.To(false),

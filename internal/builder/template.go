@@ -196,9 +196,10 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n, attempt int32, agentImage string)
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{
-					RestartPolicy:   corev1.RestartPolicyNever,
-					SecurityContext: databasePodSecurityContext(),
-					InitContainers:  []corev1.Container{installContainer(agentImage)},
+					RestartPolicy:                corev1.RestartPolicyNever,
+					AutomountServiceAccountToken: ptr.To(false),
+					SecurityContext:              databasePodSecurityContext(),
+					InitContainers:               []corev1.Container{installContainer(agentImage)},
 					Containers: []corev1.Container{{
 						Name:                     ImportContainer,
 						Image:                    image,
@@ -284,9 +285,13 @@ func RefreshCronJob(t *myaasv1.DatabaseTemplate, agentImage string) *batchv1.Cro
 						ObjectMeta: metav1.ObjectMeta{Labels: labels},
 						Spec: corev1.PodSpec{
 							RestartPolicy: corev1.RestartPolicyNever,
+							// The request is the Job itself: its pod only prints a line and
+							// needs no access to the API.
+							AutomountServiceAccountToken: ptr.To(false),
 							SecurityContext: &corev1.PodSecurityContext{
 								RunAsNonRoot:   ptr.To(true),
-								RunAsUser:      ptr.To[int64](65532),
+								RunAsUser:      ptr.To[int64](managerUID),
+								RunAsGroup:     ptr.To[int64](managerUID),
 								SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 							},
 							Containers: []corev1.Container{{

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of the local cluster (make test-cluster): bring it up from nothing, prove copy-on-write
-# snapshots and clones with a real kubelet, CSI driver and snapshot controller, then tear it down
-# and check that nothing is left.
+# snapshots and clones with a real kubelet, CSI driver and snapshot controller, and NetworkPolicy
+# enforcement, then tear it down and check that nothing is left.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=hack/lib-cluster.sh
@@ -127,6 +127,58 @@ smoke() {
   log "snapshot and clone: OK"
 }
 
+# netpol: a NetworkPolicy is enforced. A server lets in only pods of its own namespace: a client
+# there connects, one in another namespace does not, and the node itself still does.
+netpol() {
+  k create namespace np-server >/dev/null
+  k create namespace np-other >/dev/null
+  k -n np-server apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: server, labels: {app: server}}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: localhost/myaas/dumpserver:dev
+    imagePullPolicy: Never
+    command: [/dumpserver, serve, --rows=10, --seed=1, --rate=0]
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: same-namespace-only}
+spec:
+  podSelector: {matchLabels: {app: server}}
+  policyTypes: [Ingress]
+  ingress:
+  - from: [{podSelector: {}}]
+    ports: [{protocol: TCP, port: 8080}]
+EOF
+  k -n np-server wait --for condition=Ready --timeout 120s pod/server >/dev/null || fail "the NetworkPolicy test server never ran"
+  local ip ns phase
+  ip=$(k -n np-server get pod server -o jsonpath='{.status.podIP}')
+  # A new pod is let in once the enforcer has seen its address: the client tries for 15 s.
+  for ns in np-server np-other; do
+    k -n $ns run client --image $IMAGE --image-pull-policy Never --restart Never --command -- bash -c \
+      "for i in \$(seq 15); do timeout 3 bash -c 'exec 3<>/dev/tcp/$ip/8080' && exit 0; sleep 1; done; exit 1" >/dev/null
+  done
+  for ns in np-server np-other; do
+    for _ in $(seq 1 120); do
+      phase=$(k -n $ns get pod client -o jsonpath='{.status.phase}')
+      [ "$phase" = Succeeded ] || [ "$phase" = Failed ] && break
+      sleep 1
+    done
+  done
+  phase=$(k -n np-server get pod client -o jsonpath='{.status.phase}')
+  [ "$phase" = Succeeded ] || fail "a pod in the server's namespace could not connect (phase $phase)"
+  phase=$(k -n np-other get pod client -o jsonpath='{.status.phase}')
+  [ "$phase" = Failed ] || fail "a pod in another namespace connected through the NetworkPolicy (phase $phase)"
+  timeout 5 bash -c "exec 3<>/dev/tcp/$ip/8080" || fail "the node cannot reach its pod through the NetworkPolicy"
+  k delete namespace np-server np-other --timeout 120s >/dev/null
+  log "NetworkPolicy enforced: same namespace let in, other namespace kept out, node let in"
+}
+
 leftovers() {
   local found=0
   if grep -qE " (/var/lib/kubelet|/run/myaas-dev|$STATE)[ /]" /proc/self/mounts; then
@@ -139,6 +191,7 @@ leftovers() {
   if ip link show myaas0 >/dev/null 2>&1; then log "bridge myaas0 left"; found=1; fi
   if ip route show | grep -q '^blackhole 10.96.0.0/16'; then log "service route left"; found=1; fi
   if iptables-save 2>/dev/null | grep -qE 'KUBE-|CNI-'; then log "iptables rules left"; found=1; fi
+  if ipset list -n 2>/dev/null | grep -qE '^(inet6:)?(KUBE-|kube-router)'; then log "ipsets left"; found=1; fi
   [ -e "$STATE" ] && { log "$STATE left"; found=1; }
   return $found
 }
@@ -148,6 +201,7 @@ bash "$root/hack/dev-cluster.sh" up
 log "bring-up took $(elapsed "$t0")s"
 rc=0
 smoke || rc=$?
+[ $rc != 0 ] || netpol || rc=$?
 bash "$root/hack/dev-cluster.sh" down
 leftovers || { log "FAIL: the teardown left the above behind"; rc=1; }
 if [ $rc = 0 ]; then log "PASS"; else log "FAIL"; fi

@@ -311,6 +311,8 @@ spec:
 	waitReady(t, ns, branch)
 
 	// The pipeline's job reads the Secret and migrates through the Service, as CI would in-cluster.
+	// Like a CI job it waits for the database first: a NetworkPolicy lets a new pod in once the
+	// enforcer has seen its address, a moment after the pod starts on some network plugins.
 	migrate := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "migrate"},
 		Spec: batchv1.JobSpec{
@@ -320,7 +322,8 @@ spec:
 				Containers: []corev1.Container{{
 					Name: "migrate", Image: "localhost/myaas/mariadb:10.11", ImagePullPolicy: corev1.PullIfNotPresent,
 					EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: branch + "-credentials"}}}},
-					Command: []string{"sh", "-ec", `mariadb -h"$host" -P"$port" -u"$username" -p"$password" "$database" -e "CREATE TABLE schema_migrations (version int PRIMARY KEY); INSERT INTO schema_migrations VALUES (20261124); SELECT COUNT(*) FROM shop.orders; SELECT version FROM schema_migrations;"`},
+					Command: []string{"sh", "-ec", `for i in $(seq 30); do mariadb-admin -h"$host" -P"$port" -u"$username" -p"$password" --connect-timeout=2 ping >/dev/null 2>&1 && break; sleep 1; done
+mariadb -h"$host" -P"$port" -u"$username" -p"$password" "$database" -e "CREATE TABLE schema_migrations (version int PRIMARY KEY); INSERT INTO schema_migrations VALUES (20261124); SELECT COUNT(*) FROM shop.orders; SELECT version FROM schema_migrations;"`},
 				}},
 			}},
 		},

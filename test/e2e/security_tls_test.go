@@ -28,7 +28,7 @@ const clientImage = "localhost/myaas/mariadb:10.11"
 // instance's Secret, reaching the server by its Service name as applications do. The Secret is
 // mounted at /creds (ca.crt among its keys), caSource, if set, at /other. It returns what the
 // client printed and whether it succeeded.
-func runClient(t *testing.T, ns, instance, caSource string, args ...string) (string, bool) {
+func runTLSClient(t *testing.T, ns, instance, caSource string, args ...string) (string, bool) {
 	t.Helper()
 	secret := instance + "-credentials"
 	env := func(name, key string) corev1.EnvVar {
@@ -42,7 +42,10 @@ func runClient(t *testing.T, ns, instance, caSource string, args ...string) (str
 			LocalObjectReference: corev1.LocalObjectReference{Name: caSource}}}})
 		mounts = append(mounts, corev1.VolumeMount{Name: "other", MountPath: "/other", ReadOnly: true})
 	}
-	script := `exec mariadb --host="$MYAAS_HOST" --port="$MYAAS_PORT" --user="$MYAAS_USERNAME" --database="$MYAAS_DATABASE" --protocol=TCP --connect-timeout=10 -N -B "$@"`
+	// A new pod is let through the instance's NetworkPolicy once the enforcer has seen its address:
+	// wait until the server answers at all (mariadb-admin ping succeeds even when refused a login).
+	script := `for i in $(seq 40); do mariadb-admin --host="$MYAAS_HOST" --port="$MYAAS_PORT" --protocol=TCP --connect-timeout=2 ping >/dev/null 2>&1 && break; sleep 0.5; done
+exec mariadb --host="$MYAAS_HOST" --port="$MYAAS_PORT" --user="$MYAAS_USERNAME" --database="$MYAAS_DATABASE" --protocol=TCP --connect-timeout=10 -N -B "$@"`
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: instance + "-tls-client-", Namespace: ns},
 		Spec: corev1.PodSpec{
@@ -134,7 +137,7 @@ func TestTLSInstancesServeVerifiedTLS(t *testing.T) {
 	query := "SELECT @@have_ssl, VARIABLE_VALUE FROM information_schema.SESSION_STATUS WHERE VARIABLE_NAME = 'Ssl_cipher'"
 	verify := []string{"--ssl", "--ssl-verify-server-cert", "--ssl-ca=/creds/ca.crt", "-e", query}
 	for _, inst := range []string{"open", "strict"} {
-		out, ok := runClient(t, ns, inst, "", verify...)
+		out, ok := runTLSClient(t, ns, inst, "", verify...)
 		fields := strings.Fields(out)
 		if !ok || len(fields) != 2 || fields[0] != "YES" || fields[1] == "" {
 			t.Fatalf("%s: verified client: ok %v, printed %q; want @@have_ssl YES and a cipher", inst, ok, out)
@@ -150,15 +153,15 @@ func TestTLSInstancesServeVerifiedTLS(t *testing.T) {
 		Data: map[string]string{"ca.crt": string(other.CertPEM)}}); err != nil {
 		t.Fatal(err)
 	}
-	if out, ok := runClient(t, ns, "open", "other-ca", "--ssl", "--ssl-verify-server-cert", "--ssl-ca=/other/ca.crt", "-e", "SELECT 1"); ok {
+	if out, ok := runTLSClient(t, ns, "open", "other-ca", "--ssl", "--ssl-verify-server-cert", "--ssl-ca=/other/ca.crt", "-e", "SELECT 1"); ok {
 		t.Fatalf("a client trusting another CA connected: %q", out)
 	}
 
 	// Without requireSecureTransport a plain client still gets in; with it, it is turned away.
-	if out, ok := runClient(t, ns, "open", "", "--skip-ssl", "-e", "SELECT 1"); !ok || strings.TrimSpace(out) != "1" {
+	if out, ok := runTLSClient(t, ns, "open", "", "--skip-ssl", "-e", "SELECT 1"); !ok || strings.TrimSpace(out) != "1" {
 		t.Fatalf("plain client on the open instance: ok %v, printed %q", ok, out)
 	}
-	if out, ok := runClient(t, ns, "strict", "", "--skip-ssl", "-e", "SELECT 1"); ok {
+	if out, ok := runTLSClient(t, ns, "strict", "", "--skip-ssl", "-e", "SELECT 1"); ok {
 		t.Fatalf("a plain client connected to the instance with requireSecureTransport: %q", out)
 	}
 

@@ -125,7 +125,10 @@ type testManager struct {
 func startManager(t *testing.T, o Options) *testManager {
 	t.Helper()
 	mgr, err := ctrl.NewManager(testConfig, ctrl.Options{
-		Scheme:                 testScheme,
+		Scheme: testScheme,
+		// What main.go gives the manager: a cache of the operator's own objects only.
+		Cache:                  CacheOptions(nil, false),
+		Client:                 ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},

@@ -23,10 +23,14 @@ func scraperToken(t *testing.T, clusterRole string) string {
 		name = "install-test-nobody"
 	}
 	kubectl(t, "-n", system, "create", "serviceaccount", name)
-	t.Cleanup(func() { _, _ = run("", env.kubectl, "--kubeconfig", env.kubeconfig, "-n", system, "delete", "serviceaccount", name) })
+	t.Cleanup(func() {
+		_, _ = run("", env.kubectl, "--kubeconfig", env.kubeconfig, "-n", system, "delete", "serviceaccount", name)
+	})
 	if clusterRole != "" {
 		kubectl(t, "create", "clusterrolebinding", name, "--clusterrole="+clusterRole, "--serviceaccount="+system+":"+name)
-		t.Cleanup(func() { _, _ = run("", env.kubectl, "--kubeconfig", env.kubeconfig, "delete", "clusterrolebinding", name) })
+		t.Cleanup(func() {
+			_, _ = run("", env.kubectl, "--kubeconfig", env.kubeconfig, "delete", "clusterrolebinding", name)
+		})
 	}
 	token := strings.TrimSpace(kubectl(t, "-n", system, "create", "token", name, "--duration=1h"))
 	file := filepath.Join(t.TempDir(), name+".token")

@@ -253,6 +253,21 @@ func TestValues(t *testing.T) {
 			}
 		}
 	})
+	t.Run("config/namespaced grants what the chart does cluster-wide", func(t *testing.T) {
+		chartRole := byKey(render(t, "watchNamespaces={team-a}"))["ClusterRole /myaas-manager-role"]
+		overlay := byKey(parse(t, run(t, tool(t, "KUSTOMIZE", "bin/kustomize", "kustomize"), "build", root+"/config/namespaced")))
+		overlayRole, ok := overlay["ClusterRole /myaas-manager-cluster-role"]
+		if !ok {
+			t.Fatal("config/namespaced has no ClusterRole myaas-manager-cluster-role")
+		}
+		if !reflect.DeepEqual(chartRole["rules"], overlayRole["rules"]) {
+			t.Errorf("config/namespaced/manager_cluster_role.yaml grants %v; the chart's cluster-scoped rules are %v",
+				overlayRole["rules"], chartRole["rules"])
+		}
+		if _, ok := overlay["ClusterRoleBinding /myaas-manager-rolebinding"]; ok {
+			t.Errorf("config/namespaced keeps the cluster-wide binding of the manager's ClusterRole")
+		}
+	})
 	t.Run("monitoring selects the manager", func(t *testing.T) {
 		objs := render(t, "metrics.serviceMonitor.enabled=true", "metrics.podMonitor.enabled=true", "prometheusRule.enabled=true", "dashboard.enabled=true")
 		_, pod, c := container(t, objs)

@@ -146,8 +146,16 @@ build_all() {
 
 start() {
   # start NAME CMD... : a detached process with its pid and log in the state dir.
-  local name=$1; shift
-  setsid "$@" >"$STATE/logs/$name.log" 2>&1 < /dev/null &
+  # Descriptors beyond stdio are closed: a daemon that inherited the cluster lock's (`flock LOCK
+  # dev-cluster.sh up` passes it on) would hold the lock for as long as the cluster runs.
+  local name=$1 fd; shift
+  (
+    for fd in "/proc/$BASHPID/fd/"*; do
+      fd=${fd##*/}
+      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+    done
+    exec setsid "$@" >"$STATE/logs/$name.log" 2>&1 < /dev/null
+  ) &
   echo $! >"$STATE/pids/$name.pid"
 }
 

@@ -105,8 +105,10 @@ func runManager(ctx context.Context, args []string) error {
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one manager reconciles")
 	agentImage := fs.String("agent-image", envOr("MYAAS_AGENT_IMAGE", "localhost/myaas/manager:dev"),
 		"image holding this binary, copied into database pods (env MYAAS_AGENT_IMAGE)")
-	allowedServiceTypes := fs.String("allowed-service-types", "ClusterIP,NodePort",
+	allowedServiceTypes := fs.String("allowed-service-types", controllers.DefaultAllowedServiceTypes,
 		"comma-separated Service types instances may ask for in spec.serviceType; others are refused with a condition")
+	allowedImages := fs.String("allowed-images", "",
+		"comma-separated engine images templates may use; one ending in '*' allows every image starting with the rest; empty allows any")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -147,6 +149,7 @@ func runManager(ctx context.Context, args []string) error {
 	}
 	if err := controllers.Setup(ctx, mgr, controllers.Options{
 		AgentImage: *agentImage, Clock: clock.RealClock{}, AllowedServiceTypes: controllers.ServiceTypes(*allowedServiceTypes),
+		AllowedImages: controllers.ImagePatterns(*allowedImages),
 	}); err != nil {
 		return err
 	}

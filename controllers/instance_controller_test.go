@@ -494,13 +494,13 @@ func TestReadinessLoginGoesThroughTheService(t *testing.T) {
 
 func TestServiceTypeOutsideTheAllowListIsRefused(t *testing.T) {
 	requireEnv(t)
-	startManager(t, Options{AllowedServiceTypes: []corev1.ServiceType{corev1.ServiceTypeClusterIP}})
+	startManager(t, Options{}) // the default allow-list
 	ns := newNamespace(t)
 	newTemplate(t, ns, "shop")
 	importRevision(t, ns, "shop", 1)
 	newInstance(t, ns, "exposed", "shop", func(i *myaasv1.DatabaseInstance) { i.Spec.ServiceType = corev1.ServiceTypeLoadBalancer })
 	newInstance(t, ns, "inside", "shop")
-	waitNotReadySaying(t, ns, "exposed", myaasv1.ReasonServiceTypeNotAllowed, "LoadBalancer", "allowed: ClusterIP")
+	waitNotReadySaying(t, ns, "exposed", myaasv1.ReasonServiceTypeNotAllowed, "LoadBalancer", "--allowed-service-types", "allowed: ClusterIP)")
 	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "exposed"}, &corev1.Service{}); err == nil {
 		t.Fatal("a Service of a refused type was created")
 	}

@@ -29,7 +29,8 @@ func (r *DatabaseInstanceReconciler) reconcileService(ctx context.Context, s *in
 		inst.Status.Phase = myaasv1.InstanceFailed
 		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
 			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonServiceTypeNotAllowed,
-			message:   fmt.Sprintf("spec.serviceType %s is not allowed by this operator (allowed: %s)", t, joinTypes(r.AllowedServiceTypes)),
+			message: fmt.Sprintf("spec.serviceType %s is not allowed by this operator's --allowed-service-types (Helm value allowedServiceTypes; allowed: %s)",
+				t, joinTypes(r.AllowedServiceTypes)),
 			eventType: corev1.EventTypeWarning, event: EventServiceTypeNotAllowed,
 		})
 		return stop(0), nil

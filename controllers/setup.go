@@ -30,9 +30,15 @@ type Options struct {
 	Address  func(pod *corev1.Pod, port int32) string
 	// Progress defaults to asking the import agent over HTTP.
 	Progress ProgressReader
-	// AllowedServiceTypes an instance may ask for; nil allows every type the API accepts.
+	// AllowedImages a template's engine may use; nil allows any image.
+	AllowedImages []string
+	// AllowedServiceTypes an instance may ask for; nil means DefaultAllowedServiceTypes.
 	AllowedServiceTypes []corev1.ServiceType
 }
+
+// DefaultAllowedServiceTypes keeps every copy of production data inside the cluster unless the
+// platform team opens more: a NodePort or LoadBalancer reaches it from outside.
+const DefaultAllowedServiceTypes = "ClusterIP"
 
 // ServiceTypes parses a comma-separated list of Service types.
 func ServiceTypes(list string) []corev1.ServiceType {
@@ -63,6 +69,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 	if o.Sessions == nil {
 		o.Sessions = MySQLVerifier{}
 	}
+	if o.AllowedServiceTypes == nil {
+		o.AllowedServiceTypes = ServiceTypes(DefaultAllowedServiceTypes)
+	}
 	if o.Progress == nil {
 		o.Progress = HTTPProgressReader{Client: &http.Client{Timeout: 2 * time.Second}}
 	}
@@ -70,13 +79,14 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		return err
 	}
 	if err := (&DatabaseTemplateReconciler{
-		Client:     mgr.GetClient(),
-		Scheme:     mgr.GetScheme(),
-		Recorder:   mgr.GetEventRecorderFor("databasetemplate-controller"),
-		Clock:      o.Clock,
-		AgentImage: o.AgentImage,
-		Progress:   o.Progress,
-		APIReader:  mgr.GetAPIReader(),
+		Client:        mgr.GetClient(),
+		Scheme:        mgr.GetScheme(),
+		Recorder:      mgr.GetEventRecorderFor("databasetemplate-controller"),
+		Clock:         o.Clock,
+		AgentImage:    o.AgentImage,
+		Progress:      o.Progress,
+		AllowedImages: o.AllowedImages,
+		APIReader:     mgr.GetAPIReader(),
 	}).SetupWithManager(mgr); err != nil {
 		return err
 	}

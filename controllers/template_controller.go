@@ -37,6 +37,8 @@ type DatabaseTemplateReconciler struct {
 	AgentImage string
 	// Progress reads the import agent's progress; nil disables progress reporting.
 	Progress ProgressReader
+	// AllowedImages are the engine images templates may run (see ImagePatterns); none allows any.
+	AllowedImages []string
 	// APIReader reads from the API server, bypassing the cache, where a stale read would bring
 	// back deleted children, and where the object is not the operator's (the user's source PVC),
 	// so not in the cache at all.

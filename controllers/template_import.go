@@ -299,6 +299,9 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 	if err != nil {
 		return r.failImport(ctx, t, myaasv1.ReasonUnknownEngine, err.Error())
 	}
+	if _, image, _ := builder.EngineImage(t.Spec.Engine); !imageAllowed(image, r.AllowedImages) {
+		return r.failImport(ctx, t, myaasv1.ReasonImageNotAllowed, imageRefusal(image, r.AllowedImages))
+	}
 	if current, err := r.aboutToCreate(ctx, t, want); err != nil || !current {
 		s.wakeIn(requeueSoon)
 		return err

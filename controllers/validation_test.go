@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -48,6 +49,12 @@ func TestAPIRejectsBadInputAtApplyTime(t *testing.T) {
 			`spec.engine.type: Unsupported value: "oracle"`},
 		{"URL without scheme", func(d *myaasv1.DatabaseTemplate) { d.Spec.Source.HTTP.URL = "dumps.example.com/x.sql" },
 			"spec.source.http.url"},
+		{"credentials in the URL", func(d *myaasv1.DatabaseTemplate) {
+			d.Spec.Source.HTTP.URL = "https://backup:s3cret@dumps.example.com/shop.sql.gz"
+		}, "source.http.url must not carry credentials (user:password@): put them in a Secret named by source.http.secretRef"},
+		{"credentials over plain http", func(d *myaasv1.DatabaseTemplate) {
+			d.Spec.Source.HTTP = &myaasv1.HTTPDumpSource{URL: "http://dumps.example.com/shop.sql.gz", SecretRef: &corev1.LocalObjectReference{Name: "dump-auth"}}
+		}, "over a plain http:// URL they travel in clear text; use https:// or set source.http.insecure: true"},
 		{"absolute PVC path", func(d *myaasv1.DatabaseTemplate) {
 			d.Spec.Source = myaasv1.DumpSource{PersistentVolumeClaim: &myaasv1.PVCDumpSource{ClaimName: "dumps", Path: "/etc/passwd"}}
 		}, "path must be relative to the volume root"},
@@ -66,6 +73,14 @@ func TestAPIRejectsBadInputAtApplyTime(t *testing.T) {
 				t.Fatalf("case %d: error %v, want it to contain %q", i, err, tc.want)
 			}
 		})
+	}
+
+	// What the rules above must not catch: an '@' in the path, credentials over http when allowed.
+	allowed := validTemplate(ns, "plain-http-allowed")
+	allowed.Spec.Source.HTTP = &myaasv1.HTTPDumpSource{URL: "http://dumps.internal/team@shop/x.sql",
+		SecretRef: &corev1.LocalObjectReference{Name: "dump-auth"}, Insecure: true}
+	if err := k8s.Create(bg, allowed); err != nil {
+		t.Fatalf("a valid source was refused: %v", err)
 	}
 
 	// Immutable fields.

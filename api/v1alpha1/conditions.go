@@ -31,6 +31,7 @@ const (
 	ReasonStorageClassNotFound  = "StorageClassNotFound"
 	ReasonSourceClaimNotFound   = "SourceClaimNotFound"
 	ReasonUnknownEngine         = "UnknownEngine"
+	ReasonImageNotAllowed       = "ImageNotAllowed"
 	ReasonStaleChildren         = "StaleChildren"
 
 	// ImportFailed; the agent's own reasons (TruncatedDump, SQLError, …) are used as they are.

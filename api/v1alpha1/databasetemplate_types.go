@@ -69,15 +69,23 @@ type PVCDumpSource struct {
 }
 
 // HTTPDumpSource downloads a dump.
+// +kubebuilder:validation:XValidation:rule="!has(self.secretRef) || self.url.startsWith('https://') || (has(self.insecure) && self.insecure)",message="source.http.secretRef sends credentials: over a plain http:// URL they travel in clear text; use https:// or set source.http.insecure: true"
 type HTTPDumpSource struct {
-	// URL of a .sql, .sql.gz or .sql.zst file.
+	// URL of a .sql, .sql.gz or .sql.zst file. It must not carry credentials: a user name or
+	// password in it would show in the import pod's arguments; put them in secretRef. Its query
+	// string is redacted in every message.
 	// +required
 	// +kubebuilder:validation:Pattern=`^https?://.+`
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^https?://[^/?#]*@')",message="source.http.url must not carry credentials (user:password@): put them in a Secret named by source.http.secretRef"
 	URL string `json:"url"`
 	// SecretRef names a Secret with `username` and `password` (basic auth) and/or `headers`
-	// ("Name: value" lines, e.g. an Authorization header).
+	// ("Name: value" lines, e.g. an Authorization header). They are sent to the URL's own host
+	// only: a redirect to another host gets none of them.
 	// +optional
 	SecretRef *corev1.LocalObjectReference `json:"secretRef,omitempty"`
+	// Insecure allows sending secretRef's credentials over plain http://.
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
 }
 
 // S3DumpSource reads from an S3-compatible object store.

@@ -44,7 +44,8 @@ type flag struct {
 }
 
 var valueFlags = []flag{
-	{"--allowed-service-types", "allowedServiceTypes", "ClusterIP,NodePort"},
+	{"--allowed-service-types", "allowedServiceTypes", "ClusterIP"},
+	{"--allowed-images", "allowedImages", ""},
 	{"--zap-log-level", "logLevel", "info"},
 }
 

@@ -48,6 +48,7 @@ func parseImportFlags(args []string) (importOptions, error) {
 	fs.StringVar(&o.source.glob, agentapi.FlagSourceGlob, "", "path or glob of the dumps in --source-dir; files load in name order")
 	fs.StringVar(&o.source.url, agentapi.FlagSourceURL, "", "HTTP(S) URL of a dump")
 	fs.StringVar(&o.source.authDir, agentapi.FlagSourceAuthDir, "", "directory with username, password and headers for the URL")
+	fs.BoolVar(&o.source.httpInsecure, agentapi.FlagSourceInsecure, false, "allow sending the credentials of --source-auth-dir over plain http://")
 	fs.StringVar(&o.source.s3Endpoint, agentapi.FlagS3Endpoint, "", "S3 endpoint (host[:port])")
 	fs.StringVar(&o.source.bucket, agentapi.FlagS3Bucket, "", "S3 bucket")
 	fs.StringVar(&o.source.s3Key, agentapi.FlagS3Key, "", "S3 object key")

@@ -1,14 +1,10 @@
 package agent
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -33,6 +29,7 @@ type dumpFile struct {
 type sourceConfig struct {
 	dir, glob          string
 	url, authDir       string
+	httpInsecure       bool
 	s3Endpoint, bucket string
 	s3Key, s3Prefix    string
 	s3Region           string
@@ -46,7 +43,7 @@ func (c sourceConfig) files(ctx context.Context) ([]dumpFile, error) {
 	case c.glob != "":
 		return dirFiles(c.dir, c.glob)
 	case c.url != "":
-		return httpFiles(c.url, c.authDir, c.stallTimeout)
+		return httpFiles(c.url, c.authDir, c.httpInsecure, c.stallTimeout)
 	case c.bucket != "":
 		return s3Files(ctx, c)
 	}
@@ -80,92 +77,6 @@ func dirFiles(dir, glob string) ([]dumpFile, error) {
 		return nil, failWith(agentapi.ReasonNoSourceFile, fmt.Errorf("source path %q matches no file in the volume", glob))
 	}
 	return files, nil
-}
-
-// httpFiles is the one file at rawURL, with basic auth and headers from the mounted Secret.
-func httpFiles(rawURL, authDir string, stall time.Duration) ([]dumpFile, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("source URL %q: %w", rawURL, err)
-	}
-	auth, err := readAuth(authDir)
-	if err != nil {
-		return nil, err
-	}
-	open := func(ctx context.Context) (io.ReadCloser, int64, error) {
-		g := newStallGuard(ctx, stall)
-		req, err := http.NewRequestWithContext(g.ctx, http.MethodGet, rawURL, nil)
-		if err != nil {
-			g.release()
-			return nil, 0, err
-		}
-		auth.apply(req)
-		g.arm()
-		resp, err := http.DefaultClient.Do(req)
-		g.disarm()
-		if err != nil {
-			err = g.explain(err)
-			g.release()
-			return nil, 0, failWith(readFailureReason(err), fmt.Errorf("GET %s: %w", redactURL(u), err))
-		}
-		if resp.StatusCode != http.StatusOK {
-			resp.Body.Close()
-			g.release()
-			reason := agentapi.ReasonSourceError
-			if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
-				reason = agentapi.ReasonNoSourceFile
-			}
-			return nil, 0, failWith(reason, fmt.Errorf("GET %s: %s", redactURL(u), resp.Status))
-		}
-		return &guardedBody{ReadCloser: resp.Body, g: g}, max(resp.ContentLength, 0), nil
-	}
-	return []dumpFile{{Name: path.Base(u.Path), Open: open}}, nil
-}
-
-func redactURL(u *url.URL) string {
-	c := *u
-	c.User = nil
-	return c.String()
-}
-
-type httpAuth struct {
-	user, password string
-	headers        [][2]string
-}
-
-func (a httpAuth) apply(req *http.Request) {
-	if a.user != "" || a.password != "" {
-		req.SetBasicAuth(a.user, a.password)
-	}
-	for _, h := range a.headers {
-		req.Header.Set(h[0], h[1])
-	}
-}
-
-// readAuth reads the keys of the mounted source Secret: username, password, headers.
-func readAuth(dir string) (httpAuth, error) {
-	var a httpAuth
-	if dir == "" {
-		return a, nil
-	}
-	read := func(key string) string {
-		b, _ := os.ReadFile(filepath.Join(dir, key))
-		return strings.TrimRight(string(b), "\r\n")
-	}
-	a.user, a.password = read(agentapi.SourceKeyUsername), read(agentapi.SourceKeyPassword)
-	sc := bufio.NewScanner(strings.NewReader(read(agentapi.SourceKeyHeaders)))
-	for line := 1; sc.Scan(); line++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
-		}
-		name, value, ok := strings.Cut(text, ":")
-		if !ok {
-			return a, fmt.Errorf("source Secret key headers, line %d: want \"Name: value\"", line)
-		}
-		a.headers = append(a.headers, [2]string{strings.TrimSpace(name), strings.TrimSpace(value)})
-	}
-	return a, nil
 }
 
 // s3Files lists the object, or the objects under the prefix in name order.

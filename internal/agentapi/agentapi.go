@@ -82,6 +82,7 @@ const (
 	FlagSourceGlob          = "source-glob"           // I
 	FlagSourceURL           = "source-url"            // I
 	FlagSourceAuthDir       = "source-auth-dir"       // I
+	FlagSourceInsecure      = "source-insecure"       // I
 	FlagSourceStallTimeout  = "source-stall-timeout"  // I
 	FlagAllowMissingTrailer = "allow-missing-trailer" // I
 	FlagS3Endpoint          = "s3-endpoint"           // I

@@ -126,6 +126,9 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n, attempt int32, agentImage string)
 			}})
 			mounts = append(mounts, corev1.VolumeMount{Name: volumeSourceAuth, MountPath: agentapi.SourceAuthDir, ReadOnly: true})
 			args = append(args, agentapi.Flag(agentapi.FlagSourceAuthDir, agentapi.SourceAuthDir))
+			if src.HTTP.Insecure {
+				args = append(args, agentapi.Flag(agentapi.FlagSourceInsecure, "true"))
+			}
 		}
 	case src.S3 != nil:
 		s3 := src.S3

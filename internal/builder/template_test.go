@@ -59,6 +59,15 @@ func TestImportJob(t *testing.T) {
 			deadline:   ptr.To[int64](7200),
 		},
 		{
+			name: "HTTP source with auth over plain http, allowed by the template",
+			mutate: func(d *myaasv1.DatabaseTemplate) {
+				d.Spec.Source = myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: "http://dumps.internal/x.sql", SecretRef: &corev1.LocalObjectReference{Name: "dump-auth"}, Insecure: true}}
+			},
+			wantImage:  "mariadb:11.4",
+			wantArgs:   []string{"--source-url=http://dumps.internal/x.sql", "--source-auth-dir=/etc/myaas/source-auth", "--source-insecure=true"},
+			wantMounts: []string{"/etc/myaas/source-auth"},
+		},
+		{
 			name: "S3 prefix with credentials and post-import SQL from both places",
 			mutate: func(d *myaasv1.DatabaseTemplate) {
 				d.Spec.Engine.Image = "registry.local/mariadb:11.4-custom"

@@ -196,9 +196,9 @@ func TestValues(t *testing.T) {
 		}
 	})
 	t.Run("flags", func(t *testing.T) {
-		_, _, c := container(t, render(t, "leaderElection.enabled=false", "allowedServiceTypes=ClusterIP", "logLevel=debug",
+		_, _, c := container(t, render(t, "leaderElection.enabled=false", "allowedServiceTypes=ClusterIP\\,NodePort", "logLevel=debug",
 			"extraArgs[0]=--zap-encoder=console"))
-		want := []string{"manager", "--health-probe-bind-address=:8081", "--allowed-service-types=ClusterIP", "--zap-log-level=debug", "--zap-encoder=console"}
+		want := []string{"manager", "--health-probe-bind-address=:8081", "--allowed-service-types=ClusterIP,NodePort", "--zap-log-level=debug", "--zap-encoder=console"}
 		if got := args(c); !reflect.DeepEqual(got, want) {
 			t.Errorf("args %q, want %q", got, want)
 		}

@@ -215,8 +215,7 @@ func metricsThroughPrometheus(t *testing.T) {
 	managerPod := kubectl(t, "-n", system, "get", "pods", "-l", "control-plane=controller-manager",
 		"--field-selector=status.phase=Running", "-o", "jsonpath={.items[0].status.podIP}")
 	target := managerPod + ":8443"
-	metricsNeedAnAuthorizedToken(t, target)
-	prom := startPrometheus(t, target, scraperToken(t, "myaas-metrics-reader"))
+	prom := startPrometheus(t, target, metricsNeedAnAuthorizedToken(t, target))
 
 	tmpl := template(t, demo, demoTemplate)
 	if len(tmpl.Status.Revisions) != 1 {

@@ -41,8 +41,9 @@ func scraperToken(t *testing.T, clusterRole string) string {
 }
 
 // metricsNeedAnAuthorizedToken: the metrics endpoint speaks only HTTPS, refuses a client without
-// a token and one whose ServiceAccount may not get /metrics, and answers a metrics-reader.
-func metricsNeedAnAuthorizedToken(t *testing.T, target string) {
+// a token and one whose ServiceAccount may not get /metrics, and answers a metrics-reader, whose
+// token file it returns.
+func metricsNeedAnAuthorizedToken(t *testing.T, target string) string {
 	t.Helper()
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the manager's certificate is self-signed
@@ -87,6 +88,7 @@ func metricsNeedAnAuthorizedToken(t *testing.T, target string) {
 		}
 		return nil
 	})
+	return reader
 }
 
 const (

@@ -101,7 +101,7 @@ bench-import: build ## Benchmark: the agent's import against a plain `mariadb < 
 	bash hack/bench-import.sh
 
 .PHONY: bench-provision
-bench-provision: ## Benchmark: kubectl apply to Ready, sequential and concurrent, and the disk cost of clones.
+bench-provision: ## Benchmark: kubectl apply to Ready, sequential and concurrent, in the template's namespace and from others, and the disk cost of clones.
 	bash hack/bench-provision.sh
 
 .PHONY: bench-memory

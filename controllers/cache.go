@@ -26,14 +26,17 @@ func OwnedKinds() []client.Object {
 	return []client.Object{
 		&corev1.Secret{}, &corev1.Pod{}, &corev1.PersistentVolumeClaim{}, &corev1.Service{},
 		&appsv1.StatefulSet{}, &batchv1.Job{}, &batchv1.CronJob{}, &snapshotv1.VolumeSnapshot{},
-		&networkingv1.NetworkPolicy{},
+		&snapshotv1.VolumeSnapshotContent{}, &networkingv1.NetworkPolicy{},
 	}
 }
 
 // UncachedKinds are read by name and never listed or watched (the volume behind a template
-// revision, the classes a template names): a cache of them would hold every one in the cluster.
+// revision, the classes a template names, an instance's namespace): a cache of them would hold
+// every one in the cluster.
 func UncachedKinds() []client.Object {
-	return []client.Object{&corev1.PersistentVolume{}, &storagev1.StorageClass{}, &snapshotv1.VolumeSnapshotClass{}}
+	return []client.Object{
+		&corev1.PersistentVolume{}, &storagev1.StorageClass{}, &snapshotv1.VolumeSnapshotClass{}, &corev1.Namespace{},
+	}
 }
 
 // CacheOptions select what the manager's cache holds: the operator's own objects, in the given

@@ -17,6 +17,7 @@ const (
 	EventStaleChildren         = "StaleChildren"
 
 	EventTemplateNotFound      = "TemplateNotFound"
+	EventTemplateNotShared     = "TemplateNotShared"
 	EventRevisionNotFound      = "RevisionNotFound"
 	EventReady                 = "Ready"
 	EventLoginFailed           = "LoginFailed"
@@ -26,4 +27,6 @@ const (
 	EventResetStarted          = "ResetStarted"
 	EventIdle                  = "Idle"
 	EventExpired               = "Expired"
+	EventCANotUsable           = "CANotUsable"
+	EventCertificateIssued     = "CertificateIssued"
 )

@@ -3,15 +3,18 @@ package controllers
 import (
 	"context"
 
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
@@ -41,12 +44,16 @@ type DatabaseInstanceReconciler struct {
 	Sessions SessionCounter
 	// AllowedServiceTypes an instance may ask for; nil allows every type.
 	AllowedServiceTypes []corev1.ServiceType
+	// APIReader reads what the cache does not hold: namespaces (for spec.sharing's selector) and
+	// the snapshot controller's VolumeSnapshotContents. The client is used unless set.
+	APIReader client.Reader
 }
 
 // +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances,verbs=get;list;watch;update;patch;delete
 // +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances/finalizers,verbs=update
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=namespaces,verbs=get
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;delete
@@ -84,25 +91,34 @@ type instancePass struct {
 	src *revisionSource
 	// secret is the instance's own credentials Secret, read by reconcileSecret.
 	secret *corev1.Secret
+	// adminSecret holds root's and the operator's admin account's passwords (reconcileAdminSecret).
+	adminSecret *corev1.Secret
 	// statefulSet is the instance's own StatefulSet, once it exists.
 	statefulSet *appsv1.StatefulSet
 	// serverAddr is where the server answered the login that made the instance Ready.
 	serverAddr string
 	// deleted: the instance expired and is gone; its status is not written.
 	deleted bool
+	// tlsCA is the CA of the instance's certificate, read by reconcileTLS; plainServer: the
+	// server was started before the operator issued certificates and speaks no TLS.
+	tlsCA       []byte
+	plainServer bool
 }
 
 // steps is the instance's pipeline; a step that waits for something ends the pass.
 func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
 	return []step[*instancePass]{
-		{"expiry", r.reconcileTTL},                // instance_ttl.go
-		{"reset", r.reconcileReset},               // instance_reset.go
-		{"revision", r.resolveRevision},           // instance_revision.go
-		{"credentials Secret", r.reconcileSecret}, // instance_secret.go
-		{"Service", r.reconcileService},           // instance_statefulset.go
-		{"StatefulSet", r.reconcileStatefulSet},   // instance_statefulset.go
-		{"readiness", r.reconcileReadiness},       // instance_ready.go
-		{"idle expiry", r.reconcileIdle},          // instance_idle.go
+		{"expiry", r.reconcileTTL},                     // instance_ttl.go
+		{"reset", r.reconcileReset},                    // instance_reset.go
+		{"revision", r.resolveRevision},                // instance_revision.go
+		{"shared snapshot", r.reconcileSharedSnapshot}, // instance_shared_snapshot.go
+		{"TLS certificate", r.reconcileTLS},            // instance_tls.go
+		{"admin Secret", r.reconcileAdminSecret},       // instance_admin_secret.go
+		{"credentials Secret", r.reconcileSecret},      // instance_secret.go
+		{"Service", r.reconcileService},                // instance_statefulset.go
+		{"StatefulSet", r.reconcileStatefulSet},        // instance_statefulset.go
+		{"readiness", r.reconcileReadiness},            // instance_ready.go
+		{"idle expiry", r.reconcileIdle},               // instance_idle.go
 	}
 }
 
@@ -130,6 +146,9 @@ func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.PersistentVolumeClaim{}, byInstanceLabel).
 		// A template that gets its first revision, or comes into existence, unblocks its instances.
 		Watches(&myaasv1.DatabaseTemplate{}, handler.EnqueueRequestsFromMapFunc(r.instancesOfTemplate)).
+		// A copy of another namespace's revision becoming ready lets its instances clone it.
+		Watches(&snapshotv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(r.instancesOfSharedCopy),
+			builder.WithPredicates(predicate.NewPredicateFuncs(isSharedCopy))).
 		Named("databaseinstance").
 		// Instances are independent and a reconcile mostly waits on the network (a login to a
 		// starting server): one worker would make 20 instances applied at once wait in line.
@@ -138,8 +157,8 @@ func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 func (r *DatabaseInstanceReconciler) instancesOfTemplate(ctx context.Context, o client.Object) []reconcile.Request {
-	list := &myaasv1.DatabaseInstanceList{}
-	if err := r.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{instanceTemplateField: o.GetName()}); err != nil {
+	list, err := instancesOfTemplate(ctx, r.Client, o.GetNamespace(), o.GetName())
+	if err != nil {
 		return nil
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))

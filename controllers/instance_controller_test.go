@@ -3,6 +3,8 @@ package controllers
 import (
 	"database/sql"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -93,9 +95,20 @@ func playInstancePodWith(t *testing.T, ns, instance string, ready bool) *corev1.
 
 func credentials(t *testing.T, ns, instance string) map[string]string {
 	t.Helper()
+	return secretData(t, ns, instance+"-credentials")
+}
+
+// adminCredentials are the operator's own: root's password and the admin account's.
+func adminCredentials(t *testing.T, ns, instance string) map[string]string {
+	t.Helper()
+	return secretData(t, ns, instance+"-admin")
+}
+
+func secretData(t *testing.T, ns, name string) map[string]string {
+	t.Helper()
 	s := &corev1.Secret{}
-	eventually(t, 20*time.Second, "credentials secret", func() error {
-		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: instance + "-credentials"}, s)
+	eventually(t, 20*time.Second, "Secret "+name, func() error {
+		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: name}, s)
 	})
 	out := map[string]string{}
 	for k, v := range s.Data {
@@ -148,26 +161,37 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	playImportPod(t, job, terminatedPod(`{"outcome":"Succeeded","bytesRead":1048576,"files":1,"durationSeconds":3.5,"datadirBytes":52428800,"agentSHA256":"`+testAgentSHA256+`"}`, 0))
+	playImportPod(t, job, terminatedPod(`{"outcome":"Succeeded","bytesRead":1048576,"files":1,"durationSeconds":3.5,"datadirBytes":52428800,"agentSHA256":"`+testAgentSHA256+`","accountsDropped":2}`, 0))
 	playJobFinished(t, job, true)
 	playSnapshotReady(t, ns, "shop", 1, "2Gi")
 	waitForLatestRevision(t, ns, "shop", 1)
+	eventually(t, 10*time.Second, "the import's event counts the dump's accounts dropped", func() error {
+		for _, e := range eventsFor(t, ns, "shop") {
+			if e.Reason == EventImportSucceeded && strings.Contains(e.Message, "dropped 2 accounts the dump created") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no such event")
+	})
 
 	inst := newInstance(t, ns, "feature-login", "shop", func(i *myaasv1.DatabaseInstance) {
 		i.Spec.Database = "shop"
 		i.Spec.Username = "dev"
 	})
 	creds := credentials(t, ns, "feature-login")
-	for _, key := range []string{"host", "port", "username", "password", "database", "root-password", "uri", "jdbc-uri", "dsn", "type", "provider"} {
+	for _, key := range []string{"host", "port", "username", "password", "database", "uri", "jdbc-uri", "dsn", "type", "provider"} {
 		if creds[key] == "" {
 			t.Errorf("secret key %q is empty", key)
 		}
 	}
+	if len(creds) != 10 {
+		t.Errorf("secret keys %v: the application's Secret holds only what the application logs in with", slices.Sorted(maps.Keys(creds)))
+	}
 	if creds["host"] != "feature-login."+ns+".svc" || creds["port"] != "3306" || creds["username"] != "dev" || creds["database"] != "shop" ||
-		creds["type"] != "mysql" || creds["provider"] != "myaas" || len(creds["password"]) < 20 || creds["password"] == creds["root-password"] {
+		creds["type"] != "mysql" || creds["provider"] != "myaas" || len(creds["password"]) < 20 {
 		t.Fatalf("secret %v", redact(creds))
 	}
-	if want := fmt.Sprintf("mysql://dev:%s@feature-login.%s.svc:3306/shop", creds["password"], ns); creds["uri"] != want {
+	if want := fmt.Sprintf("mysql://dev:%s@feature-login.%s.svc:3306/shop?ssl-mode=VERIFY_IDENTITY", creds["password"], ns); creds["uri"] != want {
 		t.Fatalf("uri %q", redactIn(creds["uri"], creds))
 	}
 
@@ -289,6 +313,7 @@ func TestInstanceResetKeepsSecretAndServiceAndMovesToLatest(t *testing.T) {
 	importRevision(t, ns, "shop", 1)
 	newInstance(t, ns, "dev", "shop")
 	creds := credentials(t, ns, "dev")
+	admin := adminCredentials(t, ns, "dev")
 	grant(t, srv, creds)
 	playInstancePod(t, ns, "dev")
 	eventually(t, 20*time.Second, "ready on revision 1", func() error {
@@ -359,7 +384,7 @@ func TestInstanceResetKeepsSecretAndServiceAndMovesToLatest(t *testing.T) {
 		t.Fatalf("claim name %s must differ from the pre-reset one", name)
 	}
 	after := credentials(t, ns, "dev")
-	if after["password"] != creds["password"] || after["root-password"] != creds["root-password"] {
+	if after["password"] != creds["password"] || !maps.Equal(adminCredentials(t, ns, "dev"), admin) {
 		t.Fatal("the reset or the restart changed the credentials")
 	}
 	svcAfter := &corev1.Service{}
@@ -521,9 +546,13 @@ func TestIdleInstanceIsSuspendedOnceNoClientIsConnected(t *testing.T) {
 	})
 	creds := credentials(t, ns, "quiet")
 	grant(t, srv, creds)
-	// As the agent leaves a clone: root logs in over TCP with the Secret's root password (this
-	// server resolves 127.0.0.1 to localhost); the test keeps its own login over the socket.
-	srv.Exec(t, fmt.Sprintf("ALTER USER 'root'@'localhost' IDENTIFIED VIA unix_socket OR mysql_native_password USING PASSWORD('%s')", creds["root-password"]))
+	// As the agent leaves a clone: the operator's admin account, with PROCESS only, logs in over
+	// TCP with the admin Secret's password (this server resolves 127.0.0.1 to localhost).
+	admin := adminCredentials(t, ns, "quiet")
+	for _, host := range []string{"%", "localhost"} {
+		srv.Exec(t, fmt.Sprintf("CREATE USER IF NOT EXISTS '%s'@'%s' IDENTIFIED BY '%s'", admin["username"], host, admin["password"]),
+			fmt.Sprintf("GRANT PROCESS ON *.* TO '%s'@'%s'", admin["username"], host))
+	}
 	playInstancePod(t, ns, "quiet")
 	eventually(t, 20*time.Second, "ready", func() error {
 		got := getInstance(t, ns, "quiet")

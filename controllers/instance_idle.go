@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -20,7 +21,7 @@ import (
 type SessionCounter interface {
 	// ClientSessions counts the sessions other than the caller's own, the server's threads and
 	// the pod's own (its probe and agent, which come through the local socket).
-	ClientSessions(ctx context.Context, addr, user, password, database string) (int, error)
+	ClientSessions(ctx context.Context, addr, user, password, database string, tlsConfig *tls.Config) (int, error)
 }
 
 // idleCheckInterval is how often an instance with spec.idle is looked at: often enough to act
@@ -46,9 +47,13 @@ func (r *DatabaseInstanceReconciler) reconcileIdle(ctx context.Context, s *insta
 		return nil, nil
 	}
 	every := idleCheckInterval(idle.After.Duration)
-	secret := s.secret
-	// As root: only an account with the PROCESS privilege sees other accounts' sessions.
-	sessions, err := r.Sessions.ClientSessions(ctx, s.serverAddr, "root", string(secret.Data[agentapi.SecretKeyRootPassword]), "")
+	// As the operator's admin account: only an account with PROCESS sees other accounts' sessions.
+	// A pod from before the admin account has none, but root with the password kept for it.
+	user, password := string(s.adminSecret.Data[agentapi.AdminKeyUsername]), string(s.adminSecret.Data[agentapi.AdminKeyPassword])
+	if legacy := s.secret.Data[legacyRootPasswordKey]; len(legacy) > 0 {
+		user, password = "root", string(legacy)
+	}
+	sessions, err := r.Sessions.ClientSessions(ctx, s.serverAddr, user, password, "", serverTLS(s))
 	if err != nil {
 		// Never act on a check that did not happen.
 		log.FromContext(ctx).V(1).Info("idle check failed", "error", err.Error())
@@ -80,8 +85,8 @@ func (r *DatabaseInstanceReconciler) reconcileIdle(ctx context.Context, s *insta
 }
 
 // ClientSessions implements SessionCounter.
-func (v MySQLVerifier) ClientSessions(ctx context.Context, addr, user, password, database string) (int, error) {
-	db, err := v.open(addr, user, password, database)
+func (v MySQLVerifier) ClientSessions(ctx context.Context, addr, user, password, database string, tlsConfig *tls.Config) (int, error) {
+	db, err := v.open(addr, user, password, database, tlsConfig)
 	if err != nil {
 		return 0, err
 	}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"fmt"
 	"net"
@@ -22,7 +23,8 @@ import (
 
 // CredentialVerifier logs in to a database server.
 type CredentialVerifier interface {
-	Verify(ctx context.Context, addr, user, password, database string) error
+	// tlsConfig, unless nil, is the TLS the login must use.
+	Verify(ctx context.Context, addr, user, password, database string, tlsConfig *tls.Config) error
 }
 
 // MySQLVerifier logs in with go-sql-driver/mysql and runs a query.
@@ -37,9 +39,10 @@ func (v MySQLVerifier) timeout() time.Duration {
 	return v.Timeout
 }
 
-func (v MySQLVerifier) open(addr, user, password, database string) (*sql.DB, error) {
+func (v MySQLVerifier) open(addr, user, password, database string, tlsConfig *tls.Config) (*sql.DB, error) {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = user, password, "tcp", addr, database
+	cfg.TLS = tlsConfig
 	// A server starting on a clone refuses at once or answers in milliseconds: a short dial
 	// timeout keeps one unroutable attempt from holding Ready back by seconds.
 	cfg.Timeout, cfg.ReadTimeout = min(v.timeout(), time.Second), v.timeout()
@@ -51,8 +54,8 @@ func (v MySQLVerifier) open(addr, user, password, database string) (*sql.DB, err
 }
 
 // Verify implements CredentialVerifier.
-func (v MySQLVerifier) Verify(ctx context.Context, addr, user, password, database string) error {
-	db, err := v.open(addr, user, password, database)
+func (v MySQLVerifier) Verify(ctx context.Context, addr, user, password, database string, tlsConfig *tls.Config) error {
+	db, err := v.open(addr, user, password, database, tlsConfig)
 	if err != nil {
 		return err
 	}
@@ -138,7 +141,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		return nil, err
 	}
 	user, password, db := string(secret.Data[agentapi.SecretKeyUsername]), string(secret.Data[agentapi.SecretKeyPassword]), string(secret.Data[agentapi.SecretKeyDatabase])
-	if err := r.Verifier.Verify(ctx, addr, user, password, db); err != nil {
+	if err := r.Verifier.Verify(ctx, addr, user, password, db, serverTLS(s)); err != nil {
 		fresh := r.Clock.Since(serverStartedAt(pod)) < credentialsApplyGrace
 		switch {
 		case fresh && (inst.Status.ReadyAt == nil || !podReady(pod)):

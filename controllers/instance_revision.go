@@ -27,6 +27,9 @@ type revisionSource struct {
 	// server is what the revision was imported with, and what the instance runs.
 	server       myaasv1.RevisionServer
 	nodeAffinity *corev1.NodeAffinity
+	// cloneSnapshot is the VolumeSnapshot the clone is made from, in the instance's namespace:
+	// the revision's own, or its copy for a template of another namespace.
+	cloneSnapshot string
 }
 
 // resolveRevision finds the revision to clone and pins it in status: spec.revision, else the one
@@ -45,16 +48,31 @@ func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, s *ins
 	}
 
 	t := &myaasv1.DatabaseTemplate{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.Spec.TemplateRef.Name}, t); apierrors.IsNotFound(err) {
+	err := r.Get(ctx, inst.TemplateKey(), t)
+	if inst.CrossNamespace() {
+		// A template of another namespace is looked at only once it is shared with this one.
+		if refused, err := r.checkGrant(ctx, inst, t, err); err != nil || refused != "" {
+			if err != nil {
+				return nil, err
+			}
+			return waitFor(myaasv1.ReasonTemplateNotShared, EventTemplateNotShared, refused)
+		}
+	}
+	if apierrors.IsNotFound(err) {
 		return waitFor(myaasv1.ReasonTemplateNotFound, EventTemplateNotFound,
 			fmt.Sprintf("DatabaseTemplate %q named in spec.templateRef.name does not exist in namespace %s", inst.Spec.TemplateRef.Name, inst.Namespace))
 	} else if err != nil {
-		return nil, fmt.Errorf("get template %s: %w", inst.Spec.TemplateRef.Name, err)
+		return nil, fmt.Errorf("get template %s: %w", inst.TemplateKey(), err)
 	}
 
 	want := pinnedRevision(inst)
 	if want == 0 {
 		want = t.Status.LatestRevision
+	}
+	if want == 0 && inst.CrossNamespace() {
+		// The state of another namespace's import (its source, its errors) stays there.
+		return waitFor(myaasv1.ReasonTemplateNotReady, EventRevisionNotFound,
+			fmt.Sprintf("DatabaseTemplate %s/%s has no revision yet", t.Namespace, t.Name))
 	}
 	if want == 0 {
 		return waitFor(myaasv1.ReasonTemplateNotReady, EventRevisionNotFound,
@@ -96,7 +114,7 @@ func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, s *ins
 	}
 	inst.Status.Revision = want
 	inst.Status.SnapshotName = rev.SnapshotName
-	s.src = &revisionSource{template: t, engine: eng, revision: *rev, server: server, nodeAffinity: affinity}
+	s.src = &revisionSource{template: t, engine: eng, revision: *rev, server: server, nodeAffinity: affinity, cloneSnapshot: rev.SnapshotName}
 	return nil, nil
 }
 

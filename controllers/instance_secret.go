@@ -56,23 +56,18 @@ func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, s *ins
 	case stale:
 		return r.waitForPreviousInstance(s, "Secret "+name)
 	case foreign:
-		inst.Status.Phase = myaasv1.InstanceFailed
-		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
-			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonSecretNotOwned,
-			message:   fmt.Sprintf("Secret %s exists and is not owned by this instance; it is never adopted: delete or rename it", name),
-			eventType: corev1.EventTypeWarning, event: EventSecretNotOwned,
-		})
-		return stop(30 * time.Second), nil
+		return r.secretNotOwned(s, name)
 	}
 
-	passwords := builder.Passwords{
-		Password:     string(secret.Data[agentapi.SecretKeyPassword]),
-		RootPassword: string(secret.Data[agentapi.SecretKeyRootPassword]),
-	}
+	passwords := builder.Passwords{Password: string(secret.Data[agentapi.SecretKeyPassword])}
 	if err := r.fillPasswords(&passwords); err != nil {
 		return nil, err
 	}
 	want := builder.CredentialsSecret(inst, s.src.engine, passwords)
+	if err := r.withTLS(s, want); err != nil {
+		return nil, err
+	}
+	keepLegacyRootPassword(ctx, r.Client, s, secret, want)
 	if !sameData(secret.Data, want.StringData) {
 		secret.Data = map[string][]byte{}
 		for k, v := range want.StringData {
@@ -92,6 +87,9 @@ func (r *DatabaseInstanceReconciler) createSecret(ctx context.Context, s *instan
 		return err
 	}
 	secret := builder.CredentialsSecret(s.inst, s.src.engine, passwords)
+	if err := r.withTLS(s, secret); err != nil {
+		return err
+	}
 	if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create Secret %s: %w", secret.Name, err)
 	}
@@ -101,17 +99,24 @@ func (r *DatabaseInstanceReconciler) createSecret(ctx context.Context, s *instan
 
 // fillPasswords generates the passwords that are missing: a user who empties one gets a new one.
 func (r *DatabaseInstanceReconciler) fillPasswords(p *builder.Passwords) error {
-	for _, pw := range []*string{&p.Password, &p.RootPassword} {
-		if *pw != "" {
-			continue
-		}
-		generated, err := r.NewPassword()
-		if err != nil {
-			return err
-		}
-		*pw = generated
+	if p.Password != "" {
+		return nil
 	}
-	return nil
+	generated, err := r.NewPassword()
+	p.Password = generated
+	return err
+}
+
+// secretNotOwned stops at a Secret of the instance's name that it does not own: never adopted.
+func (r *DatabaseInstanceReconciler) secretNotOwned(s *instancePass, name string) (*ctrl.Result, error) {
+	inst := s.inst
+	inst.Status.Phase = myaasv1.InstanceFailed
+	setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
+		condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonSecretNotOwned,
+		message:   fmt.Sprintf("Secret %s exists and is not owned by this instance; it is never adopted: delete or rename it", name),
+		eventType: corev1.EventTypeWarning, event: EventSecretNotOwned,
+	})
+	return stop(30 * time.Second), nil
 }
 
 func sameData(have map[string][]byte, want map[string]string) bool {

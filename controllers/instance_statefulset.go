@@ -71,7 +71,7 @@ const annotationPodInputs = "myaas.io/pod-inputs"
 
 // reconcileStatefulSet creates the StatefulSet whose volume is cloned from the revision's snapshot.
 // Once it exists, its pod template changes only when the instance's own spec asks for it (its
-// resources): a new operator version, or a template edited since, restarts no running instance.
+// resources, requireSecureTransport): a new operator version, or a template edited since, restarts no running instance.
 // A reset recreates it, with the operator's agent of the day.
 func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
 	inst, src := s.inst, s.src
@@ -86,7 +86,7 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s
 		AgentImage:       src.server.AgentImage,
 		ServerConfig:     src.server.Config,
 		Revision:         src.revision.Revision,
-		SnapshotName:     src.revision.SnapshotName,
+		SnapshotName:     src.cloneSnapshot,
 		RestoreSize:      resource.MustParse(size.String()),
 		StorageClassName: src.template.Spec.Storage.StorageClassName,
 		NodeAffinity:     src.nodeAffinity,
@@ -167,9 +167,19 @@ func agentOf(sts *appsv1.StatefulSet, revisionAgent, managerAgent string) string
 	return managerAgent
 }
 
-// podInputsHash identifies what the instance's own spec puts into its pod.
+// podInputsHash identifies what the instance's own spec puts into its pod: its resources and
+// whether it requires TLS.
 func podInputsHash(inst *myaasv1.DatabaseInstance) string {
 	b, _ := json.Marshal(inst.Spec.Resources) // plain fields always marshal
+	if inst.Spec.RequireSecureTransport {
+		// Appended only when set, so the hash of every instance that does not ask is unchanged.
+		b = append(b, "|require-secure-transport"...)
+	}
+	if privs := inst.Spec.ExtraPrivileges; len(privs) > 0 {
+		// Only when set, so that the hash of every instance made before them stays the same.
+		p, _ := json.Marshal(privs)
+		b = append(b, p...)
+	}
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
 }

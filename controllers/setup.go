@@ -101,6 +101,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		Address:             o.Address,
 		AllowedServiceTypes: o.AllowedServiceTypes,
 		Sessions:            o.Sessions,
+		APIReader:           mgr.GetAPIReader(),
 	}).SetupWithManager(mgr)
 }
 

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"os"
 	"os/exec"
@@ -152,6 +153,14 @@ func startManagerAs(t *testing.T, cfg *rest.Config, namespaces []string, o Optio
 	if o.Clock == nil {
 		o.Clock = clock.RealClock{}
 	}
+	// The test servers on loopback speak no TLS: logins are plain unless a test asks for the
+	// operator's own verifier (the TLS tests, whose servers serve the issued certificate).
+	if o.Verifier == nil {
+		o.Verifier = plainLogin{}
+	}
+	if o.Sessions == nil {
+		o.Sessions = plainLogin{}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := Setup(ctx, mgr, o); err != nil {
 		cancel()
@@ -208,4 +217,15 @@ func consistently(t *testing.T, d time.Duration, what string, cond func() error)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// plainLogin logs in as the operator does, without TLS.
+type plainLogin struct{ MySQLVerifier }
+
+func (p plainLogin) Verify(ctx context.Context, addr, user, password, database string, _ *tls.Config) error {
+	return p.MySQLVerifier.Verify(ctx, addr, user, password, database, nil)
+}
+
+func (p plainLogin) ClientSessions(ctx context.Context, addr, user, password, database string, _ *tls.Config) (int, error) {
+	return p.MySQLVerifier.ClientSessions(ctx, addr, user, password, database, nil)
 }

@@ -99,6 +99,8 @@ type templatePass struct {
 	t *myaasv1.DatabaseTemplate
 	// users of each revision, counted by reconcileUsage for the garbage collector.
 	users revisionUsers
+	// usedIn: the namespaces where each revision is in use; its copies elsewhere can go.
+	usedIn revisionNamespaces
 }
 
 // steps is the template's pipeline. None of them waits: the import and the garbage collector
@@ -107,6 +109,7 @@ func (r *DatabaseTemplateReconciler) steps() []step[*templatePass] {
 	return []step[*templatePass]{
 		{"refresh CronJob", r.reconcileRefreshCronJob}, // template_refresh.go
 		{"revision usage", r.reconcileUsage},           // template_gc.go
+		{"shared copies", r.reconcileSharedCopies},     // template_shared.go
 		{"import", r.reconcileImport},                  // template_import.go, template_snapshot.go
 		{"revision garbage collection", r.reconcileGC}, // template_gc.go
 	}
@@ -115,15 +118,14 @@ func (r *DatabaseTemplateReconciler) steps() []step[*templatePass] {
 // SetupWithManager registers the controller and what it watches.
 func (r *DatabaseTemplateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	byTemplateLabel := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		name := o.GetLabels()[myaasv1.LabelTemplate]
-		if name == "" {
+		key, ok := templateOfLabels(o)
+		if !ok {
 			return nil
 		}
-		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: o.GetNamespace(), Name: name}}}
+		return []reconcile.Request{{NamespacedName: key}}
 	})
 	byTemplateRef := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		inst := o.(*myaasv1.DatabaseInstance)
-		return []reconcile.Request{{NamespacedName: client.ObjectKey{Namespace: inst.Namespace, Name: inst.Spec.TemplateRef.Name}}}
+		return []reconcile.Request{{NamespacedName: o.(*myaasv1.DatabaseInstance).TemplateKey()}}
 	})
 	refreshJobs := predicate.NewPredicateFuncs(func(o client.Object) bool {
 		return o.GetLabels()[myaasv1.LabelRole] == myaasv1.RoleRefreshRequest
@@ -142,6 +144,9 @@ func (r *DatabaseTemplateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Instance PVCs decide which revisions are still in use.
 		Watches(&corev1.PersistentVolumeClaim{}, byTemplateLabel, builder.WithPredicates(instanceClones)).
 		Watches(&myaasv1.DatabaseInstance{}, byTemplateRef).
+		// Copies of revisions in other namespaces are deleted once nothing there uses them.
+		Watches(&snapshotv1.VolumeSnapshot{}, byTemplateLabel, builder.WithPredicates(predicate.NewPredicateFuncs(isSharedCopy))).
+		Watches(&snapshotv1.VolumeSnapshotContent{}, byTemplateLabel, builder.WithPredicates(predicate.NewPredicateFuncs(isSharedCopy))).
 		// Progress of a running import is read from its pod.
 		Watches(&corev1.Pod{}, byTemplateLabel, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetLabels()[myaasv1.LabelRole] == myaasv1.RoleImport

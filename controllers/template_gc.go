@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,47 +25,111 @@ import (
 // revisionUsers maps a revision to the names of the instances and clone PVCs that still use it.
 type revisionUsers map[int32][]string
 
-// reconcileUsage counts, per revision, the instances cloned from it. A revision is in use while an
-// instance points at it or while a clone PVC of it still exists (an instance being deleted leaves
-// its PVC behind for a moment, and on ZFS that clone still pins the snapshot).
+// revisionNamespaces maps a revision to the namespaces where something still uses it.
+type revisionNamespaces map[int32]map[string]bool
+
+func (n revisionNamespaces) add(rev int32, ns string) {
+	if n[rev] == nil {
+		n[rev] = map[string]bool{}
+	}
+	n[rev][ns] = true
+}
+
+// reconcileUsage counts, per revision, the instances cloned from it, in every namespace. A
+// revision is in use while an instance points at it or while a clone PVC of it still exists (an
+// instance being deleted leaves its PVC behind for a moment, and on ZFS that clone still pins the
+// snapshot).
 func (r *DatabaseTemplateReconciler) reconcileUsage(ctx context.Context, s *templatePass) (*ctrl.Result, error) {
-	users, err := r.revisionUsers(ctx, s.t)
-	s.users = users
+	users, usedIn, err := r.revisionUsers(ctx, s.t)
+	s.users, s.usedIn = users, usedIn
 	return nil, err
 }
 
-func (r *DatabaseTemplateReconciler) revisionUsers(ctx context.Context, t *myaasv1.DatabaseTemplate) (revisionUsers, error) {
-	instances := &myaasv1.DatabaseInstanceList{}
-	if err := r.List(ctx, instances, client.InNamespace(t.Namespace), client.MatchingFields{instanceTemplateField: t.Name}); err != nil {
-		return nil, fmt.Errorf("list instances of template: %w", err)
+func (r *DatabaseTemplateReconciler) revisionUsers(ctx context.Context, t *myaasv1.DatabaseTemplate) (revisionUsers, revisionNamespaces, error) {
+	instances, err := instancesOfTemplate(ctx, r.Client, t.Namespace, t.Name)
+	if err != nil {
+		return nil, nil, err
 	}
 	users := revisionUsers{}
+	usedIn := revisionNamespaces{}
 	counts := map[int32]int32{}
+	instanceNamespaces := revisionNamespaces{}
 	for _, inst := range instances.Items {
 		rev := pinnedRevision(&inst)
 		if rev == 0 {
+			// It will clone the latest revision, and may have made its copy already: the copy
+			// of that revision in its namespace is in use.
+			if t.Status.LatestRevision > 0 {
+				usedIn.add(t.Status.LatestRevision, inst.Namespace)
+			}
 			continue
 		}
 		counts[rev]++
-		users[rev] = append(users[rev], "DatabaseInstance/"+inst.Name)
+		users[rev] = append(users[rev], userName(t, inst.Namespace, "DatabaseInstance", inst.Name))
+		usedIn.add(rev, inst.Namespace)
+		instanceNamespaces.add(rev, inst.Namespace)
 	}
-	clones := &corev1.PersistentVolumeClaimList{}
-	if err := r.List(ctx, clones, client.InNamespace(t.Namespace), client.MatchingLabels{
-		myaasv1.LabelTemplate: t.Name, myaasv1.LabelRole: myaasv1.RoleInstanceData,
-	}); err != nil {
-		return nil, fmt.Errorf("list clone PVCs of template: %w", err)
+	clones, err := r.clonePVCs(ctx, t)
+	if err != nil {
+		return nil, nil, err
 	}
-	for _, pvc := range clones.Items {
+	for _, pvc := range clones {
 		n, err := strconv.Atoi(pvc.Labels[myaasv1.LabelRevision])
 		if err != nil {
 			continue
 		}
-		users[int32(n)] = append(users[int32(n)], "PersistentVolumeClaim/"+pvc.Name)
+		users[int32(n)] = append(users[int32(n)], userName(t, pvc.Namespace, "PersistentVolumeClaim", pvc.Name))
+		usedIn.add(int32(n), pvc.Namespace)
 	}
+	var usage []string
 	for i := range t.Status.Revisions {
-		t.Status.Revisions[i].Instances = counts[t.Status.Revisions[i].Revision]
+		rev := &t.Status.Revisions[i]
+		rev.Instances = counts[rev.Revision]
+		rev.Namespaces = int32(len(instanceNamespaces[rev.Revision]))
+		if rev.Instances > 0 {
+			usage = append(usage, fmt.Sprintf("r%d: %d in %d ns", rev.Revision, rev.Instances, rev.Namespaces))
+		}
 	}
-	return users, nil
+	slices.Reverse(usage) // newest first, as users read them
+	t.Status.Usage = strings.Join(usage, ", ")
+	return users, usedIn, nil
+}
+
+// userName names a user of a revision in the messages of its template, with its namespace when
+// it is not the template's own.
+func userName(t *myaasv1.DatabaseTemplate, ns, kind, name string) string {
+	if ns == t.Namespace {
+		return kind + "/" + name
+	}
+	return kind + "/" + ns + "/" + name
+}
+
+// clonePVCs lists the instances' clone PVCs of the template's revisions, in every namespace: in
+// its own, those labelled with its name and no other template namespace; elsewhere, those
+// labelled with its name and namespace.
+func (r *DatabaseTemplateReconciler) clonePVCs(ctx context.Context, t *myaasv1.DatabaseTemplate) ([]corev1.PersistentVolumeClaim, error) {
+	local := &corev1.PersistentVolumeClaimList{}
+	if err := r.List(ctx, local, client.InNamespace(t.Namespace), client.MatchingLabels{
+		myaasv1.LabelTemplate: t.Name, myaasv1.LabelRole: myaasv1.RoleInstanceData,
+	}); err != nil {
+		return nil, fmt.Errorf("list clone PVCs of template: %w", err)
+	}
+	remote := &corev1.PersistentVolumeClaimList{}
+	if err := r.List(ctx, remote, client.MatchingLabels{
+		myaasv1.LabelTemplate: t.Name, myaasv1.LabelTemplateNamespace: t.Namespace, myaasv1.LabelRole: myaasv1.RoleInstanceData,
+	}); err != nil {
+		return nil, fmt.Errorf("list clone PVCs of template in other namespaces: %w", err)
+	}
+	out := slices.DeleteFunc(local.Items, func(p corev1.PersistentVolumeClaim) bool {
+		ns := p.Labels[myaasv1.LabelTemplateNamespace]
+		return ns != "" && ns != t.Namespace // a clone of a template of the same name elsewhere
+	})
+	for _, p := range remote.Items {
+		if p.Namespace != t.Namespace {
+			out = append(out, p)
+		}
+	}
+	return out, nil
 }
 
 // reconcileGC deletes revisions beyond spec.retainRevisions that nothing uses, oldest first, in the
@@ -102,9 +167,14 @@ func (r *DatabaseTemplateReconciler) reconcileGC(ctx context.Context, s *templat
 	return nil, nil
 }
 
-// deleteRevision takes one step towards deleting revision n and says whether it is entirely gone.
+// deleteRevision takes one step towards deleting revision n and says whether it is entirely gone:
+// its copies in other namespaces (their VolumeSnapshots, then their contents), then its snapshot,
+// its import Jobs and its volume.
 func (r *DatabaseTemplateReconciler) deleteRevision(ctx context.Context, t *myaasv1.DatabaseTemplate, n int32) (bool, error) {
 	ns := t.Namespace
+	if gone, err := r.deleteSharedCopies(ctx, t, n); err != nil || !gone {
+		return false, err
+	}
 	jobs, err := r.importJobs(ctx, t, n)
 	if err != nil {
 		return false, err
@@ -142,7 +212,7 @@ func (r *DatabaseTemplateReconciler) reconcileDelete(ctx context.Context, t *mya
 		return ctrl.Result{}, nil
 	}
 	before := t.DeepCopy()
-	users, err := r.revisionUsers(ctx, t)
+	users, _, err := r.revisionUsers(ctx, t)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -334,7 +334,7 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 		ci.Phase = myaasv1.ImportPhaseSnapshotting
 		snapStart := metav1.NewTime(now)
 		ci.SnapshotStartedAt = &snapStart
-		r.Recorder.Eventf(t, corev1.EventTypeNormal, EventImportSucceeded, "Import of revision %d loaded %d bytes; taking the snapshot", ci.Revision, report.BytesRead)
+		r.Recorder.Eventf(t, corev1.EventTypeNormal, EventImportSucceeded, "Import of revision %d loaded %d bytes%s; taking the snapshot", ci.Revision, report.BytesRead, droppedAccounts(report.AccountsDropped))
 		s.wakeIn(requeueSoon)
 		return nil
 	case jobHasCondition(job, batchv1.JobFailed):
@@ -537,4 +537,16 @@ func (r *DatabaseTemplateReconciler) deleteIfExists(ctx context.Context, obj cli
 // sortedRevisions orders revisions oldest first.
 func sortedRevisions(revs []myaasv1.TemplateRevision) {
 	sort.Slice(revs, func(i, j int) bool { return revs[i].Revision < revs[j].Revision })
+}
+
+// droppedAccounts tells, in the import's event, how many accounts of the dumps no clone will have.
+func droppedAccounts(n int) string {
+	if n == 0 {
+		return ""
+	}
+	plural := "s"
+	if n == 1 {
+		plural = ""
+	}
+	return fmt.Sprintf(" and dropped %d account%s the dump created (spec.import.keepAccounts keeps some)", n, plural)
 }

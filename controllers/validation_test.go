@@ -63,6 +63,8 @@ func TestAPIRejectsBadInputAtApplyTime(t *testing.T) {
 		}, "exactly one of s3.key or s3.prefix must be set"},
 		{"no revisions retained", func(d *myaasv1.DatabaseTemplate) { d.Spec.RetainRevisions = -1 },
 			"spec.retainRevisions"},
+		{"root kept from the dump", func(d *myaasv1.DatabaseTemplate) { d.Spec.Import.KeepAccounts = []string{"reporting", "root@%"} },
+			"keepAccounts must not name root"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,6 +116,10 @@ func TestAPIRejectsBadInputAtApplyTime(t *testing.T) {
 			i.Spec.ExpiresAt = ptr.To(metav1.Now())
 		}, "set at most one of ttl and expiresAt"},
 		{"root user", func(i *myaasv1.DatabaseInstance) { i.Spec.Username = "root" }, "username must not be root"},
+		{"operator's user", func(i *myaasv1.DatabaseInstance) { i.Spec.Username = "myaas_admin" }, "username must not be myaas_admin"},
+		{"unknown privilege", func(i *myaasv1.DatabaseInstance) {
+			i.Spec.ExtraPrivileges = []myaasv1.Privilege{"PROCESS", "ALL PRIVILEGES"}
+		}, `spec.extraPrivileges[1]: Unsupported value: "ALL PRIVILEGES"`},
 		{"bad database name", func(i *myaasv1.DatabaseInstance) { i.Spec.Database = "shop; DROP" }, "spec.database"},
 		{"no template", func(i *myaasv1.DatabaseInstance) { i.Spec.TemplateRef.Name = "" }, "spec.templateRef.name"},
 	} {

@@ -146,16 +146,17 @@ build_all() {
 
 start() {
   # start NAME CMD... : a detached process with its pid and log in the state dir.
-  # Descriptors beyond stdio are closed: a daemon that inherited the cluster lock's (`flock LOCK
-  # dev-cluster.sh up` passes it on) would hold the lock for as long as the cluster runs.
-  local name=$1 fd; shift
+  # The daemons outlive this script, so they must not inherit its descriptors: the cluster lock's
+  # among them (`flock LOCK dev-cluster.sh up`, or e2e.sh's fd 9) would stay held while the
+  # cluster runs, and every later suite would wait for it forever.
+  local name=$1; shift
   (
-    for fd in "/proc/$BASHPID/fd/"*; do
+    for fd in "/proc/$BASHPID/fd"/*; do
       fd=${fd##*/}
-      [ "$fd" -gt 2 ] && eval "exec $fd>&-"
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-"; fi
     done
-    exec setsid "$@" >"$STATE/logs/$name.log" 2>&1 < /dev/null
-  ) &
+    exec setsid "$@"
+  ) >"$STATE/logs/$name.log" 2>&1 < /dev/null &
   echo $! >"$STATE/pids/$name.pid"
 }
 

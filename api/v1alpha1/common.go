@@ -8,6 +8,11 @@ const (
 	LabelInstance = "myaas.io/instance"
 	// LabelRevision is the template revision a PVC, Job or VolumeSnapshot holds or was cloned from.
 	LabelRevision = "myaas.io/revision"
+	// LabelTemplateNamespace is the namespace of the template, on children of an instance that
+	// clones a template of another namespace, and on the copies of its revisions.
+	LabelTemplateNamespace = "myaas.io/template-namespace"
+	// LabelSharedWith is the namespace a copy of a revision (VolumeSnapshotContent) was made for.
+	LabelSharedWith = "myaas.io/shared-with"
 	// LabelRole tells apart the kinds of children (import, refresh-request, template-data, instance-data…).
 	LabelRole = "myaas.io/role"
 	// LabelManagedBy, set to ManagedBy, is on every object the operator creates: the manager's
@@ -28,6 +33,13 @@ const (
 	RoleRefreshRequest = "refresh-request"
 	RoleInstanceData   = "instance-data"
 	RoleInstance       = "instance"
+	// RoleCA marks the namespace's CA Secret, which issues the instances' server certificates.
+	RoleCA = "ca"
+	// RoleTLS marks an instance's certificate Secret.
+	RoleTLS = "tls"
+	// RoleSharedSnapshot marks the copies of a revision made in another namespace: a
+	// VolumeSnapshot there and its pre-provisioned VolumeSnapshotContent.
+	RoleSharedSnapshot = "shared-snapshot"
 )
 
 // Condition types shared by both kinds.

@@ -63,4 +63,10 @@ const (
 	ReasonSecretNotOwned             = "SecretNotOwned"
 	ReasonWaitingForPreviousInstance = "WaitingForPreviousInstance"
 	ReasonServiceTypeNotAllowed      = "ServiceTypeNotAllowed"
+	// ReasonCANotUsable: the namespace's CA Secret is not the operator's, or holds no valid CA.
+	ReasonCANotUsable = "CANotUsable"
+	// ReasonWaitingForCertificate: cert-manager has not yet written the instance's certificate.
+	ReasonWaitingForCertificate    = "WaitingForCertificate"
+	ReasonTemplateNotShared        = "TemplateNotShared"
+	ReasonWaitingForSharedSnapshot = "WaitingForSharedSnapshot"
 )

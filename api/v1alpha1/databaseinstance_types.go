@@ -5,12 +5,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// TemplateReference names a DatabaseTemplate in the instance's namespace.
+// TemplateReference names a DatabaseTemplate, in the instance's namespace unless Namespace says
+// otherwise.
 type TemplateReference struct {
 	// Name of the DatabaseTemplate.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name"`
+	// Namespace of the DatabaseTemplate; the instance's own when empty. A template in another
+	// namespace must share itself with the instance's namespace (its spec.sharing).
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // DatabaseInstanceSpec defines an instance.
@@ -57,8 +64,18 @@ type DatabaseInstanceSpec struct {
 	// +optional
 	// +kubebuilder:default=app
 	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.$-]{1,32}$`
-	// +kubebuilder:validation:XValidation:rule="self != 'root'",message="username must not be root: the root password is in the Secret's root-password key"
+	// +kubebuilder:validation:XValidation:rule="self != 'root'",message="username must not be root: root logs in only inside the instance's pod"
+	// +kubebuilder:validation:XValidation:rule="self != 'myaas_admin'",message="username must not be myaas_admin: that is the operator's own account"
 	Username string `json:"username,omitempty"`
+
+	// ExtraPrivileges are granted to the application user on *.*, beyond what it holds on its
+	// database and the template's databases (every privilege a developer needs on a schema:
+	// DDL, DML, views, routines, triggers, events, temporary tables, locks). For teams that
+	// need more, e.g. PROCESS or SHOW DATABASES. Changing them restarts the server.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	ExtraPrivileges []Privilege `json:"extraPrivileges,omitempty"`
 
 	// Suspend stops the server (scales to zero) and keeps the data.
 	// +optional
@@ -67,7 +84,43 @@ type DatabaseInstanceSpec struct {
 	// Idle suspends or deletes the instance once no client has had a session on it for a while.
 	// +optional
 	Idle *IdleSpec `json:"idle,omitempty"`
+
+	// TLS says who issues the server's certificate. The server always speaks TLS; by default the
+	// operator's CA of the namespace (Secret myaas-ca) issues it.
+	// +optional
+	TLS *InstanceTLS `json:"tls,omitempty"`
+
+	// RequireSecureTransport refuses client connections without TLS. Changing it restarts the server.
+	// +optional
+	RequireSecureTransport bool `json:"requireSecureTransport,omitempty"`
 }
+
+// InstanceTLS configures the instance's server certificate.
+type InstanceTLS struct {
+	// IssuerRef names a cert-manager Issuer or ClusterIssuer: the operator then asks cert-manager
+	// for the certificate (a Certificate named <instance>-tls) instead of issuing it itself.
+	// Immutable.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="issuerRef is immutable: create a new DatabaseInstance to use another issuer"
+	IssuerRef *IssuerReference `json:"issuerRef,omitempty"`
+}
+
+// IssuerReference names a cert-manager issuer.
+type IssuerReference struct {
+	// Name of the issuer.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Kind: Issuer (in the instance's namespace, the default) or ClusterIssuer.
+	// +optional
+	// +kubebuilder:default=Issuer
+	// +kubebuilder:validation:Enum=Issuer;ClusterIssuer
+	Kind string `json:"kind,omitempty"`
+}
+
+// Privilege is a server privilege that both engines know and that applies on *.*.
+// +kubebuilder:validation:Enum=SELECT;INSERT;UPDATE;DELETE;CREATE;DROP;RELOAD;SHUTDOWN;PROCESS;FILE;REFERENCES;INDEX;ALTER;SHOW DATABASES;SUPER;CREATE TEMPORARY TABLES;LOCK TABLES;EXECUTE;REPLICATION SLAVE;REPLICATION CLIENT;CREATE VIEW;SHOW VIEW;CREATE ROUTINE;ALTER ROUTINE;CREATE USER;EVENT;TRIGGER;CREATE TABLESPACE;GRANT OPTION
+type Privilege string
 
 // IdleAction is what happens to an idle instance.
 // +kubebuilder:validation:Enum=Suspend;Delete
@@ -182,6 +235,7 @@ const (
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=dbi;dbinstance,categories=myaas
 // +kubebuilder:printcolumn:name="Template",type=string,JSONPath=`.spec.templateRef.name`
+// +kubebuilder:printcolumn:name="Template Namespace",type=string,JSONPath=`.spec.templateRef.namespace`,priority=1
 // +kubebuilder:printcolumn:name="Revision",type=integer,JSONPath=`.status.revision`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint.host`

@@ -194,6 +194,17 @@ type ImportSpec struct {
 	// soon as the failure is recorded in status.lastFailure.
 	// +optional
 	KeepFailedVolume bool `json:"keepFailedVolume,omitempty"`
+	// KeepAccounts names accounts the dumps (or the post-import SQL) create that the template
+	// keeps, as "user" (on every host) or "user@host" (host exactly as in the dump, e.g.
+	// "reporting@%"). Every other account they create is dropped before the snapshot, so no
+	// clone ever accepts a production password; root is only ever kept for the pod's socket.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=400
+	// +kubebuilder:validation:XValidation:rule="self.all(p, p != 'root' && !p.startsWith('root@'))",message="keepAccounts must not name root: root logs in only inside the pod"
+	KeepAccounts []string `json:"keepAccounts,omitempty"`
 }
 
 // DatabaseTemplateSpec defines a template.
@@ -219,6 +230,26 @@ type DatabaseTemplateSpec struct {
 	RetainRevisions int32 `json:"retainRevisions,omitempty"`
 	// +optional
 	Import ImportSpec `json:"import,omitempty"`
+	// Sharing lets instances in other namespaces clone this template's revisions. Nothing is
+	// shared unless it is set. Removing a namespace from it refuses new instances there; the
+	// instances already cloned keep running until they are deleted.
+	// +optional
+	Sharing *SharingSpec `json:"sharing,omitempty"`
+}
+
+// SharingSpec names the namespaces whose instances may clone a template; a namespace matching
+// either field may. An instance there sees only its own clone, Secret and Service: nothing of the
+// template's namespace (its source Secrets, its volumes) becomes readable from it.
+type SharingSpec struct {
+	// Namespaces allowed by name.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=256
+	Namespaces []string `json:"namespaces,omitempty"`
+	// NamespaceSelector allows the namespaces whose labels match it, e.g. every namespace
+	// labelled team=shop. An empty selector ({}) matches every namespace.
+	// +optional
+	NamespaceSelector *metav1.LabelSelector `json:"namespaceSelector,omitempty"`
 }
 
 // TemplateRevision is one imported, snapshotted state of the template.
@@ -241,8 +272,11 @@ type TemplateRevision struct {
 	// RestoreSize of the snapshot: the size of every clone.
 	// +optional
 	RestoreSize *resource.Quantity `json:"restoreSize,omitempty"`
-	// Instances cloned from this revision that still exist.
+	// Instances cloned from this revision that still exist, in every namespace.
 	Instances int32 `json:"instances"`
+	// Namespaces those instances are in.
+	// +optional
+	Namespaces int32 `json:"namespaces,omitempty"`
 	// AgentSHA256 of the agent the import left in the revision's volume: a manager with the same
 	// binary starts instances with it, from their clone, instead of copying its own in.
 	// +optional
@@ -400,6 +434,10 @@ type DatabaseTemplateStatus struct {
 	// "r3 Loading 42%" or "r4 failed"; currentImport.progress has the agent's figures.
 	// +optional
 	Summary string `json:"summary,omitempty"`
+	// Usage says, per revision, how many instances in how many namespaces clone it, e.g.
+	// "r2: 3 in 2 ns, r1: 1 in 1 ns"; revisions no instance uses are left out.
+	// +optional
+	Usage string `json:"usage,omitempty"`
 	// LastImportTime is when the latest revision became ready.
 	// +optional
 	LastImportTime *metav1.Time `json:"lastImportTime,omitempty"`
@@ -415,6 +453,7 @@ type DatabaseTemplateStatus struct {
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Progress",type=string,JSONPath=`.status.summary`
 // +kubebuilder:printcolumn:name="Last Import",type=date,JSONPath=`.status.lastImportTime`
+// +kubebuilder:printcolumn:name="Usage",type=string,JSONPath=`.status.usage`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type DatabaseTemplate struct {
 	metav1.TypeMeta   `json:",inline"`

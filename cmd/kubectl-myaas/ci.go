@@ -170,6 +170,9 @@ $GITHUB_OUTPUT (host, port, username, password, database, uri, jdbc-uri, name) a
 --dotenv file, for artifacts:reports:dotenv.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := parseTemplateRef(o.create.template, ""); err != nil {
+				return err
+			}
 			p, err := e.ciStart(kind, o)
 			if err != nil {
 				return err
@@ -187,7 +190,7 @@ $GITHUB_OUTPUT (host, port, username, password, database, uri, jdbc-uri, name) a
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.create.template, "template", "t", "", "DatabaseTemplate to clone (required)")
+	f.StringVarP(&o.create.template, "template", "t", "", "DatabaseTemplate to clone (required): NAME, or NAMESPACE/NAME for a template another namespace shares")
 	f.DurationVar(&o.create.ttl, "ttl", 24*time.Hour, "delete the instance this long after its creation, should the close event be missed")
 	f.DurationVar(&o.create.timeout, "timeout", 5*time.Minute, "how long to wait for Ready")
 	bindCINameFlags(cmd, o)

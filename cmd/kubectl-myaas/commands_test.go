@@ -39,6 +39,9 @@ func TestFlagHandling(t *testing.T) {
 		{[]string{"create", "pr-1", "--template", "shop", "--label", "novalue"}, "want key=value"},
 		{[]string{"create", "pr-1", "--template", "shop", "--ttl", "soon"}, "invalid argument"},
 		{[]string{"create"}, "accepts 1 arg"},
+		{[]string{"create", "pr-1", "--template", "shared/"}, "want NAME or NAMESPACE/NAME"},
+		{[]string{"create", "pr-1", "--template", "a/b/c"}, "want NAME or NAMESPACE/NAME"},
+		{[]string{"create", "pr-1", "--template", "Shared_NS/shop"}, `namespace "Shared_NS"`},
 		{[]string{"connect", "pr-1", "pr-2"}, "client arguments after --"},
 		{[]string{"connect", "pr-1", "--in-cluster", "--local"}, "exclude each other"},
 		{[]string{"port-forward", "pr-1", "http"}, "want a number"},
@@ -255,6 +258,28 @@ func TestClientPod(t *testing.T) {
 	for _, ev := range c.Env {
 		if ev.Value != "" {
 			t.Errorf("%s has a literal value: credentials come from the Secret", ev.Name)
+		}
+	}
+	// The client verifies the server with the Secret's CA when it has one.
+	if v := p.Spec.Volumes; len(v) != 1 || v[0].Secret == nil || v[0].Secret.SecretName != "pr-1-credentials" || v[0].Secret.Optional == nil || !*v[0].Secret.Optional ||
+		!strings.Contains(c.Command[2], "--ssl-verify-server-cert") {
+		t.Errorf("CA volume %+v, script %s", v, c.Command[2])
+	}
+}
+
+func TestParseTemplateRef(t *testing.T) {
+	for _, tc := range []struct {
+		in, ns string
+		want   myaasv1.TemplateReference
+	}{
+		{"shop", "dev-a", myaasv1.TemplateReference{Name: "shop"}},
+		{"shared/shop", "dev-a", myaasv1.TemplateReference{Name: "shop", Namespace: "shared"}},
+		// The instance's own namespace is the default: written out, it is left out.
+		{"dev-a/shop", "dev-a", myaasv1.TemplateReference{Name: "shop"}},
+	} {
+		got, err := parseTemplateRef(tc.in, tc.ns)
+		if err != nil || got != tc.want {
+			t.Errorf("parseTemplateRef(%q, %q) = %+v, %v; want %+v", tc.in, tc.ns, got, err, tc.want)
 		}
 	}
 }

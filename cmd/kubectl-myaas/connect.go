@@ -76,7 +76,7 @@ func (e *env) connect(ctx context.Context, name string, clientArgs []string, o *
 	}
 	// The template names the engine and the image the revision was imported with; an instance
 	// outlives its template's deletion only briefly, so a missing one is not fatal for local use.
-	t, terr := e.getTemplate(ctx, inst.Spec.TemplateRef.Name)
+	t, terr := e.getTemplateAt(ctx, myaasv1.TemplateReference{Name: inst.Spec.TemplateRef.Name, Namespace: inst.TemplateNamespace()})
 	engine := myaasv1.EngineMariaDB
 	if terr == nil {
 		engine = t.Spec.Engine.Type
@@ -197,9 +197,15 @@ func clientImage(t *myaasv1.DatabaseTemplate, inst *myaasv1.DatabaseInstance) (s
 }
 
 // clientScript waits for the first line on stdin before it starts the client: it is sent once
-// the attach is established, so no output of a short query is lost before the attach.
+// the attach is established, so no output of a short query is lost before the attach. With the
+// instance's CA (ca.crt of its Secret) the client verifies the server's certificate and name: it
+// reaches the server by the Service's name, which the certificate is issued for.
 const clientScript = `read -r _ || exit 1
 if command -v mariadb >/dev/null 2>&1; then c=mariadb; else c=mysql; fi
+if [ -s /etc/myaas/tls/ca.crt ]; then
+  if [ "$c" = mariadb ]; then set -- --ssl --ssl-verify-server-cert "$@"; else set -- --ssl-mode=VERIFY_IDENTITY "$@"; fi
+  set -- --ssl-ca=/etc/myaas/tls/ca.crt "$@"
+fi
 exec "$c" --host="$MYAAS_HOST" --port="$MYAAS_PORT" --user="$MYAAS_USERNAME" --database="$MYAAS_DATABASE" --protocol=TCP "$@"`
 
 func clientPod(inst *myaasv1.DatabaseInstance, image, secret string, args []string, tty bool) *corev1.Pod {
@@ -233,14 +239,19 @@ func clientPod(inst *myaasv1.DatabaseInstance, image, secret string, args []stri
 					fromSecret("MYAAS_HOST", "host"), fromSecret("MYAAS_PORT", "port"), fromSecret("MYAAS_USERNAME", "username"),
 					fromSecret("MYAAS_DATABASE", "database"), fromSecret("MYSQL_PWD", "password"),
 				},
-				Stdin:     true,
-				StdinOnce: true,
-				TTY:       tty,
+				VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: "/etc/myaas/tls", ReadOnly: true}},
+				Stdin:        true,
+				StdinOnce:    true,
+				TTY:          tty,
 				SecurityContext: &corev1.SecurityContext{
 					AllowPrivilegeEscalation: ptr.To(false),
 					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 				},
 			}},
+			// Optional: the Secret of an instance started before it had a certificate has no ca.crt.
+			Volumes: []corev1.Volume{{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: secret, Optional: ptr.To(true), Items: []corev1.KeyToPath{{Key: "ca.crt", Path: "ca.crt"}},
+			}}}},
 		},
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
@@ -36,7 +37,8 @@ Ready. Running it again for an existing instance of the same template changes no
 the same details, so a pipeline can run it on every push; a suspended instance is resumed.`,
 		Example: `  kubectl myaas create pr-123 --template shop --ttl 2h -o env
   eval "$(kubectl myaas create feature-login --template shop -o env)"
-  kubectl myaas create pr-123 --template shop -o github-env >>"$GITHUB_ENV"`,
+  kubectl myaas create pr-123 --template shop -o github-env >>"$GITHUB_ENV"
+  kubectl myaas create -n dev-alice mine --template shared/shop`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutputFormat(o.output); err != nil {
@@ -44,6 +46,9 @@ the same details, so a pipeline can run it on every push; a suspended instance i
 			}
 			labels, err := parseLabels(o.labels)
 			if err != nil {
+				return err
+			}
+			if _, err := parseTemplateRef(o.template, ""); err != nil {
 				return err
 			}
 			if err := e.connectCluster(); err != nil {
@@ -57,7 +62,7 @@ the same details, so a pipeline can run it on every push; a suspended instance i
 		},
 	}
 	f := cmd.Flags()
-	f.StringVarP(&o.template, "template", "t", "", "DatabaseTemplate to clone (required)")
+	f.StringVarP(&o.template, "template", "t", "", "DatabaseTemplate to clone (required): NAME, or NAMESPACE/NAME for a template another namespace shares")
 	f.DurationVar(&o.ttl, "ttl", 0, "delete the instance this long after its creation (e.g. 2h); 0 keeps it until deleted")
 	f.Int32Var(&o.revision, "revision", 0, "template revision to clone (default: the latest)")
 	f.StringArrayVarP(&o.labels, "label", "l", nil, "label key=value for the instance (repeatable)")
@@ -76,11 +81,18 @@ func (e *env) create(ctx context.Context, name string, o *createOptions, labels 
 	if o.ttl < 0 {
 		return connection{}, fmt.Errorf("--ttl %s: must not be negative", o.ttl)
 	}
-	t, err := e.getTemplate(ctx, o.template)
+	ref, err := parseTemplateRef(o.template, e.namespace)
 	if err != nil {
 		return connection{}, err
 	}
-	if o.revision > 0 && !hasRevision(t, o.revision) {
+	t, err := e.getTemplateAt(ctx, ref)
+	switch {
+	case ref.Namespace != "" && apierrors.IsForbidden(err):
+		// A template of another namespace may be unreadable here: the operator says whether it
+		// is shared with this namespace, in the instance's Ready condition.
+	case err != nil:
+		return connection{}, err
+	case o.revision > 0 && !hasRevision(t, o.revision):
 		return connection{}, fmt.Errorf("template %s has no revision %d (available: %s)", t.Name, o.revision, revisionList(t))
 	}
 
@@ -122,8 +134,8 @@ func (e *env) ensureInstance(ctx context.Context, name string, o *createOptions,
 				return err
 			}
 			continue
-		case inst.Spec.TemplateRef.Name != o.template:
-			return fmt.Errorf("instance %s already exists with template %s, not %s: delete it first or choose another name", name, inst.Spec.TemplateRef.Name, o.template)
+		case !sameTemplate(inst, o.template):
+			return fmt.Errorf("instance %s already exists with template %s, not %s: delete it first or choose another name", name, templateRefString(inst), o.template)
 		case o.revision > 0 && inst.Status.Revision != 0 && inst.Status.Revision != o.revision:
 			return fmt.Errorf("instance %s already exists on revision %d, not %d", name, inst.Status.Revision, o.revision)
 		}
@@ -146,8 +158,9 @@ func (e *env) ensureInstance(ctx context.Context, name string, o *createOptions,
 func newInstanceObject(ns, name string, o *createOptions, labels map[string]string) *myaasv1.DatabaseInstance {
 	inst := &myaasv1.DatabaseInstance{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{LabelCreatedBy: createdByPlugin}},
-		Spec:       myaasv1.DatabaseInstanceSpec{TemplateRef: myaasv1.TemplateReference{Name: o.template}},
 	}
+	// --template was checked by create: a malformed one never gets here.
+	inst.Spec.TemplateRef, _ = parseTemplateRef(o.template, ns)
 	maps.Copy(inst.Labels, labels)
 	if o.ttl > 0 {
 		inst.Spec.TTL = &metav1.Duration{Duration: o.ttl}
@@ -207,4 +220,38 @@ func (e *env) waitGone(ctx context.Context, name string, timeout time.Duration) 
 		case <-time.After(pollInterval):
 		}
 	}
+}
+
+// parseTemplateRef reads --template: NAME, or NAMESPACE/NAME. A namespace equal to the
+// instance's own (ns) is left out, as an instance of a template of its namespace has none.
+func parseTemplateRef(s, ns string) (myaasv1.TemplateReference, error) {
+	tns, name, cross := strings.Cut(s, "/")
+	if !cross {
+		tns, name = "", s
+	}
+	if name == "" || strings.Contains(name, "/") || (cross && tns == "") {
+		return myaasv1.TemplateReference{}, fmt.Errorf("--template %q: want NAME or NAMESPACE/NAME", s)
+	}
+	if errs := validation.IsDNS1123Label(tns); cross && len(errs) > 0 {
+		return myaasv1.TemplateReference{}, fmt.Errorf("--template %q: namespace %q: %s", s, tns, strings.Join(errs, "; "))
+	}
+	if tns == ns {
+		tns = ""
+	}
+	return myaasv1.TemplateReference{Name: name, Namespace: tns}, nil
+}
+
+// sameTemplate tells whether an existing instance clones the template --template names.
+func sameTemplate(inst *myaasv1.DatabaseInstance, template string) bool {
+	ref, err := parseTemplateRef(template, inst.Namespace)
+	want := &myaasv1.DatabaseInstance{ObjectMeta: metav1.ObjectMeta{Namespace: inst.Namespace}, Spec: myaasv1.DatabaseInstanceSpec{TemplateRef: ref}}
+	return err == nil && want.TemplateKey() == inst.TemplateKey()
+}
+
+// templateRefString names an instance's template as --template takes it.
+func templateRefString(inst *myaasv1.DatabaseInstance) string {
+	if inst.CrossNamespace() {
+		return inst.TemplateNamespace() + "/" + inst.Spec.TemplateRef.Name
+	}
+	return inst.Spec.TemplateRef.Name
 }

@@ -50,6 +50,19 @@ func (e *env) getTemplate(ctx context.Context, name string) (*myaasv1.DatabaseTe
 	return t, e.getNamed(ctx, name, t, "template", "kubectl get databasetemplates")
 }
 
+// getTemplateAt reads the template a reference names, in another namespace if it says so.
+func (e *env) getTemplateAt(ctx context.Context, ref myaasv1.TemplateReference) (*myaasv1.DatabaseTemplate, error) {
+	if ref.Namespace == "" || ref.Namespace == e.namespace {
+		return e.getTemplate(ctx, ref.Name)
+	}
+	t := &myaasv1.DatabaseTemplate{}
+	err := e.c.Get(ctx, client.ObjectKey{Namespace: ref.Namespace, Name: ref.Name}, t)
+	if apierrors.IsNotFound(err) && !isCRDMissing(err) {
+		return nil, fmt.Errorf("template %q not found in namespace %q (kubectl get databasetemplates -n %s)", ref.Name, ref.Namespace, ref.Namespace)
+	}
+	return t, apiError(err, "get template "+ref.Namespace+"/"+ref.Name)
+}
+
 // getNamed reads an object of the namespace; a missing one is named with the command that lists
 // what there is.
 func (e *env) getNamed(ctx context.Context, name string, obj client.Object, kind, listCmd string) error {

@@ -75,7 +75,7 @@ func newStatusCmd(e *env) *cobra.Command {
 }
 
 func templateKey(inst *myaasv1.DatabaseInstance) string {
-	return inst.Namespace + "/" + inst.Spec.TemplateRef.Name
+	return inst.TemplateNamespace() + "/" + inst.Spec.TemplateRef.Name
 }
 
 // templatesOf fetches the templates the instances clone, for the age of their data. A template
@@ -88,7 +88,7 @@ func (e *env) templatesOf(ctx context.Context, items []myaasv1.DatabaseInstance)
 			continue
 		}
 		t := &myaasv1.DatabaseTemplate{}
-		if err := e.c.Get(ctx, client.ObjectKey{Namespace: items[i].Namespace, Name: items[i].Spec.TemplateRef.Name}, t); err != nil {
+		if err := e.c.Get(ctx, items[i].TemplateKey(), t); err != nil {
 			t = nil
 		}
 		out[key] = t
@@ -167,7 +167,7 @@ func writeList(w io.Writer, items []myaasv1.DatabaseInstance, templates map[stri
 	fmt.Fprintln(tw, header)
 	for i := range items {
 		inst := &items[i]
-		row := []string{inst.Name, inst.Spec.TemplateRef.Name, revision(inst), phase(inst),
+		row := []string{inst.Name, templateRefString(inst), revision(inst), phase(inst),
 			age(now, inst.CreationTimestamp.Time), expiry(inst, now), dataAge(inst, templates[templateKey(inst)], now)}
 		if withNamespace {
 			row = append([]string{inst.Namespace}, row...)
@@ -189,7 +189,7 @@ func writeStatus(w io.Writer, inst *myaasv1.DatabaseInstance, t *myaasv1.Databas
 	line := func(k, v string) { fmt.Fprintf(tw, "%s:\t%s\n", k, v) }
 	line("Name", inst.Name)
 	line("Namespace", inst.Namespace)
-	line("Template", inst.Spec.TemplateRef.Name)
+	line("Template", templateRefString(inst))
 	line("Revision", revision(inst))
 	line("Phase", phase(inst))
 	if c := meta.FindStatusCondition(inst.Status.Conditions, myaasv1.ConditionReady); c != nil {

@@ -19,7 +19,7 @@ var testConn = connection{
 func secretData(c connection) map[string][]byte {
 	return map[string][]byte{
 		"host": []byte(c.Host), "port": []byte("3306"), "username": []byte(c.Username), "password": []byte(c.Password),
-		"database": []byte(c.Database), "uri": []byte(c.URI), "jdbc-uri": []byte(c.JDBCURI), "root-password": []byte("root"),
+		"database": []byte(c.Database), "uri": []byte(c.URI), "jdbc-uri": []byte(c.JDBCURI),
 	}
 }
 
@@ -110,6 +110,19 @@ func TestConnectionAt(t *testing.T) {
 	}
 	if c := testConn.at("fd00::1", 3306); !strings.Contains(c.URI, "@[fd00::1]:3306/") {
 		t.Fatalf("IPv6: %s", c.URI)
+	}
+	// Reached at another address, the strings of a TLS instance verify the CA, not the name.
+	for _, tc := range []struct{ uri, jdbc, wantURI, wantJDBC string }{
+		{"mysql://app:pw@pr-1.ci.svc:3306/app?ssl-mode=VERIFY_IDENTITY", "jdbc:mariadb://pr-1.ci.svc:3306/app?password=pw&sslMode=verify-full&user=app",
+			"mysql://app:pw@127.0.0.1:40001/app?ssl-mode=VERIFY_CA", "jdbc:mariadb://127.0.0.1:40001/app?password=pw&sslMode=verify-ca&user=app"},
+		{"mysql://app:pw@pr-1.ci.svc:3306/app?ssl-mode=VERIFY_IDENTITY", "jdbc:mysql://pr-1.ci.svc:3306/app?password=pw&sslMode=VERIFY_IDENTITY&user=app",
+			"mysql://app:pw@127.0.0.1:40001/app?ssl-mode=VERIFY_CA", "jdbc:mysql://127.0.0.1:40001/app?password=pw&sslMode=VERIFY_CA&user=app"},
+	} {
+		tls := testConn
+		tls.URI, tls.JDBCURI = tc.uri, tc.jdbc
+		if c := tls.at("127.0.0.1", 40001); c.URI != tc.wantURI || c.JDBCURI != tc.wantJDBC {
+			t.Errorf("%s → %s, %s", tc.jdbc, c.URI, c.JDBCURI)
+		}
 	}
 }
 

@@ -90,7 +90,8 @@ func TestImportJobArgsParseInTheAgent(t *testing.T) {
 func TestInstanceArgsParseInTheAgent(t *testing.T) {
 	inst := &myaasv1.DatabaseInstance{
 		ObjectMeta: metav1.ObjectMeta{Name: "alice", Namespace: "dev", UID: "5f1c"},
-		Spec:       myaasv1.DatabaseInstanceSpec{TemplateRef: myaasv1.TemplateReference{Name: "shop"}, Username: "app", Database: "app"},
+		Spec: myaasv1.DatabaseInstanceSpec{TemplateRef: myaasv1.TemplateReference{Name: "shop"}, Username: "app", Database: "app",
+			RequireSecureTransport: true},
 	}
 	for _, inVolume := range []bool{false, true} {
 		t.Run(fmt.Sprintf("agentInVolume=%v", inVolume), func(t *testing.T) {
@@ -109,7 +110,7 @@ func TestInstanceArgsParseInTheAgent(t *testing.T) {
 				t.Fatalf("the agent rejects the StatefulSet's args %v: %v", c.Args, err)
 			}
 			if o.engine != "mariadb" || o.datadir != agentapi.DataDir || o.runDir != agentapi.RunDir ||
-				o.credentialsDir != agentapi.CredentialsDir || o.port != 3306 || o.serverID != uint(builder.ServerID(inst.UID)) {
+				o.credentialsDir != agentapi.CredentialsDir || o.adminDir != agentapi.AdminCredentialsDir || o.port != 3306 || o.serverID != uint(builder.ServerID(inst.UID)) {
 				t.Errorf("parsed %+v", o)
 			}
 			probe := c.ReadinessProbe.Exec.Command
@@ -123,7 +124,10 @@ func TestInstanceArgsParseInTheAgent(t *testing.T) {
 			if po.credentialsDir != agentapi.CredentialsDir || po.addr != agentapi.RunDir+"/"+agentapi.SocketName {
 				t.Errorf("probe parsed %+v", po)
 			}
-			for _, p := range []string{o.datadir, o.runDir, o.credentialsDir + "/" + agentapi.SecretKeyPassword, c.Command[0]} {
+			if o.tlsDir != agentapi.TLSDir || !o.requireSecureTransport {
+				t.Errorf("TLS parsed as dir %q, require %v", o.tlsDir, o.requireSecureTransport)
+			}
+			for _, p := range []string{o.datadir, o.runDir, o.credentialsDir + "/" + agentapi.SecretKeyPassword, o.tlsDir + "/" + agentapi.TLSCertKey, o.adminDir + "/" + agentapi.AdminKeyRootPassword, c.Command[0]} {
 				if !mounted(c.VolumeMounts, p) {
 					t.Errorf("%s is on no volume of the instance pod", p)
 				}

@@ -37,9 +37,8 @@ func TestStartedServerFollowsTheSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	credDir := t.TempDir()
 	creds := map[string]string{"username": "alice", "password": "pw-1", "database": "app", "root-password": "root-1"}
-	writeSecretFiles(t, credDir, creds)
+	credDir, adminDir := credentialDirs(t, creds)
 	port := freePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -51,6 +50,7 @@ func TestStartedServerFollowsTheSecret(t *testing.T) {
 			agentapi.Flag(agentapi.FlagDatadir, copyDir(t, template)),
 			agentapi.Flag(agentapi.FlagRunDir, filepath.Join(t.TempDir(), "run")),
 			agentapi.Flag(agentapi.FlagCredentialsDir, credDir),
+			agentapi.Flag(agentapi.FlagAdminCredentialsDir, adminDir),
 			agentapi.Flag(agentapi.FlagPort, fmt.Sprint(port)),
 		})
 	}()
@@ -70,16 +70,21 @@ func TestStartedServerFollowsTheSecret(t *testing.T) {
 	}
 	waitLogin("alice", "pw-1", "app")
 
+	waitLogin(agentapi.AdminUsername, "admin-root-1", "")
 	creds["password"], creds["root-password"] = "pw-2", "root-2"
-	writeSecretFiles(t, credDir, creds)
+	writeSecrets(t, credDir, adminDir, creds)
 	waitLogin("alice", "pw-2", "app")
-	waitLogin("root", "root-2", "")
+	waitLogin(agentapi.AdminUsername, "admin-root-2", "")
 	if err := login(addr, "alice", "pw-1", "app"); err == nil {
 		t.Fatal("the old password still works")
 	}
-	if err := login(addr, "root", "root-1", ""); err == nil {
-		t.Fatal("the old root password still works")
+	if err := login(addr, agentapi.AdminUsername, "admin-root-1", ""); err == nil {
+		t.Fatal("the old admin password still works")
 	}
+	// Root, changed too, is what the agent logs in with: a second change proves it took.
+	creds["password"] = "pw-3"
+	writeSecrets(t, credDir, adminDir, creds)
+	waitLogin("alice", "pw-3", "app")
 
 	// SIGTERM (the context) reaches the server, which shuts down cleanly.
 	cancel()

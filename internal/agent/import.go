@@ -31,7 +31,9 @@ type importOptions struct {
 	terminationLog string
 	postImportFile string
 	keepAgent      string
-	logInterval    time.Duration
+	// keepAccounts name the dumps' accounts that stay in the template (spec.import.keepAccounts).
+	keepAccounts multiFlag
+	logInterval  time.Duration
 	// allowMissingTrailer loads SQL that kept a dump tool's header but not its trailer.
 	allowMissingTrailer bool
 	// serverLog receives the server's own log; the pod's log in production.
@@ -58,6 +60,7 @@ func parseImportFlags(args []string) (importOptions, error) {
 	fs.DurationVar(&o.source.stallTimeout, agentapi.FlagSourceStallTimeout, 2*time.Minute, "fail an HTTP or S3 source that sends nothing for this long")
 	fs.BoolVar(&o.allowMissingTrailer, agentapi.FlagAllowMissingTrailer, false, "load a dump whose header names mysqldump or mariadb-dump even without its '"+dumpTrailer+"' trailer")
 	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
+	fs.Var(&o.keepAccounts, agentapi.FlagKeepAccount, "account the dumps created to keep, user or user@host (repeatable); every other is dropped")
 	fs.StringVar(&o.progressAddr, agentapi.FlagProgressAddr, fmt.Sprintf(":%d", agentapi.ProgressPort), "address serving GET "+agentapi.ProgressPath+"; empty disables it")
 	fs.StringVar(&o.terminationLog, agentapi.FlagTerminationLog, agentapi.TerminationLog, "file receiving the outcome")
 	fs.StringVar(&o.postImportFile, agentapi.FlagPostImportSQLFile, agentapi.PostImportFile, "SQL script run after the load, if present")
@@ -197,6 +200,10 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	if err := srv.exec(ctx, eng.BeforeLoadSQL()...); err != nil {
 		return agentapi.Report{}, fmt.Errorf("prepare bulk load: %w", err)
 	}
+	initialAccounts, err := srv.accounts(ctx)
+	if err != nil {
+		return agentapi.Report{}, err
+	}
 
 	t.setStep(agentapi.StepLoading)
 	for _, f := range files {
@@ -215,7 +222,15 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 		t.setStep(agentapi.StepFailed)
 		return agentapi.Report{}, err
 	}
-	if err := srv.dropInitialAccounts(ctx); err != nil {
+	// Before the clean shutdown: no clone ever has an account the dumps brought.
+	accountsDropped, err := srv.dropForeignAccounts(ctx, o.keepAccounts, initialAccounts)
+	if err != nil {
+		return agentapi.Report{}, err
+	}
+	if accountsDropped > 0 {
+		log.Printf("dropped %d accounts the dumps created", accountsDropped)
+	}
+	if err := markAccountsDropped(o.datadir); err != nil {
 		return agentapi.Report{}, err
 	}
 	if err := srv.exec(ctx, eng.AfterLoadSQL()...); err != nil {
@@ -238,6 +253,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 		DurationSeconds: now().Sub(started).Seconds(),
 		DatadirBytes:    size,
 		AgentSHA256:     agentSum,
+		AccountsDropped: accountsDropped,
 	}, nil
 }
 

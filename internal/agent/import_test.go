@@ -207,7 +207,7 @@ func TestImportSeveralFilesInNameOrderOverHTTPAndFromDir(t *testing.T) {
 		t.Fatalf("rows %d %v", n, err)
 	}
 
-	// HTTP with basic auth from the mounted Secret.
+	// HTTP with basic auth from the mounted Secret, over the plain http the template allows.
 	auth := t.TempDir()
 	os.WriteFile(filepath.Join(auth, "username"), []byte("backup"), 0o600)
 	os.WriteFile(filepath.Join(auth, "password"), []byte("s3cret\n"), 0o600)
@@ -221,7 +221,7 @@ func TestImportSeveralFilesInNameOrderOverHTTPAndFromDir(t *testing.T) {
 		w.Write(body)
 	}))
 	defer srv.Close()
-	_, rep, err = runImportInto(t, importOptions{source: sourceConfig{url: srv.URL + "/dumps/app.sql.gz", authDir: auth}})
+	_, rep, err = runImportInto(t, importOptions{source: sourceConfig{url: srv.URL + "/dumps/app.sql.gz", authDir: auth, httpInsecure: true}})
 	if err != nil || rep.BytesRead != int64(len(body)) {
 		t.Fatalf("HTTP import: %+v %v", rep, err)
 	}

@@ -36,7 +36,7 @@ func runProbe(ctx context.Context, args []string) error {
 		return err
 	}
 	// Both engines speak the same protocol: o.engine matters once another engine does not.
-	creds, err := readCredentials(o.credentialsDir)
+	creds, err := readUserCredentials(o.credentialsDir)
 	if err != nil {
 		return err
 	}

@@ -177,35 +177,24 @@ func tail(b []byte, n int) string {
 	return string(b)
 }
 
-// dropInitialAccounts removes the passwordless accounts the datadir was initialised with, except
-// root@localhost, which every clone gives a password at start: a template must carry no login
-// that works on its clones.
-func (s *server) dropInitialAccounts(ctx context.Context) error {
+// accounts lists the server's accounts.
+func (s *server) accounts(ctx context.Context) ([]engine.Account, error) {
 	db, err := s.rootDB()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer db.Close()
-	rows, err := db.QueryContext(ctx, "SELECT User, Host FROM mysql.user WHERE User = '' OR (User = 'root' AND Host <> 'localhost')")
+	return listAccounts(ctx, db)
+}
+
+// dropForeignAccounts leaves the template with the engine's own accounts and those kept.
+func (s *server) dropForeignAccounts(ctx context.Context, keep []string, initial []engine.Account) (int, error) {
+	db, err := s.rootDB()
 	if err != nil {
-		return fmt.Errorf("list initial accounts: %w", err)
+		return 0, err
 	}
-	var accounts []string
-	for rows.Next() {
-		var user, host string
-		if err := rows.Scan(&user, &host); err != nil {
-			rows.Close()
-			return err
-		}
-		accounts = append(accounts, fmt.Sprintf("'%s'@'%s'", user, host))
-	}
-	rows.Close()
-	for _, a := range accounts {
-		if _, err := db.ExecContext(ctx, "DROP USER "+a); err != nil {
-			return fmt.Errorf("drop initial account %s: %w", a, err)
-		}
-	}
-	return nil
+	defer db.Close()
+	return dropForeignAccounts(ctx, db, keep, initial)
 }
 
 // requireUserTables fails a load that left nothing to clone: dumps of the wrong database, or

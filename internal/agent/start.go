@@ -24,9 +24,16 @@ type startOptions struct {
 	datadir        string
 	runDir         string
 	credentialsDir string
+	adminDir       string
 	serverID       uint
 	serverOptions  multiFlag
-	port           int
+	// extraPrivileges are granted to the application user on *.* (spec.extraPrivileges).
+	extraPrivileges multiFlag
+	port            int
+	// tlsDir holds the certificate Secret; empty serves without TLS (an instance of an older
+	// operator, whose pod mounts none).
+	tlsDir                 string
+	requireSecureTransport bool
 }
 
 func parseStartFlags(args []string) (startOptions, error) {
@@ -36,40 +43,53 @@ func parseStartFlags(args []string) (startOptions, error) {
 	fs.StringVar(&o.datadir, agentapi.FlagDatadir, agentapi.DataDir, "the cloned datadir")
 	fs.StringVar(&o.runDir, agentapi.FlagRunDir, agentapi.RunDir, "directory for the socket, pid and init file")
 	fs.StringVar(&o.credentialsDir, agentapi.FlagCredentialsDir, agentapi.CredentialsDir, "the instance's mounted Secret")
+	fs.StringVar(&o.adminDir, agentapi.FlagAdminCredentialsDir, agentapi.AdminCredentialsDir, "the instance's mounted admin Secret")
+	fs.Var(&o.extraPrivileges, agentapi.FlagExtraPrivilege, "privilege granted to the application user on *.* (repeatable)")
 	fs.UintVar(&o.serverID, agentapi.FlagServerID, 1, "server_id of this instance")
 	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
 	fs.IntVar(&o.port, agentapi.FlagPort, 3306, "TCP port")
+	fs.StringVar(&o.tlsDir, agentapi.FlagTLSDir, "", "the instance's mounted certificate Secret; TLS is off without it")
+	fs.BoolVar(&o.requireSecureTransport, agentapi.FlagRequireSecureTransport, false, "refuse TCP clients without TLS")
 	return o, fs.Parse(args)
 }
 
-// readCredentials reads the instance's mounted Secret.
-func readCredentials(dir string) (engine.Credentials, error) {
-	read := func(key string) (string, error) {
+// readCredentials reads the instance's mounted Secrets: the application user's, and the admin one
+// with root's and the operator's account's passwords.
+func readCredentials(dir, adminDir string) (engine.Credentials, error) {
+	c, err := readUserCredentials(dir)
+	if err != nil {
+		return c, err
+	}
+	err = readKeys(adminDir, map[string]*string{
+		agentapi.AdminKeyUsername:     &c.AdminUsername,
+		agentapi.AdminKeyPassword:     &c.AdminPassword,
+		agentapi.AdminKeyRootPassword: &c.RootPassword,
+	})
+	return c, err
+}
+
+// readUserCredentials reads the application user's Secret, all the probe needs.
+func readUserCredentials(dir string) (engine.Credentials, error) {
+	var c engine.Credentials
+	err := readKeys(dir, map[string]*string{
+		agentapi.SecretKeyUsername: &c.Username,
+		agentapi.SecretKeyPassword: &c.Password,
+		agentapi.SecretKeyDatabase: &c.Database,
+	})
+	return c, err
+}
+
+func readKeys(dir string, keys map[string]*string) error {
+	for key, dst := range keys {
 		b, err := os.ReadFile(filepath.Join(dir, key))
 		if err != nil {
-			return "", fmt.Errorf("credentials: %w", err)
+			return fmt.Errorf("credentials: %w", err)
 		}
-		return strings.TrimRight(string(b), "\r\n"), nil
-	}
-	var c engine.Credentials
-	var err error
-	for _, f := range []struct {
-		key string
-		dst *string
-	}{
-		{agentapi.SecretKeyUsername, &c.Username},
-		{agentapi.SecretKeyPassword, &c.Password},
-		{agentapi.SecretKeyDatabase, &c.Database},
-		{agentapi.SecretKeyRootPassword, &c.RootPassword},
-	} {
-		if *f.dst, err = read(f.key); err != nil {
-			return c, err
-		}
-		if *f.dst == "" {
-			return c, fmt.Errorf("credentials: key %s is empty", f.key)
+		if *dst = strings.TrimRight(string(b), "\r\n"); *dst == "" {
+			return fmt.Errorf("credentials: key %s in %s is empty", key, dir)
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // startCommand prepares the datadir and returns the server command line. Every start rewrites the
@@ -79,12 +99,16 @@ func startCommand(o startOptions) (string, []string, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	creds, err := readCredentials(o.credentialsDir)
+	creds, err := readCredentials(o.credentialsDir, o.adminDir)
 	if err != nil {
 		return "", nil, err
 	}
 	if st, err := os.Stat(filepath.Join(o.datadir, "mysql")); err != nil || !st.IsDir() {
 		return "", nil, fmt.Errorf("%s holds no database: the clone of the template's snapshot is missing or empty", o.datadir)
+	}
+	grants, err := instanceGrants(o)
+	if err != nil {
+		return "", nil, err
 	}
 	keep, err := eng.PrepareClone(o.datadir)
 	if err != nil {
@@ -94,11 +118,12 @@ func startCommand(o startOptions) (string, []string, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	if err := os.MkdirAll(o.runDir, 0o750); err != nil {
+	filesDir := filepath.Join(o.runDir, "files")
+	if err := os.MkdirAll(filesDir, 0o750); err != nil {
 		return "", nil, err
 	}
 	initFile := filepath.Join(o.runDir, "init.sql")
-	sql := strings.Join(eng.CredentialSQL(creds), ";\n") + ";\n"
+	sql := strings.Join(eng.CredentialSQL(creds, grants), ";\n") + ";\n"
 	if err := os.WriteFile(initFile, []byte(sql), 0o600); err != nil {
 		return "", nil, fmt.Errorf("write init file: %w", err)
 	}
@@ -120,8 +145,13 @@ func startCommand(o startOptions) (string, []string, error) {
 		"--bind-address=0.0.0.0",
 		fmt.Sprintf("--port=%d", o.port),
 		"--init-file=" + initFile,
-	}, eng.ServingOptions(bufferPoolSize(), uint32(o.serverID), scratch)...)
+	}, eng.ServingOptions(bufferPoolSize(), uint32(o.serverID), scratch, filesDir)...)
 	args = append(args, keep...)
+	tls, err := tlsOptions(eng, o)
+	if err != nil {
+		return "", nil, err
+	}
+	args = append(args, tls...)
 	args = append(args, extra...)
 	if runAsRoot() {
 		args = append(args, "--user=root")
@@ -139,7 +169,11 @@ func runStart(ctx context.Context, args []string) error {
 		return err
 	}
 	eng, _ := engine.Lookup(o.engine) // startCommand checked it
-	creds, err := readCredentials(o.credentialsDir)
+	creds, err := readCredentials(o.credentialsDir, o.adminDir)
+	if err != nil {
+		return err
+	}
+	grants, err := instanceGrants(o)
 	if err != nil {
 		return err
 	}
@@ -155,7 +189,11 @@ func runStart(ctx context.Context, args []string) error {
 	go func() { exited <- cmd.Wait() }()
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
-	go followCredentials(watchCtx, eng, o.credentialsDir, filepath.Join(o.runDir, agentapi.SocketName), creds, credentialsPoll)
+	socket := filepath.Join(o.runDir, agentapi.SocketName)
+	go followCredentials(watchCtx, eng, secretDirs{o.credentialsDir, o.adminDir}, socket, creds, grants, credentialsPoll)
+	if !accountsDropped(o.datadir) {
+		go dropLegacyAccounts(watchCtx, o.datadir, socket, creds)
+	}
 	select {
 	case err := <-exited:
 		return serverExit(err)
@@ -179,7 +217,7 @@ const credentialsPoll = 250 * time.Millisecond
 // followCredentials gives the running server the Secret's passwords whenever the mounted copy
 // changes (edited, or the Secret deleted and made anew), logging in as root with the password it
 // applied last: the Secret is the source of truth, and a restart is never needed for it.
-func followCredentials(ctx context.Context, eng engine.Engine, dir, socket string, applied engine.Credentials, every time.Duration) {
+func followCredentials(ctx context.Context, eng engine.Engine, dirs secretDirs, socket string, applied engine.Credentials, grants engine.Grants, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	lastErr := ""
@@ -189,14 +227,14 @@ func followCredentials(ctx context.Context, eng engine.Engine, dir, socket strin
 			return
 		case <-tick.C:
 		}
-		want, err := readCredentials(dir)
+		want, err := readCredentials(dirs.user, dirs.admin)
 		if err != nil || want == applied {
 			continue // a Secret being replaced may be missing a moment
 		}
-		err = applyCredentials(ctx, eng, socket, applied.RootPassword, want)
+		err = applyCredentials(ctx, eng, socket, applied.RootPassword, want, grants)
 		if err != nil && want.RootPassword != applied.RootPassword {
 			// Applied already, by a previous attempt whose answer was lost.
-			err = applyCredentials(ctx, eng, socket, want.RootPassword, want)
+			err = applyCredentials(ctx, eng, socket, want.RootPassword, want, grants)
 		}
 		if err != nil {
 			if err.Error() != lastErr {
@@ -210,7 +248,10 @@ func followCredentials(ctx context.Context, eng engine.Engine, dir, socket strin
 	}
 }
 
-func applyCredentials(ctx context.Context, eng engine.Engine, socket, rootPassword string, c engine.Credentials) error {
+// secretDirs are where the instance's two Secrets are mounted.
+type secretDirs struct{ user, admin string }
+
+func applyCredentials(ctx context.Context, eng engine.Engine, socket, rootPassword string, c engine.Credentials, g engine.Grants) error {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = "root", rootPassword, "unix", socket
 	cfg.Timeout = 2 * time.Second
@@ -222,7 +263,7 @@ func applyCredentials(ctx context.Context, eng engine.Engine, socket, rootPasswo
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for _, stmt := range eng.CredentialSQL(c) {
+	for _, stmt := range eng.CredentialSQL(c, g) {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("apply credentials: %w", err)
 		}

@@ -21,18 +21,14 @@ import (
 )
 
 // startClone prepares a copy of datadir as a clone and runs the server `agent start` would exec.
-func startClone(t *testing.T, datadir string, creds map[string]string) (addr string, stop func()) {
+// creds are the user's Secret's keys and root-password, which goes to the admin Secret.
+func startClone(t *testing.T, datadir string, creds map[string]string, extraPrivileges ...string) (addr string, stop func()) {
 	t.Helper()
-	credDir := t.TempDir()
-	for k, v := range creds {
-		if err := os.WriteFile(filepath.Join(credDir, k), []byte(v), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	credDir, adminDir := credentialDirs(t, creds)
 	port := freePort(t)
 	runDir := filepath.Join(t.TempDir(), "run")
-	bin, argv, err := startCommand(startOptions{engine: "mariadb", datadir: datadir, runDir: runDir, credentialsDir: credDir, serverID: 42, port: port,
-		serverOptions: multiFlag{"max_connections=77"}})
+	bin, argv, err := startCommand(startOptions{engine: "mariadb", datadir: datadir, runDir: runDir, credentialsDir: credDir, adminDir: adminDir, serverID: 42, port: port,
+		serverOptions: multiFlag{"max_connections=77"}, extraPrivileges: extraPrivileges})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +50,31 @@ func startClone(t *testing.T, datadir string, creds map[string]string) (addr str
 	}
 	t.Cleanup(stop)
 	return addr, stop
+}
+
+// credentialDirs writes the user's Secret and the admin Secret as the kubelet mounts them: creds
+// holds the user's keys and root-password; the admin account's password is admin-<root-password>.
+func credentialDirs(t *testing.T, creds map[string]string) (user, admin string) {
+	t.Helper()
+	user, admin = t.TempDir(), t.TempDir()
+	writeSecrets(t, user, admin, creds)
+	return user, admin
+}
+
+func writeSecrets(t *testing.T, user, admin string, creds map[string]string) {
+	t.Helper()
+	userKeys := map[string]string{}
+	for k, v := range creds {
+		if k != agentapi.AdminKeyRootPassword {
+			userKeys[k] = v
+		}
+	}
+	writeSecretFiles(t, user, userKeys)
+	writeSecretFiles(t, admin, map[string]string{
+		agentapi.AdminKeyUsername:     agentapi.AdminUsername,
+		agentapi.AdminKeyPassword:     "admin-" + creds[agentapi.AdminKeyRootPassword],
+		agentapi.AdminKeyRootPassword: creds[agentapi.AdminKeyRootPassword],
+	})
 }
 
 func freePort(t *testing.T) int {
@@ -111,8 +132,11 @@ func TestCloneGetsItsOwnCredentialsAndIdentity(t *testing.T) {
 	if err := login(alice, "root", "", ""); err == nil {
 		t.Fatal("the template's passwordless root still works on a clone")
 	}
-	if err := login(alice, "root", "root-alice", ""); err != nil {
-		t.Fatalf("root with the Secret's root-password: %v", err)
+	if err := login(alice, "root", "root-alice", ""); err == nil {
+		t.Fatal("root logs in over TCP")
+	}
+	if err := login(alice, agentapi.AdminUsername, "admin-root-alice", ""); err != nil {
+		t.Fatalf("the operator's admin account with the admin Secret's password: %v", err)
 	}
 	if err := login(bob, "bob", "pw-alice-1", "bobdb"); err == nil {
 		t.Fatal("bob's clone accepts alice's password")
@@ -160,16 +184,18 @@ func TestCloneGetsItsOwnCredentialsAndIdentity(t *testing.T) {
 }
 
 func TestStartRefusesAnEmptyVolumeAndMissingCredentials(t *testing.T) {
-	cred := t.TempDir()
-	for k, v := range map[string]string{"username": "a", "password": "b", "database": "c", "root-password": "d"} {
-		os.WriteFile(filepath.Join(cred, k), []byte(v), 0o600)
-	}
-	_, _, err := startCommand(startOptions{engine: "mariadb", datadir: t.TempDir(), runDir: t.TempDir(), credentialsDir: cred})
+	cred, admin := credentialDirs(t, map[string]string{"username": "a", "password": "b", "database": "c", "root-password": "d"})
+	_, _, err := startCommand(startOptions{engine: "mariadb", datadir: t.TempDir(), runDir: t.TempDir(), credentialsDir: cred, adminDir: admin})
 	if err == nil || !strings.Contains(err.Error(), "holds no database") {
 		t.Fatalf("empty datadir: %v", err)
 	}
+	os.Remove(filepath.Join(admin, "root-password"))
+	_, _, err = startCommand(startOptions{engine: "mariadb", datadir: t.TempDir(), runDir: t.TempDir(), credentialsDir: cred, adminDir: admin})
+	if err == nil || !strings.Contains(err.Error(), "root-password") {
+		t.Fatalf("missing root password: %v", err)
+	}
 	os.Remove(filepath.Join(cred, "password"))
-	_, _, err = startCommand(startOptions{engine: "mariadb", datadir: t.TempDir(), runDir: t.TempDir(), credentialsDir: cred})
+	_, _, err = startCommand(startOptions{engine: "mariadb", datadir: t.TempDir(), runDir: t.TempDir(), credentialsDir: cred, adminDir: admin})
 	if err == nil || !strings.Contains(err.Error(), "password") {
 		t.Fatalf("missing password: %v", err)
 	}

@@ -27,6 +27,9 @@ const (
 	AgentInVolume = DataMountPath + "/.myaas/myaas"
 	// RunDir is the pod's own scratch directory: socket, pid and init files, temporary tablespace.
 	RunDir = "/run/myaas"
+	// AccountsDroppedFile, in the datadir, says that the import dropped the dumps' accounts: an
+	// instance cloned from a revision without it (imported by an older version) drops them at start.
+	AccountsDroppedFile = "myaas-accounts-dropped"
 	// SocketName is the server's socket in the run directory: the pod's own logins (its probe,
 	// its agent) use it, so that the server tells them from clients, which come over TCP.
 	SocketName = "mysqld.sock"
@@ -40,6 +43,12 @@ const (
 	PostImportFile = PostImportDir + "/" + PostImportName
 	// CredentialsDir holds the instance's Secret.
 	CredentialsDir = "/etc/myaas/credentials"
+	// TLSDir holds the instance's certificate Secret (kubernetes.io/tls keys: TLSCertKey,
+	// TLSPrivateKeyKey, TLSCAKey). The server reads it at start.
+	TLSDir = "/etc/myaas/tls"
+	// AdminCredentialsDir holds the instance's admin Secret: root's password, for the pod's own
+	// socket, and the operator's admin account.
+	AdminCredentialsDir = "/etc/myaas/admin"
 	// TerminationLog is where the agent leaves its Report for the operator.
 	TerminationLog = "/dev/termination-log"
 )
@@ -71,6 +80,9 @@ const (
 	FlagRunDir              = "run-dir"               // I S
 	FlagServerOption        = "server-option"         // I S, repeated name=value
 	FlagCredentialsDir      = "credentials-dir"       // S P
+	FlagAdminCredentialsDir = "admin-credentials-dir" // S
+	FlagExtraPrivilege      = "extra-privilege"       // S, repeated
+	FlagKeepAccount         = "keep-account"          // I, repeated user or user@host
 	FlagServerID            = "server-id"             // S
 	FlagPort                = "port"                  // S
 	FlagAddr                = "addr"                  // P
@@ -91,6 +103,10 @@ const (
 	FlagS3Prefix            = "s3-prefix"             // I
 	FlagS3Region            = "s3-region"             // I
 	FlagS3Insecure          = "s3-insecure"           // I
+	// FlagTLSDir turns on TLS with the certificate in that directory.
+	FlagTLSDir = "tls-dir" // S
+	// FlagRequireSecureTransport refuses TCP connections without TLS.
+	FlagRequireSecureTransport = "require-secure-transport" // S
 )
 
 // Flag renders --name=value.
@@ -98,19 +114,38 @@ func Flag(name, value string) string { return "--" + name + "=" + value }
 
 // Keys of an instance's credentials Secret. The binding keys follow the Service Binding
 // specification so that consumers (Spring Cloud Bindings, Quarkus, servicebinding.io runtimes)
-// read them as they are; the agent reads username, password, database and root-password.
+// read them as they are; the agent reads username, password and database. Root's password is
+// in the admin Secret only.
 const (
-	SecretKeyHost         = "host"
-	SecretKeyPort         = "port"
-	SecretKeyUsername     = "username"
-	SecretKeyPassword     = "password"
-	SecretKeyDatabase     = "database"
-	SecretKeyRootPassword = "root-password"
-	SecretKeyURI          = "uri"
-	SecretKeyJDBCURI      = "jdbc-uri"
-	SecretKeyDSN          = "dsn"
-	SecretKeyType         = "type"
-	SecretKeyProvider     = "provider"
+	SecretKeyHost     = "host"
+	SecretKeyPort     = "port"
+	SecretKeyUsername = "username"
+	SecretKeyPassword = "password"
+	SecretKeyDatabase = "database"
+	SecretKeyURI      = "uri"
+	SecretKeyJDBCURI  = "jdbc-uri"
+	SecretKeyDSN      = "dsn"
+	SecretKeyType     = "type"
+	SecretKeyProvider = "provider"
+)
+
+// Keys of an instance's admin Secret, which only the operator and the agent read: the operator's
+// admin account (username, password) and root's password (root-password), which works only
+// through the pod's own socket.
+const (
+	AdminKeyUsername     = "username"
+	AdminKeyPassword     = "password"
+	AdminKeyRootPassword = "root-password"
+	// AdminUsername is the operator's admin account on every instance.
+	AdminUsername = "myaas_admin"
+)
+
+// Keys of the certificate Secrets (type kubernetes.io/tls, as cert-manager writes them). The
+// credentials Secret carries TLSCAKey too: the CA its clients verify the server with.
+const (
+	TLSCertKey       = "tls.crt"
+	TLSPrivateKeyKey = "tls.key"
+	TLSCAKey         = "ca.crt"
 )
 
 // Keys of a template's source Secrets.
@@ -192,4 +227,6 @@ type Report struct {
 	// AgentSHA256 of the agent kept in the template volume, for the operator to know whether
 	// clones can run it.
 	AgentSHA256 string `json:"agentSHA256,omitempty"`
+	// AccountsDropped counts the accounts the dumps created that the import dropped.
+	AccountsDropped int `json:"accountsDropped,omitempty"`
 }

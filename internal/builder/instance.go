@@ -22,12 +22,18 @@ import (
 
 // InstanceLabels mark every child of an instance.
 func InstanceLabels(inst *myaasv1.DatabaseInstance) map[string]string {
-	return map[string]string{
+	l := map[string]string{
 		myaasv1.LabelManagedBy: myaasv1.ManagedBy,
 		myaasv1.LabelInstance:  inst.Name,
 		myaasv1.LabelTemplate:  inst.Spec.TemplateRef.Name,
 		myaasv1.LabelRole:      myaasv1.RoleInstance,
 	}
+	// Only on instances of another namespace's template: the children of the others keep the
+	// labels they were made with, and a template's own namespace is the default.
+	if inst.CrossNamespace() {
+		l[myaasv1.LabelTemplateNamespace] = inst.TemplateNamespace()
+	}
+	return l
 }
 
 // selectorLabels select the instance's pod; they never change, as a StatefulSet selector must not.
@@ -44,10 +50,9 @@ func ServiceHost(inst *myaasv1.DatabaseInstance) string {
 	return fmt.Sprintf("%s.%s.svc", inst.Name, inst.Namespace)
 }
 
-// Passwords are the generated secrets of one instance.
+// Passwords are the generated secrets of one instance's user.
 type Passwords struct {
-	Password     string
-	RootPassword string
+	Password string
 }
 
 // CredentialsSecret holds everything a client needs to connect to the instance.
@@ -73,17 +78,43 @@ func CredentialsSecret(inst *myaasv1.DatabaseInstance, eng engine.Engine, creds 
 		},
 		Type: corev1.SecretType("servicebinding.io/mysql"),
 		StringData: map[string]string{
-			agentapi.SecretKeyHost:         host,
-			agentapi.SecretKeyPort:         strconv.Itoa(int(port)),
-			agentapi.SecretKeyUsername:     user,
-			agentapi.SecretKeyPassword:     creds.Password,
-			agentapi.SecretKeyDatabase:     db,
-			agentapi.SecretKeyRootPassword: creds.RootPassword,
-			agentapi.SecretKeyURI:          uri.String(),
-			agentapi.SecretKeyJDBCURI:      jdbc,
-			agentapi.SecretKeyDSN:          dsn.FormatDSN(),
-			agentapi.SecretKeyType:         "mysql",
-			agentapi.SecretKeyProvider:     "myaas",
+			agentapi.SecretKeyHost:     host,
+			agentapi.SecretKeyPort:     strconv.Itoa(int(port)),
+			agentapi.SecretKeyUsername: user,
+			agentapi.SecretKeyPassword: creds.Password,
+			agentapi.SecretKeyDatabase: db,
+			agentapi.SecretKeyURI:      uri.String(),
+			agentapi.SecretKeyJDBCURI:  jdbc,
+			agentapi.SecretKeyDSN:      dsn.FormatDSN(),
+			agentapi.SecretKeyType:     "mysql",
+			agentapi.SecretKeyProvider: "myaas",
+		},
+	}
+}
+
+// AdminPasswords are the instance's passwords the operator keeps to itself.
+type AdminPasswords struct {
+	// Password of the operator's admin account (agentapi.AdminUsername).
+	Password string
+	// RootPassword of root, which logs in only through the pod's own socket.
+	RootPassword string
+}
+
+// AdminSecret holds the passwords of root and of the operator's admin account, read by the agent
+// in the pod and by the operator's idle check; never by the application.
+func AdminSecret(inst *myaasv1.DatabaseInstance, p AdminPasswords) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:            AdminSecretName(inst.Name),
+			Namespace:       inst.Namespace,
+			Labels:          InstanceLabels(inst),
+			OwnerReferences: instanceOwner(inst),
+		},
+		Type: corev1.SecretTypeOpaque,
+		StringData: map[string]string{
+			agentapi.AdminKeyUsername:     agentapi.AdminUsername,
+			agentapi.AdminKeyPassword:     p.Password,
+			agentapi.AdminKeyRootPassword: p.RootPassword,
 		},
 	}
 }
@@ -151,6 +182,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 		{Name: volumeRun, MountPath: agentapi.RunDir},
 		{Name: volumeBin, MountPath: agentapi.AgentBinDir, ReadOnly: true},
 		{Name: volumeCreds, MountPath: agentapi.CredentialsDir, ReadOnly: true},
+		{Name: volumeAdminCreds, MountPath: agentapi.AdminCredentialsDir, ReadOnly: true},
 	}
 	volumes := []corev1.Volume{
 		emptyDirVolume(volumeRun),
@@ -158,7 +190,12 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 		{Name: volumeCreds, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName: CredentialsSecretName(inst.Name), DefaultMode: ptr.To[int32](0o440),
 		}}},
+		{Name: volumeAdminCreds, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: AdminSecretName(inst.Name), DefaultMode: ptr.To[int32](0o440),
+		}}},
 	}
+	tlsVol, tlsMount := tlsVolume(inst)
+	volumes, mounts = append(volumes, tlsVol), append(mounts, tlsMount)
 	if p.AgentInVolume {
 		agent, initContainers = agentapi.AgentInVolume, nil
 		mounts = slices.DeleteFunc(mounts, func(m corev1.VolumeMount) bool { return m.Name == volumeBin })
@@ -179,10 +216,15 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 		agentapi.Flag(agentapi.FlagDatadir, agentapi.DataDir),
 		agentapi.Flag(agentapi.FlagRunDir, agentapi.RunDir),
 		agentapi.Flag(agentapi.FlagCredentialsDir, agentapi.CredentialsDir),
+		agentapi.Flag(agentapi.FlagAdminCredentialsDir, agentapi.AdminCredentialsDir),
 		agentapi.Flag(agentapi.FlagServerID, strconv.FormatUint(uint64(ServerID(inst.UID)), 10)),
 		agentapi.Flag(agentapi.FlagPort, strconv.Itoa(int(p.Engine.Port()))),
 	}
+	args = append(args, tlsArgs(inst)...)
 	args = append(args, serverOptionArgs(p.ServerConfig)...)
+	for _, priv := range inst.Spec.ExtraPrivileges {
+		args = append(args, agentapi.Flag(agentapi.FlagExtraPrivilege, string(priv)))
+	}
 
 	return &appsv1.StatefulSet{
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "StatefulSet"},

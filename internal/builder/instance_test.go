@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -45,14 +46,20 @@ func mustEngine(t *testing.T, name string) engine.Engine {
 func TestCredentialsSecret(t *testing.T) {
 	for _, eng := range []string{"mariadb", "mysql"} {
 		t.Run(eng, func(t *testing.T) {
-			s := CredentialsSecret(instance(nil), mustEngine(t, eng), Passwords{Password: "pw/with?odd&chars", RootPassword: "rootpw"})
+			s := CredentialsSecret(instance(nil), mustEngine(t, eng), Passwords{Password: "pw/with?odd&chars"})
 			d := s.StringData
 			if s.Name != "feature-x-credentials" || s.Type != "servicebinding.io/mysql" || metav1.GetControllerOf(s) == nil {
 				t.Fatalf("secret meta %+v type %s", s.ObjectMeta, s.Type)
 			}
 			if d["host"] != "feature-x.ci.svc" || d["port"] != "3306" || d["username"] != "app" || d["password"] != "pw/with?odd&chars" ||
-				d["database"] != "shop" || d["root-password"] != "rootpw" || d["type"] != "mysql" || d["provider"] != "myaas" {
+				d["database"] != "shop" || d["type"] != "mysql" || d["provider"] != "myaas" {
 				t.Fatalf("binding keys %v", d)
+			}
+			// Root and the operator's account log in with passwords the application never sees.
+			for k, v := range d {
+				if strings.Contains(k, "root") || strings.Contains(k, "admin") || strings.Contains(v, "myaas_admin") {
+					t.Errorf("the user's Secret holds %s=%s", k, v)
+				}
 			}
 			// Every URI form must round-trip to the same credentials.
 			u, err := url.Parse(d["uri"])
@@ -80,6 +87,26 @@ func TestCredentialsSecret(t *testing.T) {
 	}
 }
 
+func TestAdminSecret(t *testing.T) {
+	s := AdminSecret(instance(nil), AdminPasswords{Password: "adminpw", RootPassword: "rootpw"})
+	if s.Name != "feature-x-admin" || s.Namespace != "ci" || s.Type != corev1.SecretTypeOpaque {
+		t.Fatalf("admin Secret %s/%s type %s", s.Namespace, s.Name, s.Type)
+	}
+	if owner := metav1.GetControllerOf(s); owner == nil || owner.UID != "0123456789abcdef" || owner.Kind != "DatabaseInstance" {
+		t.Fatalf("owner %+v: deleting the instance must delete its admin Secret", owner)
+	}
+	if s.Labels[myaasv1.LabelInstance] != "feature-x" || s.Labels["app.kubernetes.io/managed-by"] != "myaas" {
+		t.Fatalf("labels %v", s.Labels)
+	}
+	want := map[string]string{"username": "myaas_admin", "password": "adminpw", "root-password": "rootpw"}
+	if !reflect.DeepEqual(s.StringData, want) {
+		t.Fatalf("data %v, want %v", s.StringData, want)
+	}
+	if s.Name == CredentialsSecretName("feature-x") {
+		t.Fatal("the admin Secret is the user's")
+	}
+}
+
 func TestInstanceService(t *testing.T) {
 	for _, tc := range []struct {
 		svcType corev1.ServiceType
@@ -103,8 +130,12 @@ func TestInstanceStatefulSet(t *testing.T) {
 		affinity     *corev1.NodeAffinity
 		wantReplicas int32
 		wantClaim    string
+		wantArgs     []string
 	}{
 		{name: "fresh instance pinned to the snapshot's node", affinity: affinity, wantReplicas: 1, wantClaim: "data-01234567"},
+		{name: "extra privileges", mutate: func(i *myaasv1.DatabaseInstance) {
+			i.Spec.ExtraPrivileges = []myaasv1.Privilege{"PROCESS", "SHOW DATABASES"}
+		}, wantReplicas: 1, wantClaim: "data-01234567", wantArgs: []string{"--extra-privilege=PROCESS", "--extra-privilege=SHOW DATABASES"}},
 		{name: "suspended", mutate: func(i *myaasv1.DatabaseInstance) { i.Spec.Suspend = true }, wantReplicas: 0, wantClaim: "data-01234567"},
 		{name: "after two resets", mutate: func(i *myaasv1.DatabaseInstance) { i.Status.Resets = 2 }, wantReplicas: 1, wantClaim: "data-01234567-2"},
 	}
@@ -150,8 +181,29 @@ func TestInstanceStatefulSet(t *testing.T) {
 			c := pod.Containers[0]
 			args := strings.Join(c.Args, " ")
 			if !strings.HasPrefix(args, "agent start --engine=mariadb") || !strings.Contains(args, fmt.Sprintf("--server-id=%d", ServerID(inst.UID))) ||
-				!strings.Contains(args, "--server-option=max_connections=50") || !strings.Contains(args, "--credentials-dir=/etc/myaas/credentials") {
+				!strings.Contains(args, "--server-option=max_connections=50") || !strings.Contains(args, "--credentials-dir=/etc/myaas/credentials") ||
+				!strings.Contains(args, "--admin-credentials-dir=/etc/myaas/admin") {
 				t.Fatalf("args %s", args)
+			}
+			for _, a := range tc.wantArgs {
+				if !slices.Contains(c.Args, a) {
+					t.Errorf("missing arg %q in %v", a, c.Args)
+				}
+			}
+			if tc.wantArgs == nil && strings.Contains(args, "--extra-privilege") {
+				t.Errorf("extra privileges nobody asked for: %s", args)
+			}
+			// The agent reads root's password from the admin Secret, mounted apart from the user's.
+			var adminSecret string
+			for _, v := range pod.Volumes {
+				if v.Name == volumeAdminCreds && v.Secret != nil {
+					adminSecret = v.Secret.SecretName
+				}
+			}
+			if adminSecret != "feature-x-admin" || !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+				return m.Name == volumeAdminCreds && m.MountPath == agentapi.AdminCredentialsDir && m.ReadOnly
+			}) {
+				t.Fatalf("admin Secret %q mounts %+v", adminSecret, c.VolumeMounts)
 			}
 			if probe := strings.Join(c.ReadinessProbe.Exec.Command, " "); !strings.Contains(probe, "agent probe") {
 				t.Fatalf("probe %s", probe)

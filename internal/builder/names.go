@@ -30,6 +30,10 @@ func RefreshCronJobName(template string) string { return template + "-refresh" }
 // CredentialsSecretName is the instance's Secret.
 func CredentialsSecretName(instance string) string { return instance + "-credentials" }
 
+// AdminSecretName is the operator's own Secret of an instance: root's password and the admin
+// account's, which the user's Secret never holds.
+func AdminSecretName(instance string) string { return instance + "-admin" }
+
 // InstanceClaimName is the StatefulSet volumeClaimTemplate name. It carries part of the instance's
 // UID and the reset count so that a PVC left behind by an earlier instance of the same name, or by
 // the data before a reset, can never be adopted.

@@ -20,6 +20,7 @@ const (
 	volumeSourceAuth = "source-auth"
 	volumePostImport = "post-import"
 	volumeCreds      = "credentials"
+	volumeAdminCreds = "admin-credentials"
 )
 
 // installContainer copies the myaas binary from the manager image into an emptyDir, so that the

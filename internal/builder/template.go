@@ -173,6 +173,9 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n, attempt int32, agentImage string)
 	if t.Spec.Import.AllowMissingTrailer {
 		args = append(args, agentapi.Flag(agentapi.FlagAllowMissingTrailer, "true"))
 	}
+	for _, account := range t.Spec.Import.KeepAccounts {
+		args = append(args, agentapi.Flag(agentapi.FlagKeepAccount, account))
+	}
 	args = append(args, serverOptionArgs(t.Spec.Engine.Config)...)
 
 	var deadline *int64

@@ -52,9 +52,10 @@ func TestImportJob(t *testing.T) {
 				d.Spec.Engine = myaasv1.EngineSpec{Type: myaasv1.EngineMySQL, Version: "8.0", Config: map[string]string{"max_allowed_packet": "1G", "innodb_log_file_size": "1G"}}
 				d.Spec.Source = myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: "https://dumps/x.sql.zst", SecretRef: &corev1.LocalObjectReference{Name: "dump-auth"}}}
 				d.Spec.Import.Timeout = &metav1.Duration{Duration: 2 * time.Hour}
+				d.Spec.Import.KeepAccounts = []string{"reporting", "etl@10.%"}
 			},
 			wantImage:  "mysql:8.0",
-			wantArgs:   []string{"--engine=mysql", "--source-url=https://dumps/x.sql.zst", "--source-auth-dir=/etc/myaas/source-auth", "--server-option=innodb_log_file_size=1G", "--server-option=max_allowed_packet=1G"},
+			wantArgs:   []string{"--keep-account=reporting", "--keep-account=etl@10.%", "--engine=mysql", "--source-url=https://dumps/x.sql.zst", "--source-auth-dir=/etc/myaas/source-auth", "--server-option=innodb_log_file_size=1G", "--server-option=max_allowed_packet=1G"},
 			wantMounts: []string{"/etc/myaas/source-auth"},
 			deadline:   ptr.To[int64](7200),
 		},

@@ -30,25 +30,37 @@ type Engine interface {
 	// logBytes bounds the redo log, which must fit in the template volume beside the data.
 	BulkLoadOptions(bufferPool, logBytes int64) []string
 	// ServingOptions are server options for an instance. scratchDir, relative to the datadir, is
-	// the pod's own directory for what the server recreates at every start.
-	ServingOptions(bufferPool int64, serverID uint32, scratchDir string) []string
+	// the pod's own directory for what the server recreates at every start; filesDir, absolute,
+	// the only one the server reads and writes files in for clients (secure_file_priv).
+	ServingOptions(bufferPool int64, serverID uint32, scratchDir, filesDir string) []string
+	// TLSOptions make an instance's server speak TLS with the certificate, key and CA in those
+	// files; requireSecure refuses TCP clients that do not use it.
+	TLSOptions(t TLSFiles, requireSecure bool) []string
 	// BeforeLoadSQL and AfterLoadSQL run around the load (MySQL disables its redo log).
 	BeforeLoadSQL() []string
 	AfterLoadSQL() []string
 	// CredentialSQL sets the instance's users; it runs at every start and must be idempotent.
-	CredentialSQL(c Credentials) []string
+	CredentialSQL(c Credentials, g Grants) []string
 	// PrepareClone gives a cloned datadir its own identity before the server starts, and returns
 	// the server options that keep the clone as it is (a server that rewrites files at start
 	// makes every clone pay for private copies of them).
 	PrepareClone(datadir string) ([]string, error)
 }
 
-// Credentials of one instance.
+// Credentials of one instance: the application user's, from the user's Secret, and root's and
+// the operator's admin account's, from the operator's own Secret.
 type Credentials struct {
-	Username     string
-	Password     string
-	Database     string
-	RootPassword string
+	Username      string
+	Password      string
+	Database      string
+	RootPassword  string
+	AdminUsername string
+	AdminPassword string
+}
+
+// TLSFiles are the paths of a server's certificate, its key and the CA that issued it.
+type TLSFiles struct {
+	Cert, Key, CA string
 }
 
 // Lookup returns the engine called name.
@@ -117,22 +129,14 @@ func ident(s string) string {
 	return string(append(out, '`'))
 }
 
-// credentialSQL is the same on both engines: the app user with every privilege on its database
-// and on the dump's databases (a developer's own copy), root reachable with its own password.
-func credentialSQL(c Credentials) []string {
-	user := quote(c.Username) + "@'%'"
-	root := "'root'@'%'"
-	return []string{
-		"CREATE DATABASE IF NOT EXISTS " + ident(c.Database),
-		"CREATE USER IF NOT EXISTS " + user + " IDENTIFIED BY " + quote(c.Password),
-		"ALTER USER " + user + " IDENTIFIED BY " + quote(c.Password),
-		"GRANT ALL PRIVILEGES ON *.* TO " + user,
-		"CREATE USER IF NOT EXISTS " + root + " IDENTIFIED BY " + quote(c.RootPassword),
-		"ALTER USER " + root + " IDENTIFIED BY " + quote(c.RootPassword),
-		"GRANT ALL PRIVILEGES ON *.* TO " + root + " WITH GRANT OPTION",
-		"ALTER USER 'root'@'localhost' IDENTIFIED BY " + quote(c.RootPassword),
-		"FLUSH PRIVILEGES",
+// tlsOptions are the same on both engines. The local socket, which the pod's own probe and agent
+// use, counts as secure transport for both, so requiring TLS never locks them out.
+func tlsOptions(t TLSFiles, requireSecure bool) []string {
+	opts := []string{"--ssl-cert=" + t.Cert, "--ssl-key=" + t.Key, "--ssl-ca=" + t.CA}
+	if requireSecure {
+		opts = append(opts, "--require-secure-transport=ON")
 	}
+	return opts
 }
 
 // temporaryTablespace keeps InnoDB's temporary tablespace, written in full at every start, out of

@@ -47,7 +47,7 @@ func TestServerOptions(t *testing.T) {
 					t.Errorf("bulk options %v lack %s", bulk, want)
 				}
 			}
-			serving := tc.engine.ServingOptions(512<<20, 7, "../../run")
+			serving := tc.engine.ServingOptions(512<<20, 7, "../../run", "/run/files")
 			for _, want := range tc.serving {
 				if !slices.Contains(serving, want) {
 					t.Errorf("serving options %v lack %s", serving, want)
@@ -105,10 +105,27 @@ func TestPrepareClone(t *testing.T) {
 }
 
 func TestCredentialSQLQuotesWhatTheSecretHolds(t *testing.T) {
-	sql := strings.Join(credentialSQL(Credentials{Username: "o'neil", Password: `p'w\x`, Database: "a`b", RootPassword: "r"}), ";\n")
+	sql := strings.Join(credentialSQL(Credentials{Username: "o'neil", Password: `p'w\x`, Database: "a`b", RootPassword: "r"}, Grants{}), ";\n")
 	for _, want := range []string{"'o\\'neil'@'%'", `IDENTIFIED BY 'p\'w\\x'`, "CREATE DATABASE IF NOT EXISTS `a``b`", "ALTER USER 'root'@'localhost' IDENTIFIED BY 'r'"} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("credential SQL lacks %s:\n%s", want, sql)
+		}
+	}
+}
+
+func TestTLSOptions(t *testing.T) {
+	files := TLSFiles{Cert: "/tls/tls.crt", Key: "/tls/tls.key", CA: "/tls/ca.crt"}
+	for _, eng := range []Engine{MariaDB{}, MySQL{}} {
+		for _, tc := range []struct {
+			require bool
+			want    []string
+		}{
+			{false, []string{"--ssl-cert=/tls/tls.crt", "--ssl-key=/tls/tls.key", "--ssl-ca=/tls/ca.crt"}},
+			{true, []string{"--ssl-cert=/tls/tls.crt", "--ssl-key=/tls/tls.key", "--ssl-ca=/tls/ca.crt", "--require-secure-transport=ON"}},
+		} {
+			if got := eng.TLSOptions(files, tc.require); !slices.Equal(got, tc.want) {
+				t.Errorf("%s require=%v: %v, want %v", eng.Name(), tc.require, got, tc.want)
+			}
 		}
 	}
 }

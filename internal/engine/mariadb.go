@@ -44,9 +44,10 @@ func (MariaDB) BulkLoadOptions(bufferPool, logBytes int64) []string {
 	)
 }
 
-func (MariaDB) ServingOptions(bufferPool int64, serverID uint32, scratchDir string) []string {
+func (MariaDB) ServingOptions(bufferPool int64, serverID uint32, scratchDir, filesDir string) []string {
 	return append(commonOptions(bufferPool),
 		temporaryTablespace(scratchDir),
+		secureFilePriv(filesDir),
 		fmt.Sprintf("--server-id=%d", serverID),
 		"--innodb-flush-log-at-trx-commit=2",
 		// Warming the buffer pool from the template's page list reads data no client asked for
@@ -59,7 +60,11 @@ func (MariaDB) ServingOptions(bufferPool int64, serverID uint32, scratchDir stri
 func (MariaDB) BeforeLoadSQL() []string { return nil }
 func (MariaDB) AfterLoadSQL() []string  { return nil }
 
-func (MariaDB) CredentialSQL(c Credentials) []string { return credentialSQL(c) }
+func (MariaDB) TLSOptions(t TLSFiles, requireSecure bool) []string {
+	return tlsOptions(t, requireSecure)
+}
+
+func (MariaDB) CredentialSQL(c Credentials, g Grants) []string { return credentialSQL(c, g) }
 
 // PrepareClone drops files that would make clones share an identity or state: the image's
 // healthcheck credentials and stale pid/socket files. The redo log keeps the size the import gave

@@ -39,9 +39,10 @@ func (MySQL) BulkLoadOptions(bufferPool, logBytes int64) []string {
 	)
 }
 
-func (MySQL) ServingOptions(bufferPool int64, serverID uint32, scratchDir string) []string {
+func (MySQL) ServingOptions(bufferPool int64, serverID uint32, scratchDir, filesDir string) []string {
 	return append(commonOptions(bufferPool),
 		temporaryTablespace(scratchDir),
+		secureFilePriv(filesDir),
 		fmt.Sprintf("--server-id=%d", serverID),
 		"--innodb-flush-log-at-trx-commit=2",
 		// Warming the buffer pool from the template's page list reads data no client asked for
@@ -55,7 +56,9 @@ func (MySQL) ServingOptions(bufferPool int64, serverID uint32, scratchDir string
 func (MySQL) BeforeLoadSQL() []string { return []string{"ALTER INSTANCE DISABLE INNODB REDO_LOG"} }
 func (MySQL) AfterLoadSQL() []string  { return []string{"ALTER INSTANCE ENABLE INNODB REDO_LOG"} }
 
-func (MySQL) CredentialSQL(c Credentials) []string { return credentialSQL(c) }
+func (MySQL) TLSOptions(t TLSFiles, requireSecure bool) []string { return tlsOptions(t, requireSecure) }
+
+func (MySQL) CredentialSQL(c Credentials, g Grants) []string { return credentialSQL(c, g) }
 
 // PrepareClone removes auto.cnf so that each clone gets its own server_uuid.
 func (MySQL) PrepareClone(datadir string) ([]string, error) {

@@ -57,8 +57,8 @@ func lookPath(name string) (string, error) {
 	return "", fmt.Errorf("%s not found", name)
 }
 
-// Start initialises a datadir and starts a server on it.
-func Start(t testing.TB) *Server {
+// Start initialises a datadir and starts a server on it, with extra server options if given.
+func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
 	server, installDB := Binaries(t)
 	dir, err := os.MkdirTemp("", "mariadbtest-")
@@ -78,11 +78,11 @@ func Start(t testing.TB) *Server {
 	if out, err := install.CombinedOutput(); err != nil {
 		t.Fatalf("mariadb-install-db: %v\n%s", err, out)
 	}
-	return StartOn(t, server, dataDir, filepath.Join(dir, "mysqld.sock"))
+	return StartOn(t, server, dataDir, filepath.Join(dir, "mysqld.sock"), extra...)
 }
 
-// StartOn starts mariadbd on an existing datadir.
-func StartOn(t testing.TB, server, dataDir, socket string) *Server {
+// StartOn starts mariadbd on an existing datadir, with extra server options if given.
+func StartOn(t testing.TB, server, dataDir, socket string, extra ...string) *Server {
 	t.Helper()
 	port := freePort(t)
 	args := []string{
@@ -102,6 +102,7 @@ func StartOn(t testing.TB, server, dataDir, socket string) *Server {
 	if os.Geteuid() == 0 {
 		args = append(args, "--user=root")
 	}
+	args = append(args, extra...)
 	cmd := exec.Command(server, args...)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start mariadbd: %v", err)

@@ -81,8 +81,11 @@ func TestImportCloneAndIsolation(t *testing.T) {
 	if err := open(t, addr, "root", "", "").PingContext(ctx); err == nil {
 		t.Fatal("bob accepts root without a password (the template's credentials)")
 	}
-	if err := open(t, addr, "root", bobCreds["root-password"], "").PingContext(ctx); err != nil {
-		t.Fatalf("root-password from the Secret does not work: %v", err)
+	if _, ok := bobCreds["root-password"]; ok {
+		t.Fatal("the application's Secret holds root's password")
+	}
+	if err := open(t, addr, "root", secretData(t, ns, "bob-admin")["root-password"], "").PingContext(ctx); err == nil {
+		t.Fatal("root logs in over TCP")
 	}
 
 	// A write in one clone is in neither the other clone nor the template.

@@ -92,7 +92,13 @@ func kubectlIn(t *testing.T, stdin string, args ...string) string {
 
 func newNamespace(t *testing.T) string {
 	t.Helper()
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "e2e-"}}
+	return namedNamespace(t, "e2e")
+}
+
+// namedNamespace makes a namespace whose name starts with prefix, removed after a passing test.
+func namedNamespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
 	if err := k8s.Create(ctx, ns); err != nil {
 		t.Fatal(err)
 	}

@@ -104,3 +104,10 @@ func writeRows(w *bufio.Writer, table string, n, perInsert int, row func(i int) 
 
 // BrokenSQL is a dump whose third statement fails: the import must report that line.
 const BrokenSQL = "CREATE DATABASE IF NOT EXISTS `broken`;\nUSE `broken`;\nCREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\nINSERT INTO no_such_table VALUES (2);\n"
+
+// AccountsSQL creates the accounts a dump of a production server brings along, with the
+// passwords a test tries on the clones: prod_admin / prod-secret and reporting / report-secret.
+const AccountsSQL = "CREATE USER `prod_admin`@`%` IDENTIFIED BY 'prod-secret';\n" +
+	"GRANT ALL PRIVILEGES ON *.* TO `prod_admin`@`%` WITH GRANT OPTION;\n" +
+	"CREATE USER `reporting`@`%` IDENTIFIED BY 'report-secret';\n" +
+	"GRANT SELECT ON `shop`.* TO `reporting`@`%`;\n"

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -66,10 +67,15 @@ func dumps(spec dumpgen.Spec) (map[string][]byte, error) {
 	sql := full.Bytes()
 	// Cut after the last complete statement before the middle: every statement in it is whole.
 	boundary := bytes.LastIndex(sql[:len(sql)/2], []byte(";\n")) + 2
+	// A dump of a production server with its accounts, as mariadb-dump --system=users writes them
+	// before its trailer.
+	trailer := bytes.LastIndex(sql, []byte("\n-- Dump completed"))
+	withAccounts := slices.Concat(sql[:trailer], []byte("\n"+dumpgen.AccountsSQL), sql[trailer:])
 	return map[string][]byte{
 		"shop.sql.gz":              gz,
 		"shop/01-shop.sql.gz":      gz,
 		"shop/02-extra.sql":        []byte("USE `shop`;\nCREATE TABLE `settings` (`k` varchar(20) PRIMARY KEY, `v` text);\nINSERT INTO `settings` VALUES ('loaded','yes');\n"),
+		"accounts/shop.sql.gz":     gzipped(withAccounts),
 		"broken/truncated.sql.gz":  gz[:len(gz)/2],
 		"broken/boundary.sql.gz":   gzipped(sql[:boundary]),
 		"broken/empty.sql":         {},

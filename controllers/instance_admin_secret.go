@@ -1,0 +1,123 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/myaas/myaas/internal/agentapi"
+	"github.com/myaas/myaas/internal/builder"
+)
+
+// legacyRootPasswordKey is where instances made before the admin Secret kept root's password, in
+// the user's Secret: the admin Secret takes it over, so their running servers keep working.
+const legacyRootPasswordKey = "root-password"
+
+// reconcileAdminSecret keeps the admin Secret, the operator's own: root's password, which works
+// only through the pod's socket, and the password of the admin account the idle check logs in
+// with. Created once; re-created with fresh passwords if deleted, which the agent in the pod
+// applies as it does the user's; a password emptied by hand is generated anew. It runs before
+// reconcileSecret, which then drops the legacy root-password key from the user's Secret.
+func (r *DatabaseInstanceReconciler) reconcileAdminSecret(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst := s.inst
+	name := builder.AdminSecretName(inst.Name)
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: name}, secret)
+	if apierrors.IsNotFound(err) {
+		passwords := builder.AdminPasswords{RootPassword: r.legacyRootPassword(ctx, s)}
+		if err := r.fillAdminPasswords(&passwords); err != nil {
+			return nil, err
+		}
+		secret = builder.AdminSecret(inst, passwords)
+		if err := r.Create(ctx, secret); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				return stop(requeueSoon), nil // made meanwhile: read it on the next pass
+			}
+			return nil, fmt.Errorf("create Secret %s: %w", name, err)
+		}
+		s.adminSecret = secret
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get Secret %s: %w", name, err)
+	}
+	switch ownershipOf(secret, inst, instanceKind) {
+	case stale:
+		return r.waitForPreviousInstance(s, "Secret "+name)
+	case foreign:
+		return r.secretNotOwned(s, name)
+	}
+	passwords := builder.AdminPasswords{
+		Password:     string(secret.Data[agentapi.AdminKeyPassword]),
+		RootPassword: string(secret.Data[agentapi.AdminKeyRootPassword]),
+	}
+	if err := r.fillAdminPasswords(&passwords); err != nil {
+		return nil, err
+	}
+	if want := builder.AdminSecret(inst, passwords); !sameData(secret.Data, want.StringData) {
+		secret.Data = map[string][]byte{}
+		for k, v := range want.StringData {
+			secret.Data[k] = []byte(v)
+		}
+		if err := r.Update(ctx, secret); err != nil {
+			return nil, fmt.Errorf("update Secret %s: %w", name, err)
+		}
+	}
+	s.adminSecret = secret
+	return nil, nil
+}
+
+// legacyRootPassword is root's password in the user's Secret of an instance made before the
+// admin Secret, or "".
+func (r *DatabaseInstanceReconciler) legacyRootPassword(ctx context.Context, s *instancePass) string {
+	user := &corev1.Secret{}
+	key := client.ObjectKey{Namespace: s.inst.Namespace, Name: builder.CredentialsSecretName(s.inst.Name)}
+	if err := r.Get(ctx, key, user); err != nil || ownershipOf(user, s.inst, instanceKind) != owned {
+		return ""
+	}
+	return string(user.Data[legacyRootPasswordKey])
+}
+
+// keepLegacyRootPassword leaves root's password in the user's Secret of an instance whose pod
+// predates the admin Secret: its agent reads root's password there at every start, until a
+// reset moves it to the current pod. The idle check then logs in as root with it.
+func keepLegacyRootPassword(ctx context.Context, c client.Client, s *instancePass, have, want *corev1.Secret) {
+	legacy, ok := have.Data[legacyRootPasswordKey]
+	if !ok {
+		return
+	}
+	sts := &appsv1.StatefulSet{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: s.inst.Namespace, Name: s.inst.Name}, sts); err != nil ||
+		ownershipOf(sts, s.inst, instanceKind) != owned || mountsSecret(sts, builder.AdminSecretName(s.inst.Name)) {
+		return
+	}
+	want.StringData[legacyRootPasswordKey] = string(legacy)
+}
+
+func mountsSecret(sts *appsv1.StatefulSet, name string) bool {
+	for _, v := range sts.Spec.Template.Spec.Volumes {
+		if v.Secret != nil && v.Secret.SecretName == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *DatabaseInstanceReconciler) fillAdminPasswords(p *builder.AdminPasswords) error {
+	for _, pw := range []*string{&p.Password, &p.RootPassword} {
+		if *pw != "" {
+			continue
+		}
+		generated, err := r.NewPassword()
+		if err != nil {
+			return err
+		}
+		*pw = generated
+	}
+	return nil
+}

@@ -1,0 +1,183 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/builder"
+)
+
+// An instance may clone a template of another namespace that shares itself with the instance's
+// namespace (the template's spec.sharing). Its clone is made from a copy of the revision in its own
+// namespace (builder.SharedSnapshot); the template controller deletes the copy once no instance
+// there uses the revision.
+
+// checkGrant says why an instance may not clone a template of another namespace, or "" when it
+// may. getErr is the result of reading the template. An instance already cloned keeps running
+// whatever the template says now: revoking a grant refuses new instances only. A missing template
+// and one not shared get the same answer, so that nothing tells the instance's namespace which
+// templates exist elsewhere.
+func (r *DatabaseInstanceReconciler) checkGrant(ctx context.Context, inst *myaasv1.DatabaseInstance, t *myaasv1.DatabaseTemplate, getErr error) (string, error) {
+	if inst.Status.Revision != 0 {
+		return "", nil
+	}
+	refused := fmt.Sprintf("DatabaseTemplate %s/%s does not exist or is not shared with namespace %s: "+
+		"its owners must list %s in its spec.sharing.namespaces or select it with spec.sharing.namespaceSelector",
+		inst.TemplateNamespace(), inst.Spec.TemplateRef.Name, inst.Namespace, inst.Namespace)
+	if apierrors.IsNotFound(getErr) {
+		return refused, nil
+	}
+	if getErr != nil {
+		return "", fmt.Errorf("get template %s: %w", inst.TemplateKey(), getErr)
+	}
+	var nsLabels map[string]string
+	if t.NeedsNamespaceLabels(inst.Namespace) {
+		ns := &corev1.Namespace{}
+		if err := r.reader().Get(ctx, client.ObjectKey{Name: inst.Namespace}, ns); err != nil {
+			return "", fmt.Errorf("get namespace %s for the sharing of %s: %w", inst.Namespace, inst.TemplateKey(), err)
+		}
+		nsLabels = ns.Labels
+	}
+	ok, err := t.SharesWith(inst.Namespace, nsLabels)
+	if err != nil || ok {
+		return "", err
+	}
+	return refused, nil
+}
+
+func (r *DatabaseInstanceReconciler) reader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
+}
+
+// reconcileSharedSnapshot makes the copy of the revision in the instance's namespace, when the
+// template is another namespace's, and waits for it to be ready: a clone requested earlier would
+// only be retried by the provisioner, later and with a back-off.
+func (r *DatabaseInstanceReconciler) reconcileSharedSnapshot(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst, src := s.inst, s.src
+	if !inst.CrossNamespace() {
+		return nil, nil
+	}
+	t := src.template
+	copyOf := builder.SharedRevision{TemplateNamespace: t.Namespace, Template: t.Name, Revision: src.revision.Revision, Namespace: inst.Namespace}
+	wantSnap := builder.SharedSnapshot(copyOf)
+	snap := &snapshotv1.VolumeSnapshot{}
+	err := r.Get(ctx, client.ObjectKeyFromObject(wantSnap), snap)
+	if client.IgnoreNotFound(err) != nil {
+		return nil, fmt.Errorf("get copy %s of revision %d: %w", wantSnap.Name, copyOf.Revision, err)
+	}
+	if apierrors.IsNotFound(err) {
+		if err := r.createSharedCopy(ctx, src, copyOf); err != nil {
+			return nil, err
+		}
+		return r.waitForSharedSnapshot(inst, wantSnap.Name, "being made")
+	}
+	if !snap.DeletionTimestamp.IsZero() {
+		// The last instance here that used it went away a moment ago: a new copy follows.
+		return r.waitForSharedSnapshot(inst, snap.Name, "being deleted; a new one follows")
+	}
+	if st := snap.Status; st == nil || st.ReadyToUse == nil || !*st.ReadyToUse {
+		return r.waitForSharedSnapshot(inst, snap.Name, "not ready yet")
+	}
+	src.cloneSnapshot = snap.Name
+	inst.Status.SnapshotName = snap.Name
+	return nil, nil
+}
+
+// createSharedCopy creates the content, then the VolumeSnapshot bound to it. A content left by an
+// earlier copy whose VolumeSnapshot is gone stays bound to that one (by UID): it is deleted (its
+// Retain policy keeps the data) and made again.
+func (r *DatabaseInstanceReconciler) createSharedCopy(ctx context.Context, src *revisionSource, copyOf builder.SharedRevision) error {
+	name := builder.SharedContentName(copyOf.Namespace, copyOf.TemplateNamespace, copyOf.Template, copyOf.Revision)
+	have := &snapshotv1.VolumeSnapshotContent{}
+	err := r.Get(ctx, client.ObjectKey{Name: name}, have)
+	switch {
+	case err == nil && (have.Spec.VolumeSnapshotRef.UID != "" || !have.DeletionTimestamp.IsZero()):
+		if have.DeletionTimestamp.IsZero() {
+			if err := r.Delete(ctx, have); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("delete stale VolumeSnapshotContent %s: %w", name, err)
+			}
+		}
+		return nil // the snapshot is made once the content is gone
+	case client.IgnoreNotFound(err) != nil:
+		return fmt.Errorf("get VolumeSnapshotContent %s: %w", name, err)
+	case apierrors.IsNotFound(err):
+		if err := r.fillSharedSource(ctx, src, &copyOf); err != nil {
+			return err
+		}
+		if err := r.Create(ctx, builder.SharedSnapshotContent(copyOf)); client.IgnoreAlreadyExists(err) != nil {
+			return fmt.Errorf("create VolumeSnapshotContent %s: %w", name, err)
+		}
+	}
+	snap := builder.SharedSnapshot(copyOf)
+	if err := r.Create(ctx, snap); client.IgnoreAlreadyExists(err) != nil {
+		return fmt.Errorf("create VolumeSnapshot %s/%s: %w", snap.Namespace, snap.Name, err)
+	}
+	return nil
+}
+
+// fillSharedSource reads the snapshot handle, driver and class of the revision's own snapshot
+// content. That content is the snapshot controller's, not labelled by the operator: it is read
+// from the API server.
+func (r *DatabaseInstanceReconciler) fillSharedSource(ctx context.Context, src *revisionSource, copyOf *builder.SharedRevision) error {
+	t := src.template
+	snap := &snapshotv1.VolumeSnapshot{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: src.revision.SnapshotName}, snap); err != nil {
+		return fmt.Errorf("get VolumeSnapshot %s/%s of revision %d: %w", t.Namespace, src.revision.SnapshotName, src.revision.Revision, err)
+	}
+	if snap.Status == nil || snap.Status.BoundVolumeSnapshotContentName == nil {
+		return fmt.Errorf("VolumeSnapshot %s/%s of revision %d is bound to no content", t.Namespace, snap.Name, src.revision.Revision)
+	}
+	content := &snapshotv1.VolumeSnapshotContent{}
+	if err := r.reader().Get(ctx, client.ObjectKey{Name: *snap.Status.BoundVolumeSnapshotContentName}, content); err != nil {
+		return fmt.Errorf("get VolumeSnapshotContent of revision %d: %w", src.revision.Revision, err)
+	}
+	if content.Status == nil || content.Status.SnapshotHandle == nil || *content.Status.SnapshotHandle == "" {
+		return fmt.Errorf("VolumeSnapshotContent %s of revision %d has no snapshot handle", content.Name, src.revision.Revision)
+	}
+	copyOf.Driver = content.Spec.Driver
+	copyOf.SnapshotHandle = *content.Status.SnapshotHandle
+	copyOf.SnapshotClassName = content.Spec.VolumeSnapshotClassName
+	copyOf.SourceVolumeMode = content.Spec.SourceVolumeMode
+	return nil
+}
+
+func (r *DatabaseInstanceReconciler) waitForSharedSnapshot(inst *myaasv1.DatabaseInstance, name, state string) (*ctrl.Result, error) {
+	inst.Status.Phase = myaasv1.InstanceCloning
+	setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonWaitingForSharedSnapshot,
+		fmt.Sprintf("the copy of revision %d of %s in this namespace (VolumeSnapshot %s) is %s", inst.Status.Revision, inst.TemplateKey(), name, state))
+	// The watch on the copy brings us back as soon as it is ready.
+	return stop(time.Second), nil
+}
+
+// instancesOfSharedCopy maps a copy of a revision to the instances of its namespace that clone
+// that template.
+func (r *DatabaseInstanceReconciler) instancesOfSharedCopy(ctx context.Context, o client.Object) []reconcile.Request {
+	key, ok := templateOfLabels(o)
+	if !ok {
+		return nil
+	}
+	list, err := instancesOfTemplate(ctx, r.Client, key.Namespace, key.Name)
+	if err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for _, inst := range list.Items {
+		if inst.Namespace == o.GetNamespace() {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inst)})
+		}
+	}
+	return reqs
+}

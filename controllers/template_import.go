@@ -376,7 +376,7 @@ func (r *DatabaseTemplateReconciler) aboutToCreate(ctx context.Context, t *myaas
 // that exists may be used. Children of a deleted template of the same name are waited out.
 func (r *DatabaseTemplateReconciler) ensureTemplateChild(ctx context.Context, s *templatePass, want, existing client.Object) (bool, error) {
 	t := s.t
-	own, err := ensureChild(ctx, r.Client, t, templateKind, want, existing)
+	own, err := ensureChild(ctx, r.Client, r.uncached(), t, templateKind, want, existing)
 	if err != nil || own == owned {
 		return err == nil, err
 	}

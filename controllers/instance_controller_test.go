@@ -179,12 +179,12 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 		i.Spec.Username = "dev"
 	})
 	creds := credentials(t, ns, "feature-login")
-	for _, key := range []string{"host", "port", "username", "password", "database", "uri", "jdbc-uri", "dsn", "type", "provider"} {
+	for _, key := range []string{"host", "port", "username", "password", "database", "uri", "jdbc-uri", "dsn", "type", "provider", "ca.crt"} {
 		if creds[key] == "" {
 			t.Errorf("secret key %q is empty", key)
 		}
 	}
-	if len(creds) != 10 {
+	if len(creds) != 11 {
 		t.Errorf("secret keys %v: the application's Secret holds only what the application logs in with", slices.Sorted(maps.Keys(creds)))
 	}
 	if creds["host"] != "feature-login."+ns+".svc" || creds["port"] != "3306" || creds["username"] != "dev" || creds["database"] != "shop" ||

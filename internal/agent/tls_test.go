@@ -44,11 +44,10 @@ func tlsLogin(addr, serverName string, roots *x509.CertPool, creds map[string]st
 // startTLSClone runs the server `agent start` would exec with the certificate Secret in tlsDir.
 func startTLSClone(t *testing.T, datadir, tlsDir string, requireSecure bool, creds map[string]string) string {
 	t.Helper()
-	credDir := t.TempDir()
-	writeSecretFiles(t, credDir, creds)
+	credDir, adminDir := credentialDirs(t, creds)
 	port := freePort(t)
 	bin, argv, err := startCommand(startOptions{engine: "mariadb", datadir: datadir, runDir: filepath.Join(t.TempDir(), "run"),
-		credentialsDir: credDir, serverID: 9, port: port, tlsDir: tlsDir, requireSecureTransport: requireSecure})
+		credentialsDir: credDir, adminDir: adminDir, serverID: 9, port: port, tlsDir: tlsDir, requireSecureTransport: requireSecure})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -160,9 +159,8 @@ func TestCloneServesVerifiedTLS(t *testing.T) {
 	t.Run("missing key", func(t *testing.T) {
 		partial := t.TempDir()
 		writeSecretFiles(t, partial, map[string]string{agentapi.TLSCertKey: string(server.CertPEM), agentapi.TLSCAKey: string(ca.CertPEM)})
-		credDir := t.TempDir()
-		writeSecretFiles(t, credDir, creds)
-		_, _, err := startCommand(startOptions{engine: "mariadb", datadir: copyDir(t, template), runDir: t.TempDir(), credentialsDir: credDir, tlsDir: partial})
+		credDir, adminDir := credentialDirs(t, creds)
+		_, _, err := startCommand(startOptions{engine: "mariadb", datadir: copyDir(t, template), runDir: t.TempDir(), credentialsDir: credDir, adminDir: adminDir, tlsDir: partial})
 		if err == nil || !strings.Contains(err.Error(), agentapi.TLSPrivateKeyKey) {
 			t.Fatalf("start without the key: %v", err)
 		}

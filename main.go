@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
@@ -91,7 +92,15 @@ func refreshRequest(args []string) error {
 
 func runManager(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
-	metricsAddr := fs.String("metrics-bind-address", ":8080", "address of the metrics endpoint (0 disables it)")
+	metricsAddr := fs.String("metrics-bind-address", ":8443", "address of the metrics endpoint (0 disables it)")
+	metricsSecure := fs.Bool("metrics-secure", true,
+		"serve metrics over HTTPS to clients whose token may get /metrics (false: plain HTTP to anyone)")
+	metricsCertDir := fs.String("metrics-cert-dir", "",
+		"directory holding tls.crt and tls.key for the metrics endpoint (default: a self-signed certificate)")
+	watchNamespaces := fs.String("watch-namespaces", "",
+		"comma-separated namespaces to reconcile, with a Role in each (default: every namespace, with a ClusterRole)")
+	cacheEverything := fs.Bool("cache-unlabelled-objects", false,
+		"cache every Secret, Pod, PVC... of the cluster, not only the operator's (for memory comparisons only)")
 	probeAddr := fs.String("health-probe-bind-address", ":8081", "address of the health probes")
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so that only one manager reconciles")
 	agentImage := fs.String("agent-image", envOr("MYAAS_AGENT_IMAGE", "localhost/myaas/manager:dev"),
@@ -112,9 +121,23 @@ func runManager(ctx context.Context, args []string) error {
 	utilruntime.Must(snapshotv1.AddToScheme(scheme))
 	utilruntime.Must(myaasv1.AddToScheme(scheme))
 
+	namespaces, err := controllers.Namespaces(*watchNamespaces)
+	if err != nil {
+		return err
+	}
+	metrics := metricsserver.Options{BindAddress: *metricsAddr}
+	if *metricsSecure {
+		// Only a client whose token the API server authenticates, and which may get the
+		// non-resource URL /metrics (ClusterRole metrics-reader), reads the metrics.
+		metrics.SecureServing = true
+		metrics.FilterProvider = filters.WithAuthenticationAndAuthorization
+		metrics.CertDir = *metricsCertDir
+	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: *metricsAddr},
+		Cache:                  controllers.CacheOptions(namespaces, *cacheEverything),
+		Client:                 controllers.ClientOptions(),
+		Metrics:                metrics,
 		HealthProbeBindAddress: *probeAddr,
 		LeaderElection:         *leaderElect,
 		LeaderElectionID:       "manager.myaas.io",
@@ -141,7 +164,8 @@ func runManager(ctx context.Context, args []string) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	ctrl.Log.WithName("setup").Info("starting manager", "version", version, "agentImage", *agentImage)
+	ctrl.Log.WithName("setup").Info("starting manager", "version", version, "agentImage", *agentImage,
+		"watchNamespaces", namespaces)
 	return mgr.Start(ctx)
 }
 

@@ -49,8 +49,10 @@ func ownershipOf(child, owner metav1.Object, ownerKind string) ownership {
 // the children of an earlier object of the same name (stale) or of nobody (foreign) are never
 // adopted. existing receives the object as it is, when it may be read. The cache is asked first:
 // steps run on every pass, and a create that the API server refuses as a duplicate is a round trip
-// on every one of them.
-func ensureChild(ctx context.Context, c client.Client, owner metav1.Object, ownerKind string, want, existing client.Object) (ownership, error) {
+// on every one of them. The cache holds only objects carrying the operator's labels: when the
+// create is refused, live (the API server, if not nil) tells a foreign object of that name, which
+// the cache never shows, from one of the operator's that the cache has not seen yet (pending).
+func ensureChild(ctx context.Context, c client.Client, live client.Reader, owner metav1.Object, ownerKind string, want, existing client.Object) (ownership, error) {
 	err := c.Get(ctx, client.ObjectKeyFromObject(want), existing)
 	if err == nil {
 		return ownershipOf(existing, owner, ownerKind), nil
@@ -59,6 +61,15 @@ func ensureChild(ctx context.Context, c client.Client, owner metav1.Object, owne
 		return foreign, fmt.Errorf("get %T %s: %w", want, want.GetName(), err)
 	}
 	if err := c.Create(ctx, want); apierrors.IsAlreadyExists(err) {
+		if live == nil {
+			return pending, nil
+		}
+		if err := live.Get(ctx, client.ObjectKeyFromObject(want), existing); err != nil {
+			return pending, client.IgnoreNotFound(err)
+		}
+		if own := ownershipOf(existing, owner, ownerKind); own != owned {
+			return own, nil
+		}
 		return pending, nil
 	} else if err != nil {
 		return foreign, fmt.Errorf("create %T %s: %w", want, want.GetName(), err)

@@ -71,7 +71,7 @@ func TestEnsureChild(t *testing.T) {
 				b = b.WithObjects(tc.existing)
 			}
 			c := b.Build()
-			got, err := ensureChild(context.Background(), c, owner, "DatabaseInstance", want(), &corev1.Secret{})
+			got, err := ensureChild(context.Background(), c, nil, owner, "DatabaseInstance", want(), &corev1.Secret{})
 			if err != nil || got != tc.want {
 				t.Fatalf("ownership %s, %v; want %s", got, err, tc.want)
 			}
@@ -101,7 +101,24 @@ func TestEnsureChildNotYetInTheCache(t *testing.T) {
 		},
 	}).Build()
 	want := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-credentials", Namespace: "dev"}}
-	if got, err := ensureChild(context.Background(), lagging, owner, "DatabaseInstance", want, &corev1.Secret{}); err != nil || got != pending {
+	if got, err := ensureChild(context.Background(), lagging, nil, owner, "DatabaseInstance", want, &corev1.Secret{}); err != nil || got != pending {
 		t.Fatalf("ownership %s, %v; want pending", got, err)
+	}
+}
+
+// The cache holds only the operator's labelled objects: a user's object of the child's name is
+// never in it, and the API server, asked once the create is refused, shows it is foreign.
+func TestEnsureChildSeesAForeignObjectTheCacheLeavesOut(t *testing.T) {
+	owner := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "alice", Namespace: "dev", UID: "uid-now"}}
+	users := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-credentials", Namespace: "dev"}}
+	live := fake.NewClientBuilder().WithObjects(users).Build()
+	cache := fake.NewClientBuilder().WithObjects(users.DeepCopy()).WithInterceptorFuncs(interceptor.Funcs{
+		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
+			return apierrors.NewNotFound(corev1.Resource("secrets"), "alice-credentials")
+		},
+	}).Build()
+	want := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-credentials", Namespace: "dev"}}
+	if got, err := ensureChild(context.Background(), cache, live, owner, "DatabaseInstance", want, &corev1.Secret{}); err != nil || got != foreign {
+		t.Fatalf("ownership %s, %v; want foreign", got, err)
 	}
 }

@@ -89,11 +89,16 @@ func waitForImportJob(t *testing.T, ns, template string, n int32) *batchv1.Job {
 // playImportPod creates the Job's pod as the Job controller would, in the given state.
 func playImportPod(t *testing.T, job *batchv1.Job, mutate func(*corev1.Pod)) *corev1.Pod {
 	t.Helper()
+	// The Job controller gives its pods the pod template's labels and the Job's name.
+	labels := map[string]string{"batch.kubernetes.io/job-name": job.Name}
+	for k, v := range job.Spec.Template.Labels {
+		labels[k] = v
+	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: job.Namespace,
 			Name:      job.Name + "-pod",
-			Labels:    map[string]string{"batch.kubernetes.io/job-name": job.Name, myaasv1.LabelTemplate: job.Labels[myaasv1.LabelTemplate], myaasv1.LabelRole: myaasv1.RoleImport},
+			Labels:    labels,
 		},
 		Spec: *job.Spec.Template.Spec.DeepCopy(),
 	}

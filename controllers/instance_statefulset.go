@@ -93,7 +93,7 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s
 		AgentInVolume:    agentInVolume,
 	}
 	claim := builder.InstanceClaim(inst, params)
-	switch own, err := ensureChild(ctx, r.Client, inst, instanceKind, claim, &corev1.PersistentVolumeClaim{}); {
+	switch own, err := ensureChild(ctx, r.Client, r.reader(), inst, instanceKind, claim, &corev1.PersistentVolumeClaim{}); {
 	case err != nil:
 		return nil, err
 	case own == pending:

@@ -117,7 +117,13 @@ func (r *DatabaseInstanceReconciler) startedWithoutTLS(ctx context.Context, inst
 // A Secret of that name without the operator's labels is never used nor overwritten.
 func (r *DatabaseInstanceReconciler) namespaceCA(ctx context.Context, inst *myaasv1.DatabaseInstance) (pki.KeyPair, *ctrl.Result, error) {
 	secret := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: builder.CASecretName}, secret)
+	key := client.ObjectKey{Namespace: inst.Namespace, Name: builder.CASecretName}
+	err := r.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		// The cache holds only the operator's own Secrets: one of that name without its labels
+		// is seen only by the API server, and must be refused, not collided with.
+		err = r.reader().Get(ctx, key, secret)
+	}
 	if apierrors.IsNotFound(err) {
 		ca, err := pki.NewCA("myaas CA "+inst.Namespace, r.Clock.Now())
 		if err != nil {

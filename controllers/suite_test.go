@@ -125,8 +125,18 @@ type testManager struct {
 
 func startManager(t *testing.T, o Options) *testManager {
 	t.Helper()
-	mgr, err := ctrl.NewManager(testConfig, ctrl.Options{
-		Scheme:                 testScheme,
+	return startManagerAs(t, testConfig, nil, o)
+}
+
+// startManagerAs runs the controllers with the given credentials, watching the given namespaces
+// (all when nil).
+func startManagerAs(t *testing.T, cfg *rest.Config, namespaces []string, o Options) *testManager {
+	t.Helper()
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: testScheme,
+		// What main.go gives the manager: a cache of the operator's own objects only.
+		Cache:                  CacheOptions(namespaces, false),
+		Client:                 ClientOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},

@@ -41,26 +41,35 @@ type DatabaseTemplateReconciler struct {
 	// AllowedImages are the engine images templates may run (see ImagePatterns); none allows any.
 	AllowedImages []string
 	// APIReader reads from the API server, bypassing the cache, where a stale read would bring
-	// back deleted children.
+	// back deleted children, and where the object is not the operator's (the user's source PVC),
+	// so not in the cache at all.
 	APIReader client.Reader
 	// OperatorNamespace is where the manager's pods run, let into import pods by their
 	// NetworkPolicy; empty when the manager runs outside the cluster.
 	OperatorNamespace string
 }
 
+// uncached reads objects the cache does not hold: the APIReader, or the client where there is none.
+func (r *DatabaseTemplateReconciler) uncached() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
+}
+
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups=batch,resources=cronjobs,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshots,verbs=get;list;watch;create;delete
-// +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshotclasses,verbs=get;list;watch
-// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get;list;watch
+// +kubebuilder:rbac:groups=snapshot.storage.k8s.io,resources=volumesnapshotclasses,verbs=get
+// +kubebuilder:rbac:groups=storage.k8s.io,resources=storageclasses,verbs=get
 
 // Reconcile moves a template one step along its pipeline.
 func (r *DatabaseTemplateReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {

@@ -210,7 +210,8 @@ func (r *DatabaseTemplateReconciler) importBlocked(ctx context.Context, t *myaas
 	}
 	if src := t.Spec.Source.PersistentVolumeClaim; src != nil {
 		key := client.ObjectKey{Namespace: t.Namespace, Name: src.ClaimName}
-		if err := r.Get(ctx, key, &corev1.PersistentVolumeClaim{}); apierrors.IsNotFound(err) {
+		// The user's claim carries none of the operator's labels: the cache never holds it.
+		if err := r.uncached().Get(ctx, key, &corev1.PersistentVolumeClaim{}); apierrors.IsNotFound(err) {
 			return block(myaasv1.ReasonSourceClaimNotFound, fmt.Sprintf("PersistentVolumeClaim %q named in spec.source.persistentVolumeClaim.claimName does not exist in namespace %s", src.ClaimName, t.Namespace))
 		} else if err != nil {
 			return false, fmt.Errorf("get source PVC %s: %w", src.ClaimName, err)
@@ -375,7 +376,7 @@ func (r *DatabaseTemplateReconciler) aboutToCreate(ctx context.Context, t *myaas
 // that exists may be used. Children of a deleted template of the same name are waited out.
 func (r *DatabaseTemplateReconciler) ensureTemplateChild(ctx context.Context, s *templatePass, want, existing client.Object) (bool, error) {
 	t := s.t
-	own, err := ensureChild(ctx, r.Client, t, templateKind, want, existing)
+	own, err := ensureChild(ctx, r.Client, r.uncached(), t, templateKind, want, existing)
 	if err != nil || own == owned {
 		return err == nil, err
 	}

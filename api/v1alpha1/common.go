@@ -15,6 +15,11 @@ const (
 	LabelSharedWith = "myaas.io/shared-with"
 	// LabelRole tells apart the kinds of children (import, refresh-request, template-data, instance-data…).
 	LabelRole = "myaas.io/role"
+	// LabelManagedBy, set to ManagedBy, is on every object the operator creates: the manager's
+	// cache selects on it, so that it holds only its own objects, not every Secret and Pod of the
+	// cluster.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedBy      = "myaas"
 
 	// AnnotationReset asks for an in-place reset: set it to a new value (a timestamp, say) and the
 	// instance is recreated from the template's latest revision, keeping its name, Secret and Service.

@@ -1,7 +1,8 @@
 // Command chartgen writes the generated parts of the Helm chart from the kustomize rendering of
 // config/default, so that config/ stays the one source of truth: the CRDs (crds/), every other
 // object (templates/generated/) with the image, replicas, resources, leader election and manager
-// flags made values, and values.yaml with config/'s settings as its defaults. The hand-written
+// flags made values, the manager's RBAC switchable to Roles in chosen namespaces (watchNamespaces),
+// and values.yaml with config/'s settings as its defaults. The hand-written
 // templates (metrics, alerts, dashboard) and Chart.yaml are left alone.
 //
 // Usage: kustomize build config/default | go run ./hack/chartgen CHART_DIR
@@ -109,11 +110,18 @@ func run(in io.Reader, chartDir string) error {
 				return fmt.Errorf("deployment %s: %w", name, err)
 			}
 		}
-		b, err := yaml.Marshal(o)
-		if err != nil {
-			return fmt.Errorf("marshal %s %s: %w", kind, name, err)
+		var out []byte
+		switch {
+		case kind == "ClusterRole" && strings.HasSuffix(name, managerRole):
+			out, err = managerRoleTemplate(o)
+		case kind == "ClusterRoleBinding" && strings.HasSuffix(name, managerRoleBinding):
+			out, err = managerRoleBindingTemplate(o)
+		default:
+			var b []byte
+			if b, err = yaml.Marshal(o); err == nil {
+				out, err = expandPlaceholders(b, blocks)
+			}
 		}
-		out, err := expandPlaceholders(b, blocks)
 		if err != nil {
 			return fmt.Errorf("%s %s: %w", kind, name, err)
 		}
@@ -322,6 +330,7 @@ func argsTemplate(args []string, v *valuesData) []string {
 			fmt.Sprintf("- %s={{ .Values.%s }}", f.name, f.value),
 			"{{- end }}")
 	}
+	out = append(out, "{{- with .Values.watchNamespaces }}", `- --watch-namespaces={{ join "," . }}`, "{{- end }}")
 	return append(out, "{{- range .Values.extraArgs }}", "- {{ . | quote }}", "{{- end }}")
 }
 

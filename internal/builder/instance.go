@@ -23,10 +23,10 @@ import (
 // InstanceLabels mark every child of an instance.
 func InstanceLabels(inst *myaasv1.DatabaseInstance) map[string]string {
 	l := map[string]string{
-		"app.kubernetes.io/managed-by": "myaas",
-		myaasv1.LabelInstance:          inst.Name,
-		myaasv1.LabelTemplate:          inst.Spec.TemplateRef.Name,
-		myaasv1.LabelRole:              myaasv1.RoleInstance,
+		myaasv1.LabelManagedBy: myaasv1.ManagedBy,
+		myaasv1.LabelInstance:  inst.Name,
+		myaasv1.LabelTemplate:  inst.Spec.TemplateRef.Name,
+		myaasv1.LabelRole:      myaasv1.RoleInstance,
 	}
 	// Only on instances of another namespace's template: the children of the others keep the
 	// labels they were made with, and a template's own namespace is the default.

@@ -20,9 +20,9 @@ import (
 // TemplateLabels mark every child of a template, with the revision where there is one.
 func TemplateLabels(template string, revision int32, role string) map[string]string {
 	l := map[string]string{
-		"app.kubernetes.io/managed-by": "myaas",
-		myaasv1.LabelTemplate:          template,
-		myaasv1.LabelRole:              role,
+		myaasv1.LabelManagedBy: myaasv1.ManagedBy,
+		myaasv1.LabelTemplate:  template,
+		myaasv1.LabelRole:      role,
 	}
 	if revision > 0 {
 		l[myaasv1.LabelRevision] = strconv.Itoa(int(revision))

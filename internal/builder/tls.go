@@ -42,7 +42,7 @@ func ServiceDNSNames(inst *myaasv1.DatabaseInstance) []string {
 
 // CALabels mark the namespace's CA Secret as the operator's: one without them is never used.
 func CALabels() map[string]string {
-	return map[string]string{"app.kubernetes.io/managed-by": "myaas", myaasv1.LabelRole: myaasv1.RoleCA}
+	return map[string]string{myaasv1.LabelManagedBy: myaasv1.ManagedBy, myaasv1.LabelRole: myaasv1.RoleCA}
 }
 
 // CASecret holds the namespace's CA in the kubernetes.io/tls layout, ca.crt being the CA itself.

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -215,6 +216,56 @@ func TestValues(t *testing.T) {
 		if spec["nodeSelector"].(object)["disk"] != "ssd" || pod["metadata"].(object)["annotations"].(object)["a"] != "b" ||
 			spec["imagePullSecrets"].([]any)[0].(object)["name"] != "pull" {
 			t.Errorf("pod template %v", pod)
+		}
+	})
+	t.Run("watchNamespaces grants namespaced resources only there", func(t *testing.T) {
+		objs := byKey(render(t, "watchNamespaces={team-a,team-b}"))
+		_, _, c := container(t, render(t, "watchNamespaces={team-a,team-b}"))
+		if !slices.Contains(args(c), "--watch-namespaces=team-a,team-b") {
+			t.Errorf("args %q lack --watch-namespaces=team-a,team-b", args(c))
+		}
+		resources := func(o object) []string {
+			var out []string
+			rules, _ := o["rules"].([]any)
+			for _, r := range rules {
+				for _, res := range r.(object)["resources"].([]any) {
+					out = append(out, res.(string))
+				}
+			}
+			return out
+		}
+		cluster := resources(objs["ClusterRole /myaas-manager-role"])
+		if slices.Contains(cluster, "secrets") || slices.Contains(cluster, "pods") || !slices.Contains(cluster, "persistentvolumes") {
+			t.Errorf("the manager's ClusterRole grants %v; want only cluster-scoped resources", cluster)
+		}
+		for _, ns := range []string{"team-a", "team-b"} {
+			role, ok := objs["Role "+ns+"/myaas-manager-role"]
+			if !ok || !slices.Contains(resources(role), "secrets") || slices.Contains(resources(role), "persistentvolumes") {
+				t.Errorf("namespace %s: Role %v", ns, role)
+			}
+			rb, ok := objs["RoleBinding "+ns+"/myaas-manager-rolebinding"]
+			if !ok {
+				t.Fatalf("no RoleBinding in %s", ns)
+			}
+			subject := rb["subjects"].([]any)[0].(object)
+			if rb["roleRef"].(object)["kind"] != "Role" || subject["namespace"] != namespace || subject["name"] != "myaas-controller-manager" {
+				t.Errorf("RoleBinding in %s: %v", ns, rb)
+			}
+		}
+	})
+	t.Run("config/namespaced grants what the chart does cluster-wide", func(t *testing.T) {
+		chartRole := byKey(render(t, "watchNamespaces={team-a}"))["ClusterRole /myaas-manager-role"]
+		overlay := byKey(parse(t, run(t, tool(t, "KUSTOMIZE", "bin/kustomize", "kustomize"), "build", root+"/config/namespaced")))
+		overlayRole, ok := overlay["ClusterRole /myaas-manager-cluster-role"]
+		if !ok {
+			t.Fatal("config/namespaced has no ClusterRole myaas-manager-cluster-role")
+		}
+		if !reflect.DeepEqual(chartRole["rules"], overlayRole["rules"]) {
+			t.Errorf("config/namespaced/manager_cluster_role.yaml grants %v; the chart's cluster-scoped rules are %v",
+				overlayRole["rules"], chartRole["rules"])
+		}
+		if _, ok := overlay["ClusterRoleBinding /myaas-manager-rolebinding"]; ok {
+			t.Errorf("config/namespaced keeps the cluster-wide binding of the manager's ClusterRole")
 		}
 	})
 	t.Run("monitoring selects the manager", func(t *testing.T) {

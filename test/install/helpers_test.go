@@ -172,9 +172,9 @@ type prometheus struct {
 }
 
 // startPrometheus runs Debian's Prometheus on a free loopback port with its data in the work
-// directory, scraping target every second. It is stopped when the test ends; its pid is left in
+// directory, scraping target every second over HTTPS with the token in tokenFile. It is stopped when the test ends; its pid is left in
 // the work directory for hack/test-install.sh, which stops it if the test could not.
-func startPrometheus(t *testing.T, target string) *prometheus {
+func startPrometheus(t *testing.T, target, tokenFile string) *prometheus {
 	t.Helper()
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
@@ -190,7 +190,10 @@ func startPrometheus(t *testing.T, target string) *prometheus {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	config := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n- job_name: myaas\n  static_configs: [{targets: [%q]}]\n", target)
+	// The manager serves HTTPS with a self-signed certificate, to authorized tokens only.
+	config := fmt.Sprintf("global: {scrape_interval: 1s, evaluation_interval: 1s}\nscrape_configs:\n- job_name: myaas\n"+
+		"  scheme: https\n  tls_config: {insecure_skip_verify: true}\n  authorization: {credentials_file: %q}\n"+
+		"  static_configs: [{targets: [%q]}]\n", tokenFile, target)
 	if err := os.WriteFile(dir+"/prometheus.yml", []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}

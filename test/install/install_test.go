@@ -66,6 +66,7 @@ func TestInstall(t *testing.T) {
 		{"metrics through Prometheus", metricsThroughPrometheus},
 		{"helm upgrade leaves instances running", helmUpgrade},
 		{"helm uninstall and CRD removal leave nothing", helmUninstall},
+		{"helm install watching one namespace", namespacedInstall},
 		{"kubectl apply -f install.yaml", applyInstallYAML},
 	} {
 		if !t.Run(s.name, s.f) {
@@ -213,7 +214,8 @@ func metricsThroughPrometheus(t *testing.T) {
 
 	managerPod := kubectl(t, "-n", system, "get", "pods", "-l", "control-plane=controller-manager",
 		"--field-selector=status.phase=Running", "-o", "jsonpath={.items[0].status.podIP}")
-	prom := startPrometheus(t, managerPod+":8080")
+	target := managerPod + ":8443"
+	prom := startPrometheus(t, target, metricsNeedAnAuthorizedToken(t, target))
 
 	tmpl := template(t, demo, demoTemplate)
 	if len(tmpl.Status.Revisions) != 1 {

@@ -22,3 +22,11 @@ PodMonitor select.
 {{- define "myaas.selectorLabels" -}}
 control-plane: controller-manager
 {{- end }}
+
+{{/*
+The ServiceAccount whose token the ServiceMonitor and PodMonitor scrape the manager with (bound
+to the ClusterRole metrics-reader), and the Secret holding that token.
+*/}}
+{{- define "myaas.metricsScraper" -}}
+{{- printf "%s-metrics-scraper" .Release.Name -}}
+{{- end }}

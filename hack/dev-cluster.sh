@@ -104,7 +104,8 @@ remove_network() {
   # above; its ipsets can go once no rule refers to them. (Its --cleanup-config is not used: it
   # flushes every IPVS service of the machine and touches routes it did not make here.)
   if command -v ipset >/dev/null; then
-    ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-|kube-router)' | while read -r t; do
+    # No set of its (a machine that never ran it) is the common case, not a failure.
+    { ipset list -n 2>/dev/null || true; } | { grep -E '^(inet6:)?(KUBE-|kube-router)' || true; } | while read -r t; do
       ipset destroy "$t" 2>/dev/null || log "could not destroy ipset $t"
     done
   fi

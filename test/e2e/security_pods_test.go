@@ -176,6 +176,19 @@ func TestRestrictedNamespaceRunsImportsAndInstances(t *testing.T) {
 	if !r.ok || r.out != fmt.Sprint(shopDump.Expect().Orders) {
 		t.Fatalf("query from a pod of the namespace: ok %v, output %q", r.ok, r.out)
 	}
+
+	// Under the operator's default allow-list, a LoadBalancer is refused, naming the setting.
+	newInstance(t, ns, "exposed", "shop", func(i *myaasv1.DatabaseInstance) { i.Spec.ServiceType = corev1.ServiceTypeLoadBalancer })
+	eventually(t, 60*time.Second, "LoadBalancer refused", func() error {
+		status, reason, msg := conditionReason(getInstance(t, ns, "exposed").Status.Conditions, myaasv1.ConditionReady)
+		if status != metav1.ConditionFalse || reason != myaasv1.ReasonServiceTypeNotAllowed || !strings.Contains(msg, "--allowed-service-types") {
+			return fmt.Errorf("Ready %s/%s: %s", status, reason, msg)
+		}
+		return nil
+	})
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "exposed"}, &corev1.Service{}); err == nil {
+		t.Fatal("a LoadBalancer Service was created")
+	}
 }
 
 // The instance's NetworkPolicy keeps pods of other namespaces out, lets those of its own

@@ -88,6 +88,14 @@ func shareWith(t *testing.T, ns, template string, mutate func(*myaasv1.SharingSp
 		mutate(tmpl.Spec.Sharing)
 		return k8s.Update(bg, tmpl)
 	})
+	// The grant is decided from the manager's cache: wait until the manager has seen the change,
+	// as a user sees it in status.observedGeneration, before asking for instances under it.
+	eventually(t, 10*time.Second, "spec.sharing observed", func() error {
+		if tmpl := getTemplate(t, ns, template); tmpl.Status.ObservedGeneration != tmpl.Generation {
+			return fmt.Errorf("observedGeneration %d of %d", tmpl.Status.ObservedGeneration, tmpl.Generation)
+		}
+		return nil
+	})
 }
 
 func TestSharedTemplateIsRefusedWithoutGrantAndClonedFromACopyWithOne(t *testing.T) {

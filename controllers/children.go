@@ -76,3 +76,14 @@ func ensureChild(ctx context.Context, c client.Client, live client.Reader, owner
 	}
 	return owned, nil
 }
+
+// getChild reads a child from the cache, and when the cache has none, from live (the API server,
+// if not nil). The cache holds only objects carrying the operator's labels: an object of the
+// child's name that it does not show is somebody else's, and applying over it would adopt it.
+func getChild(ctx context.Context, c client.Client, live client.Reader, key client.ObjectKey, obj client.Object) error {
+	err := c.Get(ctx, key, obj)
+	if apierrors.IsNotFound(err) && live != nil {
+		return live.Get(ctx, key, obj)
+	}
+	return err
+}

@@ -36,7 +36,7 @@ func (r *DatabaseInstanceReconciler) reconcileAdminSecret(ctx context.Context, s
 		secret = builder.AdminSecret(inst, passwords)
 		if err := r.Create(ctx, secret); err != nil {
 			if apierrors.IsAlreadyExists(err) {
-				return stop(requeueSoon), nil // made meanwhile: read it on the next pass
+				return r.secretCreateRefused(ctx, s, name)
 			}
 			return nil, fmt.Errorf("create Secret %s: %w", name, err)
 		}

@@ -616,3 +616,48 @@ func waitNotReadySaying(t *testing.T, ns, name, reason string, wantIn ...string)
 		return nil
 	})
 }
+
+// Secrets and Services of an instance's names that are somebody else's are never adopted, although the
+// manager's cache, which holds only the operator's own objects, never shows them.
+func TestForeignObjectsOfTheInstancesNamesAreNeverAdopted(t *testing.T) {
+	requireEnv(t)
+	startManager(t, Options{})
+	ns := newNamespace(t)
+	newTemplate(t, ns, "shop")
+	importRevision(t, ns, "shop", 1)
+	for _, name := range []string{"mine-credentials", "theirs-admin", "other-tls"} {
+		if err := k8s.Create(bg, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			StringData: map[string]string{"password": "not-yours"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newInstance(t, ns, "mine", "shop")
+	newInstance(t, ns, "theirs", "shop")
+	newInstance(t, ns, "other", "shop")
+	waitNotReadySaying(t, ns, "mine", myaasv1.ReasonSecretNotOwned, "mine-credentials")
+	waitNotReadySaying(t, ns, "theirs", myaasv1.ReasonSecretNotOwned, "theirs-admin")
+	waitNotReadySaying(t, ns, "other", myaasv1.ReasonSecretNotOwned, "other-tls")
+	// A Service of the name is not applied over either.
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "taken"},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}, Selector: map[string]string{"app": "web"}}}
+	if err := k8s.Create(bg, svc); err != nil {
+		t.Fatal(err)
+	}
+	newInstance(t, ns, "taken", "shop")
+	waitNotReadySaying(t, ns, "taken", myaasv1.ReasonWaitingForPreviousInstance, "Service taken")
+	if err := k8s.Get(bg, client.ObjectKeyFromObject(svc), svc); err != nil {
+		t.Fatal(err)
+	}
+	if len(svc.OwnerReferences) != 0 || svc.Spec.Selector["app"] != "web" || svc.Spec.Ports[0].Port != 80 {
+		t.Errorf("a foreign Service was taken over: owners %v, spec %+v", svc.OwnerReferences, svc.Spec)
+	}
+	for _, name := range []string{"mine-credentials", "theirs-admin", "other-tls"} {
+		s := &corev1.Secret{}
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: name}, s); err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Data) != 1 || string(s.Data["password"]) != "not-yours" || len(s.OwnerReferences) != 0 {
+			t.Errorf("Secret %s was changed: %v, owners %v", name, s.Data, s.OwnerReferences)
+		}
+	}
+}

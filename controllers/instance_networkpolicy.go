@@ -18,7 +18,7 @@ func (r *DatabaseInstanceReconciler) reconcileNetworkPolicy(ctx context.Context,
 	inst := s.inst
 	want := builder.InstanceNetworkPolicy(inst, s.src.engine, r.OperatorNamespace)
 	have := &networkingv1.NetworkPolicy{}
-	err := r.Get(ctx, client.ObjectKeyFromObject(want), have)
+	err := getChild(ctx, r.Client, r.reader(), client.ObjectKeyFromObject(want), have)
 	if client.IgnoreNotFound(err) != nil {
 		return nil, fmt.Errorf("get NetworkPolicy %s: %w", want.Name, err)
 	}

@@ -47,7 +47,7 @@ func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, s *ins
 	secret := &corev1.Secret{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: name}, secret)
 	if apierrors.IsNotFound(err) {
-		return nil, r.createSecret(ctx, s)
+		return r.createSecret(ctx, s)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("get Secret %s: %w", name, err)
@@ -81,20 +81,40 @@ func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, s *ins
 	return nil, nil
 }
 
-func (r *DatabaseInstanceReconciler) createSecret(ctx context.Context, s *instancePass) error {
+func (r *DatabaseInstanceReconciler) createSecret(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
 	var passwords builder.Passwords
 	if err := r.fillPasswords(&passwords); err != nil {
-		return err
+		return nil, err
 	}
 	secret := builder.CredentialsSecret(s.inst, s.src.engine, passwords)
 	if err := r.withTLS(s, secret); err != nil {
-		return err
+		return nil, err
 	}
-	if err := r.Create(ctx, secret); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create Secret %s: %w", secret.Name, err)
+	if err := r.Create(ctx, secret); apierrors.IsAlreadyExists(err) {
+		return r.secretCreateRefused(ctx, s, secret.Name)
+	} else if err != nil {
+		return nil, fmt.Errorf("create Secret %s: %w", secret.Name, err)
 	}
 	s.secret = secret
-	return nil
+	return nil, nil
+}
+
+// secretCreateRefused says what a Secret of the instance's that the cache did not show, yet the
+// API server has, is. The cache holds only the operator's labelled objects: it may be one made a
+// moment ago, or somebody else's, which is never adopted.
+func (r *DatabaseInstanceReconciler) secretCreateRefused(ctx context.Context, s *instancePass, name string) (*ctrl.Result, error) {
+	have := &corev1.Secret{}
+	if err := r.reader().Get(ctx, client.ObjectKey{Namespace: s.inst.Namespace, Name: name}, have); client.IgnoreNotFound(err) != nil {
+		return nil, fmt.Errorf("get Secret %s: %w", name, err)
+	} else if err == nil {
+		switch ownershipOf(have, s.inst, instanceKind) {
+		case stale:
+			return r.waitForPreviousInstance(s, "Secret "+name)
+		case foreign:
+			return r.secretNotOwned(s, name)
+		}
+	}
+	return stop(requeueSoon), nil
 }
 
 // fillPasswords generates the passwords that are missing: a user who empties one gets a new one.

@@ -37,7 +37,7 @@ func (r *DatabaseInstanceReconciler) reconcileService(ctx context.Context, s *in
 	}
 	svc := builder.InstanceService(inst, s.src.engine)
 	have := &corev1.Service{}
-	err := r.Get(ctx, client.ObjectKeyFromObject(svc), have)
+	err := getChild(ctx, r.Client, r.reader(), client.ObjectKeyFromObject(svc), have)
 	if client.IgnoreNotFound(err) != nil {
 		return nil, fmt.Errorf("get Service %s: %w", svc.Name, err)
 	}
@@ -106,7 +106,7 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s
 	inputs := podInputsHash(inst)
 	want.Annotations = map[string]string{annotationPodInputs: inputs}
 	have := &appsv1.StatefulSet{}
-	err := r.Get(ctx, client.ObjectKeyFromObject(want), have)
+	err := getChild(ctx, r.Client, r.reader(), client.ObjectKeyFromObject(want), have)
 	switch {
 	case apierrors.IsNotFound(err):
 		if err := r.Patch(ctx, want, client.Apply, fieldOwner, client.ForceOwnership); err != nil {

@@ -57,7 +57,7 @@ func (r *DatabaseInstanceReconciler) reconcileTLS(ctx context.Context, s *instan
 			return nil, fmt.Errorf("issue the certificate of %s: %w", inst.Name, err)
 		}
 		if err := r.Create(ctx, builder.InstanceTLSSecret(inst, server, ca.CertPEM)); apierrors.IsAlreadyExists(err) {
-			return stop(requeueSoon), nil // made a moment ago, not in the cache yet
+			return r.secretCreateRefused(ctx, s, name)
 		} else if err != nil {
 			return nil, fmt.Errorf("create Secret %s: %w", name, err)
 		}

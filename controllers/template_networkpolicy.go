@@ -20,7 +20,7 @@ func (r *DatabaseTemplateReconciler) reconcileImportNetworkPolicy(ctx context.Co
 	t := s.t
 	want := builder.ImportNetworkPolicy(t, r.OperatorNamespace)
 	have := &networkingv1.NetworkPolicy{}
-	err := r.Get(ctx, client.ObjectKeyFromObject(want), have)
+	err := getChild(ctx, r.Client, r.uncached(), client.ObjectKeyFromObject(want), have)
 	if client.IgnoreNotFound(err) != nil {
 		return nil, fmt.Errorf("get NetworkPolicy %s: %w", want.Name, err)
 	}

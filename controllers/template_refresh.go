@@ -30,7 +30,7 @@ func (r *DatabaseTemplateReconciler) reconcileRefreshCronJob(ctx context.Context
 
 	want := builder.RefreshCronJob(t, r.AgentImage)
 	have := &batchv1.CronJob{}
-	err := r.Get(ctx, key, have)
+	err := getChild(ctx, r.Client, r.uncached(), key, have)
 	switch {
 	case apierrors.IsNotFound(err):
 		err = r.Create(ctx, want)

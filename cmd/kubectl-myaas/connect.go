@@ -199,9 +199,15 @@ func clientImage(t *myaasv1.DatabaseTemplate, inst *myaasv1.DatabaseInstance) (s
 // clientScript waits for the first line on stdin before it starts the client: it is sent once
 // the attach is established, so no output of a short query is lost before the attach. With the
 // instance's CA (ca.crt of its Secret) the client verifies the server's certificate and name: it
-// reaches the server by the Service's name, which the certificate is issued for.
+// reaches the server by the Service's name, which the certificate is issued for. Network plugins
+// let a new pod through NetworkPolicies only once they have seen its address: the client waits,
+// a few seconds at most, until the server answers at all (ping succeeds even when a login is refused).
 const clientScript = `read -r _ || exit 1
-if command -v mariadb >/dev/null 2>&1; then c=mariadb; else c=mysql; fi
+if command -v mariadb >/dev/null 2>&1; then c=mariadb a=mariadb-admin; else c=mysql a=mysqladmin; fi
+i=0
+while [ $i -lt 40 ] && ! "$a" --host="$MYAAS_HOST" --port="$MYAAS_PORT" --protocol=TCP --connect-timeout=1 ping >/dev/null 2>&1; do
+  i=$((i+1)); sleep 0.25
+done
 if [ -s /etc/myaas/tls/ca.crt ]; then
   if [ "$c" = mariadb ]; then set -- --ssl --ssl-verify-server-cert "$@"; else set -- --ssl-mode=VERIFY_IDENTITY "$@"; fi
   set -- --ssl-ca=/etc/myaas/tls/ca.crt "$@"

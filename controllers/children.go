@@ -87,3 +87,12 @@ func getChild(ctx context.Context, c client.Client, live client.Reader, key clie
 	}
 	return err
 }
+
+// liveOr is the API server's reader when the manager gave one, else the client (tests without a
+// separate reader).
+func liveOr(live client.Reader, c client.Client) client.Reader {
+	if live != nil {
+		return live
+	}
+	return c
+}

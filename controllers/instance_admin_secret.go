@@ -59,14 +59,8 @@ func (r *DatabaseInstanceReconciler) reconcileAdminSecret(ctx context.Context, s
 	if err := r.fillAdminPasswords(&passwords); err != nil {
 		return nil, err
 	}
-	if want := builder.AdminSecret(inst, passwords); !sameData(secret.Data, want.StringData) {
-		secret.Data = map[string][]byte{}
-		for k, v := range want.StringData {
-			secret.Data[k] = []byte(v)
-		}
-		if err := r.Update(ctx, secret); err != nil {
-			return nil, fmt.Errorf("update Secret %s: %w", name, err)
-		}
+	if err := r.syncSecretData(ctx, secret, builder.AdminSecret(inst, passwords)); err != nil {
+		return nil, err
 	}
 	s.adminSecret = secret
 	return nil, nil

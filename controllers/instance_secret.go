@@ -68,14 +68,8 @@ func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, s *ins
 		return nil, err
 	}
 	keepLegacyRootPassword(ctx, r.Client, s, secret, want)
-	if !sameData(secret.Data, want.StringData) {
-		secret.Data = map[string][]byte{}
-		for k, v := range want.StringData {
-			secret.Data[k] = []byte(v)
-		}
-		if err := r.Update(ctx, secret); err != nil {
-			return nil, fmt.Errorf("update Secret %s from its passwords: %w", name, err)
-		}
+	if err := r.syncSecretData(ctx, secret, want); err != nil {
+		return nil, err
 	}
 	s.secret = secret
 	return nil, nil
@@ -137,6 +131,21 @@ func (r *DatabaseInstanceReconciler) secretNotOwned(s *instancePass, name string
 		eventType: corev1.EventTypeWarning, event: EventSecretNotOwned,
 	})
 	return stop(30 * time.Second), nil
+}
+
+// syncSecretData makes have's data what want's StringData says, writing only when they differ.
+func (r *DatabaseInstanceReconciler) syncSecretData(ctx context.Context, have, want *corev1.Secret) error {
+	if sameData(have.Data, want.StringData) {
+		return nil
+	}
+	have.Data = make(map[string][]byte, len(want.StringData))
+	for k, v := range want.StringData {
+		have.Data[k] = []byte(v)
+	}
+	if err := r.Update(ctx, have); err != nil {
+		return fmt.Errorf("update Secret %s: %w", have.Name, err)
+	}
+	return nil
 }
 
 func sameData(have map[string][]byte, want map[string]string) bool {

@@ -55,12 +55,7 @@ func (r *DatabaseInstanceReconciler) checkGrant(ctx context.Context, inst *myaas
 	return refused, nil
 }
 
-func (r *DatabaseInstanceReconciler) reader() client.Reader {
-	if r.APIReader != nil {
-		return r.APIReader
-	}
-	return r.Client
-}
+func (r *DatabaseInstanceReconciler) reader() client.Reader { return liveOr(r.APIReader, r.Client) }
 
 // reconcileSharedSnapshot makes the copy of the revision in the instance's namespace, when the
 // template is another namespace's, and waits for it to be ready: a clone requested earlier would

@@ -118,12 +118,9 @@ func (r *DatabaseInstanceReconciler) startedWithoutTLS(ctx context.Context, inst
 func (r *DatabaseInstanceReconciler) namespaceCA(ctx context.Context, inst *myaasv1.DatabaseInstance) (pki.KeyPair, *ctrl.Result, error) {
 	secret := &corev1.Secret{}
 	key := client.ObjectKey{Namespace: inst.Namespace, Name: builder.CASecretName}
-	err := r.Get(ctx, key, secret)
-	if apierrors.IsNotFound(err) {
-		// The cache holds only the operator's own Secrets: one of that name without its labels
-		// is seen only by the API server, and must be refused, not collided with.
-		err = r.reader().Get(ctx, key, secret)
-	}
+	// One of that name without the operator's labels is seen only by the API server, and must be
+	// refused, not collided with.
+	err := getChild(ctx, r.Client, r.reader(), key, secret)
 	if apierrors.IsNotFound(err) {
 		ca, err := pki.NewCA("myaas CA "+inst.Namespace, r.Clock.Now())
 		if err != nil {

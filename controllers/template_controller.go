@@ -50,12 +50,7 @@ type DatabaseTemplateReconciler struct {
 }
 
 // uncached reads objects the cache does not hold: the APIReader, or the client where there is none.
-func (r *DatabaseTemplateReconciler) uncached() client.Reader {
-	if r.APIReader != nil {
-		return r.APIReader
-	}
-	return r.Client
-}
+func (r *DatabaseTemplateReconciler) uncached() client.Reader { return liveOr(r.APIReader, r.Client) }
 
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates/status,verbs=get;update;patch

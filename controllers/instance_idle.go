@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"time"
 
@@ -15,13 +14,14 @@ import (
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
 	"github.com/myaas/myaas/internal/agentapi"
+	"github.com/myaas/myaas/internal/engine"
 )
 
 // SessionCounter counts the client sessions on a running server.
 type SessionCounter interface {
 	// ClientSessions counts the sessions other than the caller's own, the server's threads and
 	// the pod's own (its probe and agent, which come through the local socket).
-	ClientSessions(ctx context.Context, addr, user, password, database string, tlsConfig *tls.Config) (int, error)
+	ClientSessions(ctx context.Context, eng engine.Engine, l engine.Login) (int, error)
 }
 
 // idleCheckInterval is how often an instance with spec.idle is looked at: often enough to act
@@ -53,7 +53,8 @@ func (r *DatabaseInstanceReconciler) reconcileIdle(ctx context.Context, s *insta
 	if legacy := s.secret.Data[legacyRootPasswordKey]; len(legacy) > 0 {
 		user, password = "root", string(legacy)
 	}
-	sessions, err := r.Sessions.ClientSessions(ctx, s.serverAddr, user, password, "", serverTLS(s))
+	login := engine.Login{Addr: s.serverAddr, Username: user, Password: password, TLS: serverTLS(s)}
+	sessions, err := r.Sessions.ClientSessions(ctx, s.src.engine, login)
 	if err != nil {
 		// Never act on a check that did not happen.
 		log.FromContext(ctx).V(1).Info("idle check failed", "error", err.Error())
@@ -85,21 +86,6 @@ func (r *DatabaseInstanceReconciler) reconcileIdle(ctx context.Context, s *insta
 }
 
 // ClientSessions implements SessionCounter.
-func (v MySQLVerifier) ClientSessions(ctx context.Context, addr, user, password, database string, tlsConfig *tls.Config) (int, error) {
-	db, err := v.open(addr, user, password, database, tlsConfig)
-	if err != nil {
-		return 0, err
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, v.timeout())
-	defer cancel()
-	var n int
-	err = db.QueryRowContext(ctx, `SELECT COUNT(*) FROM information_schema.PROCESSLIST
-		WHERE ID <> CONNECTION_ID() AND HOST <> 'localhost'
-		AND USER NOT IN ('system user', 'event_scheduler', 'unauthenticated user')
-		AND COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID')`).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count the sessions on %s: %w", addr, err)
-	}
-	return n, nil
+func (EngineLogin) ClientSessions(ctx context.Context, eng engine.Engine, l engine.Login) (int, error) {
+	return eng.ClientSessions(ctx, l)
 }

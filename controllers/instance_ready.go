@@ -2,14 +2,11 @@ package controllers
 
 import (
 	"context"
-	"crypto/tls"
-	"database/sql"
 	"fmt"
 	"net"
 	"strconv"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -19,54 +16,21 @@ import (
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
 	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/builder"
+	"github.com/myaas/myaas/internal/engine"
 )
 
 // CredentialVerifier logs in to a database server.
 type CredentialVerifier interface {
-	// tlsConfig, unless nil, is the TLS the login must use.
-	Verify(ctx context.Context, addr, user, password, database string, tlsConfig *tls.Config) error
+	// l.TLS, unless nil, is the TLS the login must use.
+	Verify(ctx context.Context, eng engine.Engine, l engine.Login) error
 }
 
-// MySQLVerifier logs in with go-sql-driver/mysql and runs a query.
-type MySQLVerifier struct {
-	Timeout time.Duration
-}
-
-func (v MySQLVerifier) timeout() time.Duration {
-	if v.Timeout == 0 {
-		return 5 * time.Second
-	}
-	return v.Timeout
-}
-
-func (v MySQLVerifier) open(addr, user, password, database string, tlsConfig *tls.Config) (*sql.DB, error) {
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = user, password, "tcp", addr, database
-	cfg.TLS = tlsConfig
-	// A server starting on a clone refuses at once or answers in milliseconds: a short dial
-	// timeout keeps one unroutable attempt from holding Ready back by seconds.
-	cfg.Timeout, cfg.ReadTimeout = min(v.timeout(), time.Second), v.timeout()
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, err
-	}
-	return sql.OpenDB(connector), nil
-}
+// EngineLogin logs in with the engine's own client driver, as the instance's clients do.
+type EngineLogin struct{}
 
 // Verify implements CredentialVerifier.
-func (v MySQLVerifier) Verify(ctx context.Context, addr, user, password, database string, tlsConfig *tls.Config) error {
-	db, err := v.open(addr, user, password, database, tlsConfig)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, v.timeout())
-	defer cancel()
-	var one int
-	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return fmt.Errorf("log in to %s as %s: %w", addr, user, err)
-	}
-	return nil
+func (EngineLogin) Verify(ctx context.Context, eng engine.Engine, l engine.Login) error {
+	return eng.Login(ctx, l)
 }
 
 // PodAddress reaches the server on the pod's IP.
@@ -141,7 +105,8 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		return nil, err
 	}
 	user, password, db := string(secret.Data[agentapi.SecretKeyUsername]), string(secret.Data[agentapi.SecretKeyPassword]), string(secret.Data[agentapi.SecretKeyDatabase])
-	if err := r.Verifier.Verify(ctx, addr, user, password, db, serverTLS(s)); err != nil {
+	login := engine.Login{Addr: addr, Username: user, Password: password, Database: db, TLS: serverTLS(s)}
+	if err := r.Verifier.Verify(ctx, src.engine, login); err != nil {
 		fresh := r.Clock.Since(serverStartedAt(pod)) < credentialsApplyGrace
 		switch {
 		case fresh && (inst.Status.ReadyAt == nil || !podReady(pod)):

@@ -77,7 +77,7 @@ func TestTLSInstancesGetCertificatesFromTheNamespaceCA(t *testing.T) {
 	requireEnv(t)
 	plain := mariadbtest.Start(t)
 	addr, address := switchableAddress(plain.Addr)
-	startManager(t, Options{Verifier: MySQLVerifier{}, Sessions: MySQLVerifier{}, Address: address})
+	startManager(t, Options{Verifier: EngineLogin{}, Sessions: EngineLogin{}, Address: address})
 	ns := newNamespace(t)
 	newTemplate(t, ns, "shop")
 	importRevision(t, ns, "shop", 1)
@@ -206,7 +206,7 @@ func TestTLSCertificateFromCertManager(t *testing.T) {
 	}
 	plain := mariadbtest.Start(t)
 	addr, address := switchableAddress(plain.Addr)
-	startManager(t, Options{Verifier: MySQLVerifier{}, Sessions: MySQLVerifier{}, Address: address})
+	startManager(t, Options{Verifier: EngineLogin{}, Sessions: EngineLogin{}, Address: address})
 	ns := newNamespace(t)
 	newTemplate(t, ns, "shop")
 	importRevision(t, ns, "shop", 1)

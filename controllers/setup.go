@@ -67,10 +67,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, o Options) error {
 		o.Clock = clock.RealClock{}
 	}
 	if o.Verifier == nil {
-		o.Verifier = MySQLVerifier{}
+		o.Verifier = EngineLogin{}
 	}
 	if o.Sessions == nil {
-		o.Sessions = MySQLVerifier{}
+		o.Sessions = EngineLogin{}
 	}
 	if o.AllowedServiceTypes == nil {
 		o.AllowedServiceTypes = ServiceTypes(DefaultAllowedServiceTypes)

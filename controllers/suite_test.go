@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"os"
 	"os/exec"
@@ -30,6 +29,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/engine"
 	"github.com/myaas/myaas/internal/testdeps"
 )
 
@@ -220,12 +220,14 @@ func consistently(t *testing.T, d time.Duration, what string, cond func() error)
 }
 
 // plainLogin logs in as the operator does, without TLS.
-type plainLogin struct{ MySQLVerifier }
+type plainLogin struct{ EngineLogin }
 
-func (p plainLogin) Verify(ctx context.Context, addr, user, password, database string, _ *tls.Config) error {
-	return p.MySQLVerifier.Verify(ctx, addr, user, password, database, nil)
+func (p plainLogin) Verify(ctx context.Context, eng engine.Engine, l engine.Login) error {
+	l.TLS = nil
+	return p.EngineLogin.Verify(ctx, eng, l)
 }
 
-func (p plainLogin) ClientSessions(ctx context.Context, addr, user, password, database string, _ *tls.Config) (int, error) {
-	return p.MySQLVerifier.ClientSessions(ctx, addr, user, password, database, nil)
+func (p plainLogin) ClientSessions(ctx context.Context, eng engine.Engine, l engine.Login) (int, error) {
+	l.TLS = nil
+	return p.EngineLogin.ClientSessions(ctx, eng, l)
 }

@@ -140,7 +140,7 @@ func failureReport(ctx context.Context, err error) agentapi.Report {
 // names the file, line and statement, and no snapshot will be taken.
 func importDumps(ctx context.Context, o importOptions, now func() time.Time) (agentapi.Report, error) {
 	started := now()
-	eng, err := engine.Lookup(o.engine)
+	eng, err := engine.LookupMySQLFamily(o.engine)
 	if err != nil {
 		return agentapi.Report{}, failWith(agentapi.ReasonInvalidOptions, err)
 	}
@@ -258,7 +258,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 }
 
 // loadFile streams one file through decompression into the server.
-func loadFile(ctx context.Context, eng engine.Engine, srv *server, f dumpFile, t *tracker, total *int64, allowMissingTrailer bool) error {
+func loadFile(ctx context.Context, eng engine.MySQLFamily, srv *server, f dumpFile, t *tracker, total *int64, allowMissingTrailer bool) error {
 	t.setFile(f.Name)
 	body, size, err := f.Open(ctx)
 	if err != nil {
@@ -291,7 +291,7 @@ func loadFile(ctx context.Context, eng engine.Engine, srv *server, f dumpFile, t
 }
 
 // runPostImport runs the template's post-import SQL: the inline statements, then the script.
-func runPostImport(ctx context.Context, eng engine.Engine, srv *server, file string) error {
+func runPostImport(ctx context.Context, eng engine.MySQLFamily, srv *server, file string) error {
 	if inline := strings.TrimSpace(os.Getenv(agentapi.EnvPostImportSQL)); inline != "" {
 		log.Print("running the post-import statements")
 		if err := loadStream(ctx, eng, srv.socket, sqlInput{name: "spec.postImportSQL.statements", r: strings.NewReader(inline + "\n")}); err != nil {

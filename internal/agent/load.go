@@ -78,7 +78,7 @@ const maxQuotedText = 480
 // (DELIMITER blocks, conditional comments, binary data) exactly as the server's authors intend. The
 // stream passes through a line index, so a failure reported as "at line N" can be located and
 // quoted, and through a completeness check that keeps only the stream's head and tail.
-func loadStream(ctx context.Context, eng engine.Engine, socket string, in sqlInput) error {
+func loadStream(ctx context.Context, eng engine.MySQLFamily, socket string, in sqlInput) error {
 	client, err := engine.FindBinary(eng.ClientBinaries())
 	if err != nil {
 		return err

@@ -2,14 +2,11 @@ package agent
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/myaas/myaas/internal/agentapi"
+	"github.com/myaas/myaas/internal/engine"
 )
 
 // probeOptions are the flags of `agent probe`.
@@ -35,34 +32,22 @@ func runProbe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	// Both engines speak the same protocol: o.engine matters once another engine does not.
+	eng, err := engine.Lookup(o.engine)
+	if err != nil {
+		return err
+	}
 	creds, err := readUserCredentials(o.credentialsDir)
 	if err != nil {
 		return err
 	}
-	return probe(ctx, o.addr, creds.Username, creds.Password, creds.Database, o.timeout)
+	return probe(ctx, eng, o.addr, creds.Username, creds.Password, creds.Database, o.timeout)
 }
 
 // probe logs in with the instance's own credentials: Ready means usable, not merely running.
-func probe(ctx context.Context, addr, user, password, database string, timeout time.Duration) error {
-	cfg := mysql.NewConfig()
-	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = user, password, "tcp", addr, database
-	if strings.HasPrefix(addr, "/") {
-		// The pod's own socket: the server counts this login as the pod's, not a client's.
-		cfg.Net = "unix"
-	}
-	cfg.Timeout, cfg.ReadTimeout = timeout, timeout
-	c, err := mysql.NewConnector(cfg)
+func probe(ctx context.Context, eng engine.Engine, addr, user, password, database string, timeout time.Duration) error {
+	err := eng.Login(ctx, engine.Login{Addr: addr, Username: user, Password: password, Database: database, Timeout: timeout})
 	if err != nil {
-		return err
-	}
-	db := sql.OpenDB(c)
-	defer db.Close()
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var one int
-	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
-		return fmt.Errorf("probe %s as %s: %w", addr, user, err)
+		return fmt.Errorf("probe: %w", err)
 	}
 	return nil
 }

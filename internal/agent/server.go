@@ -28,7 +28,7 @@ func runAsRoot() bool { return os.Geteuid() == 0 }
 
 // initDatadir creates an empty datadir. Anything already there is the remains of an interrupted
 // import on this volume, never a revision: revisions are snapshots, not this PVC.
-func initDatadir(ctx context.Context, eng engine.Engine, datadir string) error {
+func initDatadir(ctx context.Context, eng engine.MySQLFamily, datadir string) error {
 	if err := os.RemoveAll(datadir); err != nil {
 		return fmt.Errorf("clear datadir %s: %w", datadir, err)
 	}
@@ -56,7 +56,7 @@ func initDatadir(ctx context.Context, eng engine.Engine, datadir string) error {
 }
 
 // startServer starts the engine's server on datadir with opts, listening on socket.
-func startServer(ctx context.Context, eng engine.Engine, datadir, runDir string, opts []string, serverLog io.Writer) (*server, error) {
+func startServer(ctx context.Context, eng engine.MySQLFamily, datadir, runDir string, opts []string, serverLog io.Writer) (*server, error) {
 	bin, err := engine.FindBinary(eng.ServerBinaries())
 	if err != nil {
 		return nil, err

@@ -95,7 +95,7 @@ func readKeys(dir string, keys map[string]*string) error {
 // startCommand prepares the datadir and returns the server command line. Every start rewrites the
 // init file from the Secret, so it is idempotent and a restarted pod keeps its credentials.
 func startCommand(o startOptions) (string, []string, error) {
-	eng, err := engine.Lookup(o.engine)
+	eng, err := engine.LookupMySQLFamily(o.engine)
 	if err != nil {
 		return "", nil, err
 	}
@@ -168,7 +168,7 @@ func runStart(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	eng, _ := engine.Lookup(o.engine) // startCommand checked it
+	eng, _ := engine.LookupMySQLFamily(o.engine) // startCommand checked it
 	creds, err := readCredentials(o.credentialsDir, o.adminDir)
 	if err != nil {
 		return err
@@ -217,7 +217,7 @@ const credentialsPoll = 250 * time.Millisecond
 // followCredentials gives the running server the Secret's passwords whenever the mounted copy
 // changes (edited, or the Secret deleted and made anew), logging in as root with the password it
 // applied last: the Secret is the source of truth, and a restart is never needed for it.
-func followCredentials(ctx context.Context, eng engine.Engine, dirs secretDirs, socket string, applied engine.Credentials, grants engine.Grants, every time.Duration) {
+func followCredentials(ctx context.Context, eng engine.MySQLFamily, dirs secretDirs, socket string, applied engine.Credentials, grants engine.Grants, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	lastErr := ""
@@ -251,7 +251,7 @@ func followCredentials(ctx context.Context, eng engine.Engine, dirs secretDirs, 
 // secretDirs are where the instance's two Secrets are mounted.
 type secretDirs struct{ user, admin string }
 
-func applyCredentials(ctx context.Context, eng engine.Engine, socket, rootPassword string, c engine.Credentials, g engine.Grants) error {
+func applyCredentials(ctx context.Context, eng engine.MySQLFamily, socket, rootPassword string, c engine.Credentials, g engine.Grants) error {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = "root", rootPassword, "unix", socket
 	cfg.Timeout = 2 * time.Second

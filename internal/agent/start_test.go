@@ -18,6 +18,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/myaas/myaas/internal/agentapi"
+	"github.com/myaas/myaas/internal/engine"
 )
 
 // startClone prepares a copy of datadir as a clone and runs the server `agent start` would exec.
@@ -38,7 +39,7 @@ func startClone(t *testing.T, datadir string, creds map[string]string, extraPriv
 	}
 	addr = fmt.Sprintf("127.0.0.1:%d", port)
 	deadline := time.Now().Add(60 * time.Second)
-	for probe(context.Background(), addr, creds["username"], creds["password"], creds["database"], time.Second) != nil {
+	for probe(context.Background(), engine.MariaDB{}, addr, creds["username"], creds["password"], creds["database"], time.Second) != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("the clone never accepted its credentials")
 		}
@@ -87,7 +88,7 @@ func freePort(t *testing.T) int {
 }
 
 func login(addr, user, password, database string) error {
-	return probe(context.Background(), addr, user, password, database, 3*time.Second)
+	return probe(context.Background(), engine.MariaDB{}, addr, user, password, database, 3*time.Second)
 }
 
 func copyDir(t *testing.T, src string) string {

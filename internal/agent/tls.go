@@ -14,7 +14,7 @@ import (
 // start: a renewed certificate is served from the next start on, and a running server is never
 // restarted for it. A missing file fails the start with its name rather than leaving a server
 // that clients cannot verify.
-func tlsOptions(eng engine.Engine, o startOptions) ([]string, error) {
+func tlsOptions(eng engine.MySQLFamily, o startOptions) ([]string, error) {
 	if o.tlsDir == "" {
 		if o.requireSecureTransport {
 			return nil, errors.New("--" + agentapi.FlagRequireSecureTransport + " needs --" + agentapi.FlagTLSDir)

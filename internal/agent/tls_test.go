@@ -17,6 +17,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/myaas/myaas/internal/agentapi"
+	"github.com/myaas/myaas/internal/engine"
 	"github.com/myaas/myaas/internal/pki"
 )
 
@@ -67,7 +68,7 @@ func startTLSClone(t *testing.T, datadir, tlsDir string, requireSecure bool, cre
 	}
 	deadline := time.Now().Add(60 * time.Second)
 	// The pod's own probe, over the socket, works whatever the transport rules for TCP clients.
-	for probe(context.Background(), socket, creds["username"], creds["password"], creds["database"], time.Second) != nil {
+	for probe(context.Background(), engine.MariaDB{}, socket, creds["username"], creds["password"], creds["database"], time.Second) != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("the clone never accepted its credentials on its socket")
 		}

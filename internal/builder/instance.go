@@ -2,12 +2,9 @@ package builder
 
 import (
 	"fmt"
-	"net/url"
-	"path"
 	"slices"
 	"strconv"
 
-	"github.com/go-sql-driver/mysql"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -57,18 +54,16 @@ type Passwords struct {
 
 // CredentialsSecret holds everything a client needs to connect to the instance.
 func CredentialsSecret(inst *myaasv1.DatabaseInstance, eng engine.Engine, creds Passwords) *corev1.Secret {
-	host := ServiceHost(inst)
-	port := eng.Port()
-	hostPort := fmt.Sprintf("%s:%d", host, port)
-	user, db := inst.Spec.Username, inst.Spec.Database
-
-	uri := url.URL{Scheme: "mysql", User: url.UserPassword(user, creds.Password), Host: hostPort, Path: "/" + db}
-	jdbcQuery := url.Values{"user": {user}, "password": {creds.Password}}
-	jdbc := fmt.Sprintf("jdbc:%s://%s/%s?%s", eng.Name(), hostPort, db, jdbcQuery.Encode())
-	dsn := mysql.NewConfig()
-	dsn.User, dsn.Passwd, dsn.Net, dsn.Addr, dsn.DBName = user, creds.Password, "tcp", hostPort, db
-	dsn.ParseTime = true
-
+	host, port := ServiceHost(inst), eng.Port()
+	data := eng.ConnectionDetails(engine.Connection{
+		Host: host, Port: port, Username: inst.Spec.Username, Password: creds.Password, Database: inst.Spec.Database,
+	})
+	data[agentapi.SecretKeyHost] = host
+	data[agentapi.SecretKeyPort] = strconv.Itoa(int(port))
+	data[agentapi.SecretKeyUsername] = inst.Spec.Username
+	data[agentapi.SecretKeyPassword] = creds.Password
+	data[agentapi.SecretKeyDatabase] = inst.Spec.Database
+	data[agentapi.SecretKeyProvider] = "myaas"
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:            CredentialsSecretName(inst.Name),
@@ -76,19 +71,8 @@ func CredentialsSecret(inst *myaasv1.DatabaseInstance, eng engine.Engine, creds 
 			Labels:          InstanceLabels(inst),
 			OwnerReferences: instanceOwner(inst),
 		},
-		Type: corev1.SecretType("servicebinding.io/mysql"),
-		StringData: map[string]string{
-			agentapi.SecretKeyHost:     host,
-			agentapi.SecretKeyPort:     strconv.Itoa(int(port)),
-			agentapi.SecretKeyUsername: user,
-			agentapi.SecretKeyPassword: creds.Password,
-			agentapi.SecretKeyDatabase: db,
-			agentapi.SecretKeyURI:      uri.String(),
-			agentapi.SecretKeyJDBCURI:  jdbc,
-			agentapi.SecretKeyDSN:      dsn.FormatDSN(),
-			agentapi.SecretKeyType:     "mysql",
-			agentapi.SecretKeyProvider: "myaas",
-		},
+		Type:       corev1.SecretType(eng.BindingType()),
+		StringData: data,
 	}
 }
 
@@ -143,7 +127,7 @@ func InstanceService(inst *myaasv1.DatabaseInstance, eng engine.Engine) *corev1.
 			// clients wait for; it may come before the kubelet's next probe marks the pod Ready.
 			PublishNotReadyAddresses: true,
 			Ports: []corev1.ServicePort{{
-				Name: "mysql", Port: eng.Port(), TargetPort: intstr.FromString("mysql"), Protocol: corev1.ProtocolTCP,
+				Name: eng.PortName(), Port: eng.Port(), TargetPort: intstr.FromString(eng.PortName()), Protocol: corev1.ProtocolTCP,
 			}},
 		},
 	}
@@ -256,7 +240,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 						Command:         []string{agent},
 						Args:            args,
 						Env:             instanceMemoryEnv(inst.Spec.Resources),
-						Ports:           []corev1.ContainerPort{{Name: "mysql", ContainerPort: p.Engine.Port(), Protocol: corev1.ProtocolTCP}},
+						Ports:           []corev1.ContainerPort{{Name: p.Engine.PortName(), ContainerPort: p.Engine.Port(), Protocol: corev1.ProtocolTCP}},
 						Resources:       inst.Spec.Resources,
 						// The probe logs in with the instance's own credentials, so Ready means usable.
 						ReadinessProbe: &corev1.Probe{
@@ -264,7 +248,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 								agent, "agent", agentapi.CommandProbe,
 								agentapi.Flag(agentapi.FlagEngine, p.Engine.Name()),
 								agentapi.Flag(agentapi.FlagCredentialsDir, agentapi.CredentialsDir),
-								agentapi.Flag(agentapi.FlagAddr, path.Join(agentapi.RunDir, agentapi.SocketName)),
+								agentapi.Flag(agentapi.FlagAddr, p.Engine.Socket(agentapi.RunDir)),
 							}}},
 							PeriodSeconds:    1,
 							TimeoutSeconds:   5,

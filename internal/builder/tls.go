@@ -2,10 +2,7 @@ package builder
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
-
-	"github.com/go-sql-driver/mysql"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -126,33 +123,10 @@ func WithTLS(secret *corev1.Secret, eng engine.Engine, caPEM []byte) error {
 	if len(caPEM) > 0 {
 		d[agentapi.TLSCAKey] = string(caPEM)
 	}
-	uri, err := url.Parse(d[agentapi.SecretKeyURI])
-	if err != nil {
-		return fmt.Errorf("uri of Secret %s: %w", secret.Name, err)
+	if err := eng.RequireVerifiedTLS(d); err != nil {
+		return fmt.Errorf("credentials Secret %s: %w", secret.Name, err)
 	}
-	q := uri.Query()
-	q.Set("ssl-mode", "VERIFY_IDENTITY")
-	uri.RawQuery = q.Encode()
-	d[agentapi.SecretKeyURI] = uri.String()
-
-	if p, ok := jdbcTLS[eng.Name()]; ok {
-		d[agentapi.SecretKeyJDBCURI] += "&" + url.Values{p[0]: {p[1]}}.Encode()
-	}
-
-	dsn, err := mysql.ParseDSN(d[agentapi.SecretKeyDSN])
-	if err != nil {
-		return fmt.Errorf("dsn of Secret %s: %w", secret.Name, err)
-	}
-	dsn.TLSConfig = "true"
-	d[agentapi.SecretKeyDSN] = dsn.FormatDSN()
 	return nil
-}
-
-// jdbcTLS are the JDBC parameters asking for a verified server name: MariaDB Connector/J 3 and
-// MySQL Connector/J 8 spell them differently.
-var jdbcTLS = map[string][2]string{
-	"mariadb": {"sslMode", "verify-full"},
-	"mysql":   {"sslMode", "VERIFY_IDENTITY"},
 }
 
 // tlsVolume mounts the instance's certificate Secret; tlsArgs tell the agent where it is.

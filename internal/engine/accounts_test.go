@@ -54,7 +54,7 @@ func TestCredentialSQLGrants(t *testing.T) {
 		notWant: []string{"myaas_admin", "PROCESS"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, eng := range []Engine{MariaDB{}, MySQL{}} {
+			for _, eng := range []MySQLFamily{MariaDB{}, MySQL{}} {
 				stmts := eng.CredentialSQL(tc.creds, tc.grants)
 				for _, w := range tc.want {
 					if !slices.Contains(stmts, w) {
@@ -105,7 +105,7 @@ func TestValidatePrivileges(t *testing.T) {
 }
 
 func TestSecureFilePrivIsServed(t *testing.T) {
-	for _, eng := range []Engine{MariaDB{}, MySQL{}} {
+	for _, eng := range []MySQLFamily{MariaDB{}, MySQL{}} {
 		opts := eng.ServingOptions(1<<27, 7, "../run", "/run/myaas/files")
 		if !slices.Contains(opts, "--secure-file-priv=/run/myaas/files") {
 			t.Errorf("%s: serving options %v lack secure-file-priv", eng.Name(), opts)

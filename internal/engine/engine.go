@@ -3,6 +3,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,7 +11,8 @@ import (
 	"path/filepath"
 )
 
-// Engine is one database server family (MariaDB, MySQL).
+// Engine is one database server family: what the controllers, the builders and the agent ask
+// of every engine alike.
 type Engine interface {
 	// Name is the value users write in spec.engine.type.
 	Name() string
@@ -18,9 +20,33 @@ type Engine interface {
 	DefaultVersion() string
 	// DefaultImage is the official image for a version, used when the template names no image.
 	DefaultImage(version string) string
-	// Port is the TCP port the server listens on.
+	// Port is the TCP port the server listens on, and PortName the name of that port in the
+	// instance's pod and Service.
 	Port() int32
+	PortName() string
+	// Socket is the server's socket in the pod's run directory: the pod's own logins (its probe,
+	// its agent) use it, so that the server tells them from clients, which come over TCP.
+	Socket(runDir string) string
 
+	// BindingType is the Service Binding type of the instance's credentials Secret, and
+	// ConnectionDetails the Secret's engine-specific keys (uri, jdbc-uri, dsn, type) for a client
+	// at host:port. RequireVerifiedTLS rewrites those keys to ask for TLS with the server's name
+	// verified.
+	BindingType() string
+	ConnectionDetails(c Connection) map[string]string
+	RequireVerifiedTLS(details map[string]string) error
+
+	// Login logs in as a client would and runs a query: the readiness check.
+	Login(ctx context.Context, l Login) error
+	// ClientSessions counts the sessions other than the caller's own, the server's own processes
+	// and the pod's own (its probe and agent, which come through the local socket): the idle check.
+	ClientSessions(ctx context.Context, l Login) (int, error)
+}
+
+// MySQLFamily is what the agent asks of MariaDB and MySQL, which share a protocol, a client and
+// the shape of a datadir.
+type MySQLFamily interface {
+	Engine
 	// ServerBinaries and ClientBinaries are the names to look for, newest first.
 	ServerBinaries() []string
 	ClientBinaries() []string
@@ -70,8 +96,10 @@ func Lookup(name string) (Engine, error) {
 		return MariaDB{}, nil
 	case "mysql":
 		return MySQL{}, nil
+	case "postgresql":
+		return PostgreSQL{}, nil
 	}
-	return nil, fmt.Errorf("unknown engine %q: valid engines are mariadb, mysql", name)
+	return nil, fmt.Errorf("unknown engine %q: valid engines are mariadb, mysql, postgresql", name)
 }
 
 // FindBinary returns the first of names found on PATH or in the sbin directories server packages use.
@@ -88,6 +116,19 @@ func FindBinary(names []string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("none of %v found in the image", names)
+}
+
+// LookupMySQLFamily returns the engine called name when it is MariaDB or MySQL.
+func LookupMySQLFamily(name string) (MySQLFamily, error) {
+	eng, err := Lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	m, ok := eng.(MySQLFamily)
+	if !ok {
+		return nil, fmt.Errorf("engine %q is not MariaDB or MySQL", name)
+	}
+	return m, nil
 }
 
 // commonOptions are shared by both engines' import and serving configurations. Native AIO

@@ -22,7 +22,7 @@ func TestLookup(t *testing.T) {
 
 func TestServerOptions(t *testing.T) {
 	for _, tc := range []struct {
-		engine      Engine
+		engine      MySQLFamily
 		bulk        []string // options a fast, snapshot-safe import needs
 		serving     []string
 		bulkLogFlag string
@@ -62,7 +62,7 @@ func TestServerOptions(t *testing.T) {
 
 func TestPrepareClone(t *testing.T) {
 	for _, tc := range []struct {
-		engine   Engine
+		engine   MySQLFamily
 		files    map[string]int // name → size in the template's datadir
 		removed  []string
 		wantOpts []string
@@ -115,7 +115,7 @@ func TestCredentialSQLQuotesWhatTheSecretHolds(t *testing.T) {
 
 func TestTLSOptions(t *testing.T) {
 	files := TLSFiles{Cert: "/tls/tls.crt", Key: "/tls/tls.key", CA: "/tls/ca.crt"}
-	for _, eng := range []Engine{MariaDB{}, MySQL{}} {
+	for _, eng := range []MySQLFamily{MariaDB{}, MySQL{}} {
 		for _, tc := range []struct {
 			require bool
 			want    []string

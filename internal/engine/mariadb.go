@@ -2,12 +2,13 @@ package engine
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 )
 
 // MariaDB is MariaDB 10.6+ and 11.x.
-type MariaDB struct{}
+type MariaDB struct{ mysqlFamily }
 
 func (MariaDB) Name() string                       { return "mariadb" }
 func (MariaDB) DefaultVersion() string             { return "11.4" }
@@ -15,6 +16,15 @@ func (MariaDB) DefaultImage(version string) string { return "mariadb:" + version
 func (MariaDB) Port() int32                        { return 3306 }
 func (MariaDB) ServerBinaries() []string           { return []string{"mariadbd", "mysqld"} }
 func (MariaDB) ClientBinaries() []string           { return []string{"mariadb", "mysql"} }
+
+// The JDBC scheme picks MariaDB's Connector/J, which spells a verified TLS connection its own way.
+func (MariaDB) ConnectionDetails(c Connection) map[string]string {
+	return mysqlConnectionDetails(c, "mariadb")
+}
+
+func (MariaDB) RequireVerifiedTLS(d map[string]string) error {
+	return mysqlRequireVerifiedTLS(d, url.Values{"sslMode": {"verify-full"}})
+}
 
 // InitCommand uses mariadb-install-db; root gets no password here and a real one on every clone.
 func (MariaDB) InitCommand(datadir string, runAsRoot bool) (string, []string, error) {

@@ -2,12 +2,13 @@ package engine
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 )
 
 // MySQL is MySQL 8.0 and 8.4.
-type MySQL struct{}
+type MySQL struct{ mysqlFamily }
 
 func (MySQL) Name() string                       { return "mysql" }
 func (MySQL) DefaultVersion() string             { return "8.4" }
@@ -15,6 +16,15 @@ func (MySQL) DefaultImage(version string) string { return "mysql:" + version }
 func (MySQL) Port() int32                        { return 3306 }
 func (MySQL) ServerBinaries() []string           { return []string{"mysqld"} }
 func (MySQL) ClientBinaries() []string           { return []string{"mysql"} }
+
+// The JDBC scheme picks MySQL's Connector/J, which spells a verified TLS connection its own way.
+func (MySQL) ConnectionDetails(c Connection) map[string]string {
+	return mysqlConnectionDetails(c, "mysql")
+}
+
+func (MySQL) RequireVerifiedTLS(d map[string]string) error {
+	return mysqlRequireVerifiedTLS(d, url.Values{"sslMode": {"VERIFY_IDENTITY"}})
+}
 
 func (MySQL) InitCommand(datadir string, runAsRoot bool) (string, []string, error) {
 	bin, err := FindBinary([]string{"mysqld"})

@@ -1,0 +1,160 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/myaas/myaas/internal/agentapi"
+)
+
+// PostgreSQL is PostgreSQL 13 and later. The agent's import and clone start for it live in
+// internal/agent's pg_*.go; what the controllers and builders ask of it is here.
+type PostgreSQL struct{}
+
+func (PostgreSQL) Name() string                       { return "postgresql" }
+func (PostgreSQL) DefaultVersion() string             { return "17" }
+func (PostgreSQL) DefaultImage(version string) string { return "postgres:" + version }
+func (PostgreSQL) Port() int32                        { return 5432 }
+func (PostgreSQL) PortName() string                   { return "postgresql" }
+func (PostgreSQL) BindingType() string                { return "servicebinding.io/postgresql" }
+
+// Socket is the file libpq and the server name after the port, in the socket directory.
+func (p PostgreSQL) Socket(runDir string) string {
+	return filepath.Join(runDir, ".s.PGSQL."+strconv.Itoa(int(p.Port())))
+}
+
+func (PostgreSQL) ConnectionDetails(c Connection) map[string]string {
+	uri := url.URL{Scheme: "postgresql", User: url.UserPassword(c.Username, c.Password), Host: c.hostPort(), Path: "/" + c.Database}
+	jdbcQuery := url.Values{"user": {c.Username}, "password": {c.Password}}
+	return map[string]string{
+		agentapi.SecretKeyURI:     uri.String(),
+		agentapi.SecretKeyJDBCURI: fmt.Sprintf("jdbc:postgresql://%s/%s?%s", c.hostPort(), url.PathEscape(c.Database), jdbcQuery.Encode()),
+		agentapi.SecretKeyDSN: libpqDSN([][2]string{
+			{"host", c.Host}, {"port", strconv.Itoa(int(c.Port))}, {"user", c.Username},
+			{"password", c.Password}, {"dbname", c.Database},
+		}),
+		agentapi.SecretKeyType: "postgresql",
+	}
+}
+
+// RequireVerifiedTLS asks libpq, pgJDBC and every driver that reads a libpq URI or DSN for TLS
+// with the server's name checked against the CA: verify-full is the only sslmode that does both.
+func (PostgreSQL) RequireVerifiedTLS(d map[string]string) error {
+	uri, err := url.Parse(d[agentapi.SecretKeyURI])
+	if err != nil {
+		return fmt.Errorf("uri: %w", err)
+	}
+	q := uri.Query()
+	q.Set("sslmode", "verify-full")
+	uri.RawQuery = q.Encode()
+	d[agentapi.SecretKeyURI] = uri.String()
+	d[agentapi.SecretKeyJDBCURI] += "&" + url.Values{"sslmode": {"verify-full"}}.Encode()
+	d[agentapi.SecretKeyDSN] += " sslmode=verify-full"
+	return nil
+}
+
+// libpqDSN writes libpq's keyword/value form: values are single-quoted, with \ and ' escaped.
+func libpqDSN(kv [][2]string) string {
+	parts := make([]string, 0, len(kv))
+	esc := strings.NewReplacer(`\`, `\\`, `'`, `\'`)
+	for _, p := range kv {
+		parts = append(parts, p[0]+"='"+esc.Replace(p[1])+"'")
+	}
+	return strings.Join(parts, " ")
+}
+
+func (p PostgreSQL) connConfig(l Login) (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	cfg.User, cfg.Password, cfg.Database = l.Username, l.Password, l.Database
+	cfg.TLSConfig, cfg.Fallbacks = l.TLS, nil
+	// A server starting on a clone refuses at once or answers in milliseconds: a short dial
+	// timeout keeps one unroutable attempt from holding Ready back by seconds.
+	cfg.ConnectTimeout = min(l.timeout(), time.Second)
+	if l.isSocket() {
+		// pgx dials a socket directory and the port, as libpq does.
+		cfg.Host, cfg.Port, cfg.TLSConfig = filepath.Dir(l.Addr), uint16(p.Port()), nil
+		if n, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(l.Addr), ".s.PGSQL.")); err == nil {
+			cfg.Port = uint16(n)
+		}
+		return cfg, nil
+	}
+	host, port, err := splitHostPort(l.Addr)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Host, cfg.Port = host, port
+	if cfg.TLSConfig != nil && cfg.TLSConfig.ServerName == "" {
+		cfg.TLSConfig = cfg.TLSConfig.Clone()
+		cfg.TLSConfig.ServerName = host
+	}
+	return cfg, nil
+}
+
+func splitHostPort(addr string) (string, uint16, error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return "", 0, fmt.Errorf("address %q has no port", addr)
+	}
+	n, err := strconv.ParseUint(addr[i+1:], 10, 16)
+	if err != nil {
+		return "", 0, fmt.Errorf("address %q: port: %w", addr, err)
+	}
+	return strings.Trim(addr[:i], "[]"), uint16(n), nil
+}
+
+func (p PostgreSQL) connect(ctx context.Context, l Login) (*pgx.Conn, error) {
+	cfg, err := p.connConfig(l)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("log in to %s as %s: %w", l.Addr, l.Username, err)
+	}
+	return conn, nil
+}
+
+func (p PostgreSQL) Login(ctx context.Context, l Login) error {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout())
+	defer cancel()
+	conn, err := p.connect(ctx, l)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var one int
+	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("log in to %s as %s: %w", l.Addr, l.Username, err)
+	}
+	return nil
+}
+
+// ClientSessions counts client backends that came over TCP: the pod's own logins come through the
+// socket and have no client address. The operator's admin role holds pg_monitor, without which
+// other roles' sessions show no address.
+func (p PostgreSQL) ClientSessions(ctx context.Context, l Login) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout())
+	defer cancel()
+	conn, err := p.connect(ctx, l)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	var n int
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+		WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() AND client_addr IS NOT NULL`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count the sessions on %s: %w", l.Addr, err)
+	}
+	return n, nil
+}

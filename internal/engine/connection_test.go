@@ -2,6 +2,9 @@ package engine
 
 import (
 	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -77,3 +80,21 @@ func TestRequireVerifiedTLS(t *testing.T) {
 		t.Errorf("jdbc-uri %q", d[agentapi.SecretKeyJDBCURI])
 	}
 }
+
+func TestPostgreSQLBinary(t *testing.T) {
+	if _, err := exec.LookPath("initdb"); err != nil && !fileExists("/usr/lib/postgresql") {
+		t.Skip("PostgreSQL is not installed")
+	}
+	p, err := PostgreSQL{}.Binary("initdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(p) != "initdb" {
+		t.Errorf("initdb found at %s", p)
+	}
+	if _, err := (PostgreSQL{}).Binary("no-such-program"); err == nil || !strings.Contains(err.Error(), "no-such-program not found") {
+		t.Errorf("a missing program gives %v", err)
+	}
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -157,4 +160,32 @@ func (p PostgreSQL) ClientSessions(ctx context.Context, l Login) (int, error) {
 		return 0, fmt.Errorf("count the sessions on %s: %w", l.Addr, err)
 	}
 	return n, nil
+}
+
+// PostgresSuperuser is the role initdb makes and the pod's own logins use, over the socket only.
+const PostgresSuperuser = "postgres"
+
+// Binary finds one of PostgreSQL's programs (postgres, initdb, psql, pg_restore, pg_ctl): on PATH,
+// or in the versioned directory Debian and the official images install them in.
+func (PostgreSQL) Binary(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
+	// Newest first: an image carries one server, a test machine may carry several.
+	slices.SortFunc(dirs, func(a, b string) int { return versionOf(b) - versionOf(a) })
+	dirs = append(dirs, "/usr/local/pgsql/bin")
+	for _, dir := range dirs {
+		p := filepath.Join(dir, name)
+		if st, err := os.Stat(p); err == nil && !st.IsDir() {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in the image: neither on PATH nor in /usr/lib/postgresql/*/bin", name)
+}
+
+// versionOf is the major version in /usr/lib/postgresql/<major>/bin.
+func versionOf(binDir string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
+	return n
 }

@@ -306,8 +306,19 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 		s.wakeIn(requeueSoon)
 		return err
 	}
-	if ok, err := r.ensureTemplateChild(ctx, s, builder.TemplatePVC(t, ci.Revision), &corev1.PersistentVolumeClaim{}); err != nil || !ok {
+	volume := &corev1.PersistentVolumeClaim{}
+	if ok, err := r.ensureTemplateChild(ctx, s, builder.TemplatePVC(t, ci.Revision), volume); err != nil || !ok {
 		return err
+	}
+	if pending, err := r.bindingPending(ctx, volume); err != nil || pending {
+		if pending {
+			ci.HoldReason = myaasv1.ReasonWaitingForVolume
+			ci.HoldMessage = fmt.Sprintf("PersistentVolumeClaim %s is being provisioned; the import starts once it is bound", builder.TemplatePVCName(t.Name, ci.Revision))
+		}
+		if volume.Name == "" {
+			s.wakeIn(requeueSoon)
+		}
+		return err // the claim is the template's: its binding brings the next pass
 	}
 	job := &batchv1.Job{}
 	if ok, err := r.ensureTemplateChild(ctx, s, want, job); err != nil || !ok {
@@ -349,6 +360,25 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 		s.wakeIn(importPollInterval)
 	}
 	return nil
+}
+
+// bindingPending tells whether the import's volume binds at once but has not yet. A pod created
+// before such a claim is bound is marked unschedulable ("unbound immediate
+// PersistentVolumeClaims"), and the scheduler may leave it so until its periodic retry, minutes
+// later. A claim bound when its pod is scheduled (WaitForFirstConsumer) needs the pod first.
+func (r *DatabaseTemplateReconciler) bindingPending(ctx context.Context, claim *corev1.PersistentVolumeClaim) (bool, error) {
+	if claim.Name == "" {
+		return true, nil // just created: the cache has not seen it yet
+	}
+	if claim.Status.Phase == corev1.ClaimBound || claim.Spec.StorageClassName == nil || claim.Spec.VolumeName != "" {
+		return false, nil
+	}
+	class := &storagev1.StorageClass{}
+	if err := r.Get(ctx, client.ObjectKey{Name: *claim.Spec.StorageClassName}, class); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	mode := class.VolumeBindingMode
+	return mode == nil || *mode == storagev1.VolumeBindingImmediate, nil
 }
 
 // aboutToCreate says whether the children of the current import may be created now. Unless the

@@ -22,6 +22,7 @@ const (
 
 	// Importing.
 	ReasonProvisioning          = "Provisioning"
+	ReasonWaitingForVolume      = "WaitingForVolume"
 	ReasonLoading               = "Loading"
 	ReasonSnapshotting          = "Snapshotting"
 	ReasonRetrying              = "Retrying"

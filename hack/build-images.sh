@@ -133,7 +133,9 @@ build_s3server() {
 
 # The engine images are Debian bookworm root filesystems made by debootstrap, one per engine,
 # cached under a key of what goes into them. The pods run as 999:999 with fsGroup 999 whatever
-# the engine (internal/builder), so each image's server user is moved to that id.
+# the engine (internal/builder), so each image's server user is moved to that id. On 2 cores the
+# PostgreSQL rootfs takes about 70 s when only the base system's .debs are cached, 50 s with all
+# of them; an image of a cached rootfs is packed in 3 s.
 suite=bookworm
 server_id=999
 # debootstrap's --include takes a comma-separated list.

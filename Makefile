@@ -77,10 +77,10 @@ shellcheck: install-shellcheck ## Run shellcheck on every shell script.
 
 # make test installs these dependencies itself, so a test that still finds one missing fails
 # instead of skipping (internal/testdeps). `make test TEST_REQUIRE=` lets them skip again.
-TEST_REQUIRE ?= MYAAS_REQUIRE_MARIADB=1 MYAAS_REQUIRE_BTRFS=1 MYAAS_REQUIRE_ENVTEST=1 MYAAS_REQUIRE_CHART=1
+TEST_REQUIRE ?= MYAAS_REQUIRE_MARIADB=1 MYAAS_REQUIRE_POSTGRES=1 MYAAS_REQUIRE_BTRFS=1 MYAAS_REQUIRE_ENVTEST=1 MYAAS_REQUIRE_CHART=1
 
 .PHONY: test
-test: manifests generate envtest install-test-deps helm kustomize ## Unit, envtest, agent (real MariaDB), CSI sanity and chart tests.
+test: manifests generate envtest install-test-deps helm kustomize ## Unit, envtest, agent (real MariaDB and PostgreSQL), CSI sanity and chart tests.
 	$(TEST_REQUIRE) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m
 
 .PHONY: test-chart
@@ -88,8 +88,9 @@ test-chart: helm kustomize install-prometheus ## The chart alone: helm lint, def
 	MYAAS_REQUIRE_CHART=1 HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./test/chart -count=1 -v
 
 .PHONY: install-test-deps
-install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB server, btrfs tools, promtool).
+install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB and PostgreSQL servers, btrfs tools, promtool).
 	bash hack/install-mariadb.sh
+	bash hack/install-postgresql.sh
 	bash hack/install-btrfs.sh
 
 .PHONY: envtest
@@ -183,9 +184,12 @@ test-e2e: ## End-to-end suite on the local cluster (brings it up and down unless
 test-install: helm kustomize install-prometheus ## Install tests on the local cluster: helm install/upgrade/uninstall, metrics through Prometheus, dist/install.yaml.
 	HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) bash hack/test-install.sh
 
+# ENGINE=postgresql runs the demo on PostgreSQL.
+ENGINE ?= mariadb
+
 .PHONY: demo
-demo: ## Local cluster, operator, a template and an instance, and a real query against it.
-	bash hack/demo.sh
+demo: ## Local cluster, operator, a template and an instance, and a real query against it (ENGINE=mariadb|postgresql).
+	ENGINE=$(ENGINE) bash hack/demo.sh
 
 ##@ Deployment
 

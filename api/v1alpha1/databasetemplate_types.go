@@ -7,12 +7,13 @@ import (
 )
 
 // EngineType is the database server family.
-// +kubebuilder:validation:Enum=mariadb;mysql
+// +kubebuilder:validation:Enum=mariadb;mysql;postgresql
 type EngineType string
 
 const (
-	EngineMariaDB EngineType = "mariadb"
-	EngineMySQL   EngineType = "mysql"
+	EngineMariaDB    EngineType = "mariadb"
+	EngineMySQL      EngineType = "mysql"
+	EnginePostgreSQL EngineType = "postgresql"
 )
 
 // EngineSpec selects the database server that imports the dump and serves the clones.

@@ -61,7 +61,7 @@ var engines = []engineCase{
 mariadb -h"$host" -P"$port" -u"$username" -p"$password" "$database" -e "CREATE TABLE schema_migrations (version int PRIMARY KEY); INSERT INTO schema_migrations VALUES (20261124); SELECT COUNT(*) FROM shop.orders; SELECT version FROM schema_migrations;"`,
 	},
 	{
-		engine:     myaasv1.EngineSpec{Type: myaasv1.EngineType("postgresql"), Image: "localhost/myaas/postgres:15"},
+		engine:     myaasv1.EngineSpec{Type: myaasv1.EnginePostgreSQL, Image: "localhost/myaas/postgres:15"},
 		dumps:      "postgresql/",
 		database:   "shop",
 		superuser:  "postgres",

@@ -19,12 +19,13 @@ const (
 // EngineSpec selects the database server that imports the dump and serves the clones.
 // +kubebuilder:validation:XValidation:rule="self.type == oldSelf.type",message="engine.type is immutable: create a new DatabaseTemplate to change engines"
 type EngineSpec struct {
-	// Type is the server family: mariadb or mysql.
+	// Type is the server family: mariadb, mysql or postgresql.
 	// +required
 	Type EngineType `json:"type"`
 
-	// Version of the server, used to choose the default image (e.g. "11.4", "8.4").
-	// Defaults to the engine's current LTS.
+	// Version of the server, used to choose the default image (mariadb:<version>, mysql:<version>,
+	// postgres:<version>; e.g. "11.4", "8.4", "17"). Defaults to the engine's current LTS or, for
+	// PostgreSQL, its newest major version.
 	// +optional
 	// +kubebuilder:validation:MaxLength=32
 	Version string `json:"version,omitempty"`
@@ -34,8 +35,9 @@ type EngineSpec struct {
 	// +optional
 	Image string `json:"image,omitempty"`
 
-	// Config holds server options (as in my.cnf, without leading dashes) for the import and for
-	// every instance, e.g. {"max_connections": "500"}.
+	// Config holds server options for the import and for every instance, e.g.
+	// {"max_connections": "500"}: my.cnf names without leading dashes for MariaDB and MySQL,
+	// postgresql.conf names for PostgreSQL.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
 	Config map[string]string `json:"config,omitempty"`

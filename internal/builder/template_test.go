@@ -132,6 +132,9 @@ func TestImportJob(t *testing.T) {
 			if envValue(c.Env, "MYAAS_MEMORY_LIMIT") != "resource:limits.memory" {
 				t.Error("memory limit not passed to the agent")
 			}
+			if envValue(c.Env, "MYAAS_CPU_LIMIT") != "resource:limits.cpu" {
+				t.Error("CPU limit not passed to the agent: parallel restores are sized from it")
+			}
 			if envValue(c.Env, "MYAAS_VOLUME_BYTES") != "21474836480" {
 				t.Errorf("volume size %q not passed to the agent: its redo log must fit", envValue(c.Env, "MYAAS_VOLUME_BYTES"))
 			}

@@ -105,6 +105,12 @@ func bufferPoolSize() int64 {
 // redoLogSize is a large redo log (fewer checkpoints while loading) that still leaves most of the
 // template volume to the data: an eighth of the file system, between 64 MiB and 1 GiB.
 func redoLogSize(datadir string) (int64, error) {
+	size, err := volumeSize(datadir)
+	return logSizeFor(size), err
+}
+
+// volumeSize is the size of the template volume holding datadir.
+func volumeSize(datadir string) (int64, error) {
 	var st unix.Statfs_t
 	if err := unix.Statfs(filepath.Dir(datadir), &st); err != nil {
 		return 0, fmt.Errorf("size of the volume holding %s: %w", datadir, err)
@@ -113,7 +119,7 @@ func redoLogSize(datadir string) (int64, error) {
 	if declared, _ := strconv.ParseInt(os.Getenv(agentapi.EnvVolumeBytes), 10, 64); declared > 0 {
 		size = min(size, declared)
 	}
-	return logSizeFor(size), nil
+	return size, nil
 }
 
 func logSizeFor(volumeBytes int64) int64 {

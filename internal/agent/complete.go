@@ -11,9 +11,12 @@ import (
 // ends between two statements and would load without an error.
 const dumpTrailer = "-- Dump completed"
 
-var dumpHeaders = []struct{ prefix, tool string }{
-	{"-- MySQL dump ", "mysqldump"},
-	{"-- MariaDB dump ", "mariadb-dump"},
+var dumpHeaders = []struct{ prefix, tool, trailer string }{
+	{"-- MySQL dump ", "mysqldump", dumpTrailer},
+	{"-- MariaDB dump ", "mariadb-dump", dumpTrailer},
+	// pg_dump and pg_dumpall (a cluster or only its roles) write the same for the same reason.
+	{"-- PostgreSQL database dump", "pg_dump", "-- PostgreSQL database dump complete"},
+	{"-- PostgreSQL database cluster dump", "pg_dumpall", "-- PostgreSQL database cluster dump complete"},
 }
 
 const (
@@ -46,32 +49,52 @@ func (c *completeness) Write(b []byte) (int, error) {
 
 // tool is the dump program the header names, or "" for SQL from anything else.
 func (c *completeness) tool() string {
+	tool, _ := c.header()
+	return tool
+}
+
+func (c *completeness) header() (tool, trailer string) {
 	for i, line := range bytes.SplitN(c.head, []byte("\n"), 4) {
 		if i == 3 {
 			break
 		}
 		for _, h := range dumpHeaders {
-			if bytes.HasPrefix(line, []byte(h.prefix)) {
-				return h.tool
+			// The whole line: pg_dump's header is a prefix of pg_dumpall's trailer.
+			if bytes.HasPrefix(line, []byte(h.prefix)) && (h.tool != "pg_dump" || string(bytes.TrimRight(line, "\r")) == h.prefix) {
+				return h.tool, h.trailer
 			}
 		}
 	}
-	return ""
+	return "", ""
 }
 
+// lastLine is the last line of the stream that says something: pg_dump closes its trailer with a
+// bare "--", and pg_dump 17.6 and later end with \unrestrict.
 func (c *completeness) lastLine() []byte {
-	t := bytes.TrimRight(c.tail, " \t\r\n")
-	return t[bytes.LastIndexByte(t, '\n')+1:]
+	t := c.tail
+	for {
+		t = bytes.TrimRight(t, " \t\r\n")
+		line := t[bytes.LastIndexByte(t, '\n')+1:]
+		if len(line) == len(t) || !(string(line) == "--" || bytes.HasPrefix(line, []byte(`\unrestrict `))) {
+			return line
+		}
+		t = t[:len(t)-len(line)]
+	}
 }
 
 func (c *completeness) hasTrailer() bool {
-	return bytes.HasPrefix(c.lastLine(), []byte(dumpTrailer))
+	tool, trailer := c.header()
+	if tool == "" {
+		trailer = dumpTrailer
+	}
+	return bytes.HasPrefix(c.lastLine(), []byte(trailer))
 }
 
 // truncatedDump describes a dump cut short: how much of it there was, and where it stops.
 type truncatedDump struct {
 	file      string
 	tool      string
+	trailer   string
 	sqlBytes  int64
 	fileBytes int64 // -1 for an uncompressed file: the SQL is the file
 	line      int   // the last line, whole or not
@@ -84,10 +107,10 @@ type truncatedDump struct {
 }
 
 func (t *truncatedDump) Error() string {
-	s := fmt.Sprintf("truncated: no '%s' trailer after %d bytes of %s", dumpTrailer, t.sqlBytes, t.file)
+	s := fmt.Sprintf("truncated: no '%s' trailer after %d bytes of %s", t.trailer, t.sqlBytes, t.file)
 	if t.fileBytes >= 0 {
 		s = fmt.Sprintf("truncated: no '%s' trailer after %d bytes of decompressed SQL from %s (%d bytes of the file)",
-			dumpTrailer, t.sqlBytes, t.file, t.fileBytes)
+			t.trailer, t.sqlBytes, t.file, t.fileBytes)
 	}
 	s += fmt.Sprintf(", although its header names %s, which writes it last", t.tool)
 	if t.midStmt {

@@ -140,11 +140,21 @@ func failureReport(ctx context.Context, err error) agentapi.Report {
 // names the file, line and statement, and no snapshot will be taken.
 func importDumps(ctx context.Context, o importOptions, now func() time.Time) (agentapi.Report, error) {
 	started := now()
-	eng, err := engine.LookupMySQLFamily(o.engine)
+	anyEngine, err := engine.Lookup(o.engine)
 	if err != nil {
 		return agentapi.Report{}, failWith(agentapi.ReasonInvalidOptions, err)
 	}
-	extra, err := serverOptions(o.serverOptions)
+	var eng engine.MySQLFamily
+	var extra []string
+	switch e := anyEngine.(type) {
+	case engine.PostgreSQL:
+		err = validSettings(o.serverOptions)
+	case engine.MySQLFamily:
+		eng = e
+		extra, err = serverOptions(o.serverOptions)
+	default:
+		err = fmt.Errorf("engine %q has no import", o.engine)
+	}
 	if err != nil {
 		return agentapi.Report{}, failWith(agentapi.ReasonInvalidOptions, err)
 	}
@@ -174,6 +184,10 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 		if agentSum, err = FileSHA256(o.keepAgent); err != nil {
 			return agentapi.Report{}, err
 		}
+	}
+	run := importRun{files: files, tracker: t, total: total, started: started, now: now, agentSum: agentSum}
+	if pg, ok := anyEngine.(engine.PostgreSQL); ok {
+		return importPostgres(ctx, o, pg, run)
 	}
 	if err := initDatadir(ctx, eng, o.datadir); err != nil {
 		return agentapi.Report{}, err
@@ -214,7 +228,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	}
 
 	t.setStep(agentapi.StepPostImport)
-	if err := runPostImport(ctx, eng, srv, o.postImportFile); err != nil {
+	if err := runPostImport(o.postImportFile, func(in sqlInput) error { return loadStream(ctx, eng, srv.socket, in) }); err != nil {
 		t.setStep(agentapi.StepFailed)
 		return agentapi.Report{}, err
 	}
@@ -241,30 +255,47 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 		return agentapi.Report{}, err
 	}
 	ok = true
-	t.setStep(agentapi.StepDone)
-	size, err := dirSize(o.datadir)
+	return run.succeeded(o.datadir, accountsDropped)
+}
+
+// succeeded is the report of an import that loaded everything and shut the server down cleanly.
+func (run importRun) succeeded(datadir string, accountsDropped int) (agentapi.Report, error) {
+	run.tracker.setStep(agentapi.StepDone)
+	size, err := dirSize(datadir)
 	if err != nil {
 		return agentapi.Report{}, err
 	}
 	return agentapi.Report{
 		Outcome:         agentapi.OutcomeSucceeded,
-		BytesRead:       t.snapshot().BytesDone,
-		Files:           len(files),
-		DurationSeconds: now().Sub(started).Seconds(),
+		BytesRead:       run.tracker.snapshot().BytesDone,
+		Files:           len(run.files),
+		DurationSeconds: run.now().Sub(run.started).Seconds(),
 		DatadirBytes:    size,
-		AgentSHA256:     agentSum,
+		AgentSHA256:     run.agentSum,
 		AccountsDropped: accountsDropped,
 	}, nil
 }
 
 // loadFile streams one file through decompression into the server.
 func loadFile(ctx context.Context, eng engine.MySQLFamily, srv *server, f dumpFile, t *tracker, total *int64, allowMissingTrailer bool) error {
+	in, closeDump, err := openDump(ctx, f, t, total)
+	if err != nil {
+		return err
+	}
+	defer closeDump()
+	in.allowMissingTrailer = allowMissingTrailer
+	log.Printf("loading %s", f.Name)
+	return loadStream(ctx, eng, srv.socket, in)
+}
+
+// openDump opens one file of a source, counted for progress, checked not to be empty and
+// decompressed.
+func openDump(ctx context.Context, f dumpFile, t *tracker, total *int64) (sqlInput, func(), error) {
 	t.setFile(f.Name)
 	body, size, err := f.Open(ctx)
 	if err != nil {
-		return withDefaultReason(agentapi.ReasonSourceError, fmt.Errorf("open %s: %w", f.Name, err))
+		return sqlInput{}, nil, withDefaultReason(agentapi.ReasonSourceError, fmt.Errorf("open %s: %w", f.Name, err))
 	}
-	defer body.Close()
 	if f.Size == 0 && size > 0 {
 		*total += size
 		t.setTotal(*total)
@@ -273,28 +304,30 @@ func loadFile(ctx context.Context, eng engine.MySQLFamily, srv *server, f dumpFi
 	// A 0-byte file is no dump: not even the decompressor's header is there to be checked.
 	raw := bufio.NewReaderSize(counted, 64<<10)
 	if _, err := raw.Peek(1); err == io.EOF {
-		return failWith(agentapi.ReasonEmptySource, fmt.Errorf("%s is empty: 0 bytes", f.Name))
+		body.Close()
+		return sqlInput{}, nil, failWith(agentapi.ReasonEmptySource, fmt.Errorf("%s is empty: 0 bytes", f.Name))
 	} else if err != nil {
-		return failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
+		body.Close()
+		return sqlInput{}, nil, failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
 	}
 	sqlStream, err := decompressor(f.Name, raw)
 	if err != nil {
-		return failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
+		body.Close()
+		return sqlInput{}, nil, failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
 	}
-	defer sqlStream.Close()
-	in := sqlInput{name: f.Name, r: sqlStream, dump: true, allowMissingTrailer: allowMissingTrailer}
+	in := sqlInput{name: f.Name, r: sqlStream, dump: true}
 	if compression(f.Name) != "" {
 		in.file = counted
 	}
-	log.Printf("loading %s", f.Name)
-	return loadStream(ctx, eng, srv.socket, in)
+	return in, func() { sqlStream.Close(); body.Close() }, nil
 }
 
-// runPostImport runs the template's post-import SQL: the inline statements, then the script.
-func runPostImport(ctx context.Context, eng engine.MySQLFamily, srv *server, file string) error {
+// runPostImport runs the template's post-import SQL through load: the inline statements, then
+// the script.
+func runPostImport(file string, load func(sqlInput) error) error {
 	if inline := strings.TrimSpace(os.Getenv(agentapi.EnvPostImportSQL)); inline != "" {
 		log.Print("running the post-import statements")
-		if err := loadStream(ctx, eng, srv.socket, sqlInput{name: "spec.postImportSQL.statements", r: strings.NewReader(inline + "\n")}); err != nil {
+		if err := load(sqlInput{name: "spec.postImportSQL.statements", r: strings.NewReader(inline + "\n")}); err != nil {
 			return postImportFailure(err)
 		}
 	}
@@ -310,7 +343,7 @@ func runPostImport(ctx context.Context, eng engine.MySQLFamily, srv *server, fil
 	}
 	defer script.Close()
 	log.Printf("running the post-import script %s", file)
-	return postImportFailure(loadStream(ctx, eng, srv.socket, sqlInput{name: "spec.postImportSQL.configMapRef", r: script}))
+	return postImportFailure(load(sqlInput{name: "spec.postImportSQL.configMapRef", r: script}))
 }
 
 // postImportFailure tells the template's own SQL failing from the dumps failing.

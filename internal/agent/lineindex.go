@@ -133,3 +133,9 @@ func (x *lineIndex) lastStatementLine() int {
 	}
 	return best
 }
+
+func (x *lineIndex) position() (lines int, offset int64) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.lines, x.offset
+}

@@ -113,18 +113,10 @@ func loadStream(ctx context.Context, eng engine.MySQLFamily, socket string, in s
 		abandon()
 		return readFailure(in, idx, copyErr)
 	}
-	if copyErr == nil && in.dump {
-		if idx.offset == 0 {
+	if copyErr == nil {
+		if err := in.ended(idx, &tail, func() *sqlFailure { return clientFailure(in, idx, stderr.String()) }); err != nil {
 			abandon()
-			return failWith(agentapi.ReasonEmptySource, in.empty())
-		}
-		if tool := tail.tool(); tool != "" && !in.allowMissingTrailer && !tail.hasTrailer() {
-			abandon()
-			t := in.truncated(idx, tool)
-			if f := clientFailure(in, idx, stderr.String()); f != nil {
-				t.clientErr = fmt.Sprintf("line %d: %s", f.Line, f.Message)
-			}
-			return failWith(agentapi.ReasonTruncatedDump, t)
+			return err
 		}
 	}
 	if copyErr == nil {
@@ -152,18 +144,40 @@ func (in sqlInput) empty() error {
 	return fmt.Errorf("%s holds no SQL: 0 bytes after decompressing its %d bytes", in.name, in.file.n)
 }
 
-// truncated describes a dump that ends without its trailer.
-func (in sqlInput) truncated(idx *lineIndex, tool string) *truncatedDump {
-	t := &truncatedDump{file: in.name, tool: tool, sqlBytes: idx.offset, fileBytes: -1, line: idx.lines}
+// streamPosition is how far a client has read a stream, and the statement it is in.
+type streamPosition interface {
+	position() (lines int, offset int64)
+	openStatement() (line int, offset int64, start string, ok bool)
+}
+
+// ended checks a dump whose stream ended, before the client sees its end: it must hold SQL and,
+// when its header names a dump tool, end with that tool's trailer. failure is the client's own
+// error so far, if any.
+func (in sqlInput) ended(pos streamPosition, tail *completeness, failure func() *sqlFailure) error {
+	if !in.dump {
+		return nil
+	}
+	lines, offset := pos.position()
+	if offset == 0 {
+		return failWith(agentapi.ReasonEmptySource, in.empty())
+	}
+	tool, trailer := tail.header()
+	if tool == "" || in.allowMissingTrailer || tail.hasTrailer() {
+		return nil
+	}
+	t := &truncatedDump{file: in.name, tool: tool, trailer: trailer, sqlBytes: offset, fileBytes: -1, line: lines}
 	if in.compressed() {
 		t.fileBytes = in.file.n
 	}
-	t.stmtLine, t.stmtOffset, t.statement, t.midStmt = idx.openStatement()
-	return t
+	t.stmtLine, t.stmtOffset, t.statement, t.midStmt = pos.openStatement()
+	if f := failure(); f != nil {
+		t.clientErr = fmt.Sprintf("line %d: %s", f.Line, f.Message)
+	}
+	return failWith(agentapi.ReasonTruncatedDump, t)
 }
 
 // readFailure locates a source that failed while the client was reading it.
-func readFailure(in sqlInput, idx *lineIndex, err error) error {
+func readFailure(in sqlInput, pos streamPosition, err error) error {
 	reason, msg := readFailureReason(err), "reading the source: "+err.Error()
 	if in.compressed() && in.file.err == nil {
 		// The source was fine, what it sent does not decompress.
@@ -172,11 +186,12 @@ func readFailure(in sqlInput, idx *lineIndex, err error) error {
 			reason, msg = agentapi.ReasonTruncatedDump, "the compressed stream ends early: the file is truncated"
 		}
 	}
+	lines, offset := pos.position()
 	e := &loadError{
-		File: in.name, Line: idx.lines, Offset: idx.offset, Decompressed: in.compressed(),
+		File: in.name, Line: lines, Offset: offset, Decompressed: in.compressed(),
 		Message: escapeNonPrintable(msg), cause: err,
 	}
-	e.StatementLine, _, e.Statement, _ = idx.openStatement()
+	e.StatementLine, _, e.Statement, _ = pos.openStatement()
 	return failWith(reason, e)
 }
 

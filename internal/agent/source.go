@@ -22,6 +22,8 @@ type dumpFile struct {
 	Name string
 	// Size in bytes, 0 when unknown until opened.
 	Size int64
+	// Path is the file in a mounted volume, "" for a remote source: tools that seek need it.
+	Path string
 	Open func(ctx context.Context) (io.ReadCloser, int64, error)
 }
 
@@ -68,7 +70,7 @@ func dirFiles(dir, glob string) ([]dumpFile, error) {
 		}
 		rel, _ := filepath.Rel(dir, m)
 		p := m
-		files = append(files, dumpFile{Name: rel, Size: st.Size(), Open: func(context.Context) (io.ReadCloser, int64, error) {
+		files = append(files, dumpFile{Name: rel, Size: st.Size(), Path: p, Open: func(context.Context) (io.ReadCloser, int64, error) {
 			f, err := os.Open(p)
 			return f, st.Size(), err
 		}})

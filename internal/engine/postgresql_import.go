@@ -70,10 +70,14 @@ func (PostgreSQL) BulkLoadSettings(b BulkLoad) []string {
 		"max_locks_per_transaction=1024",
 		fmt.Sprintf("max_connections=%d", jobs+10),
 		"listen_addresses=",
-		"unix_socket_directories=" + b.SocketDir,
+		// Quoted: the setting is a comma-separated list.
+		`unix_socket_directories="` + strings.ReplaceAll(b.SocketDir, `"`, `""`) + `"`,
 		// The log goes to the pod's log, where a failed import is investigated.
 		"logging_collector=off",
 		"log_min_messages=warning",
+		// A failed statement is in the import's report, located and without its values: the log
+		// would show it whole, rows included.
+		"log_min_error_statement=panic",
 	}
 }
 

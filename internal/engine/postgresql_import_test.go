@@ -21,7 +21,7 @@ func TestBulkLoadSettings(t *testing.T) {
 		want map[string]string
 	}{
 		{"4 GiB, one session", BulkLoad{MemoryLimit: 4 << 30, WALBytes: 2 << 30, Jobs: 1, SocketDir: "/run/myaas"},
-			map[string]string{"shared_buffers": "1024MB", "maintenance_work_mem": "1024MB", "max_wal_size": "2048MB", "max_connections": "11", "unix_socket_directories": "/run/myaas"}},
+			map[string]string{"shared_buffers": "1024MB", "maintenance_work_mem": "1024MB", "max_wal_size": "2048MB", "max_connections": "11", "unix_socket_directories": `"/run/myaas"`}},
 		{"4 GiB shared by 4 jobs", BulkLoad{MemoryLimit: 4 << 30, WALBytes: 1 << 30, Jobs: 4, SocketDir: "/s"},
 			map[string]string{"shared_buffers": "1024MB", "maintenance_work_mem": "256MB", "max_connections": "14"}},
 		{"no limit known: the node's memory is not ours", BulkLoad{MemoryLimit: 0, WALBytes: 0, Jobs: 0, SocketDir: "/s"},

@@ -1,0 +1,481 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/myaas/myaas/internal/agentapi"
+	"github.com/myaas/myaas/internal/engine"
+	"github.com/myaas/myaas/internal/testdeps"
+)
+
+// pgTestServer is a PostgreSQL server a test started on its own datadir, reachable through its
+// socket directory only.
+type pgTestServer struct {
+	dir, datadir string
+}
+
+func requirePostgres(t *testing.T) {
+	t.Helper()
+	for _, name := range []string{"postgres", "initdb", "psql", "pg_dump", "pg_restore", "pg_ctl", "vacuumdb"} {
+		if _, err := (engine.PostgreSQL{}).Binary(name); err != nil {
+			testdeps.Missing(t, testdeps.PostgreSQL, "PostgreSQL is not installed (run hack/install-postgresql.sh): "+err.Error())
+		}
+	}
+	if _, err := os.Stat("/usr/share/postgresql/15/extension/hstore.control"); err != nil {
+		testdeps.Missing(t, testdeps.PostgreSQL, "the hstore extension from contrib is not installed")
+	}
+}
+
+// pgTempDir is a directory the server can use when the test runs as root and the server as the
+// postgres user: t.TempDir's parents are private to root.
+func pgTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+// pgTestCommand runs a server-side program as the agent would: as the postgres user under root.
+func pgTestCommand(t *testing.T, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	cred, err := pgCredential()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd, err := pgCommand(context.Background(), engine.PostgreSQL{}, cred, name, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// startPGServer starts pg_ctl on datadir (initialised first when init is set) with its default,
+// durable settings; only where it listens is set.
+func startPGServer(t *testing.T, datadir string, init bool) *pgTestServer {
+	t.Helper()
+	s := &pgTestServer{dir: pgTempDir(t), datadir: datadir}
+	cred, _ := pgCredential()
+	if init {
+		if err := os.MkdirAll(datadir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := ownDirs(cred, datadir); err != nil {
+			t.Fatal(err)
+		}
+		if out, err := pgTestCommand(t, "initdb", (engine.PostgreSQL{}).InitdbArgs(datadir)...).CombinedOutput(); err != nil {
+			t.Fatalf("initdb: %v\n%s", err, out)
+		}
+	}
+	if err := ownDirs(cred, s.dir); err != nil {
+		t.Fatal(err)
+	}
+	logFile := filepath.Join(s.dir, "server.log")
+	out, err := pgTestCommand(t, "pg_ctl", "start", "--wait", "--pgdata="+datadir, "--log="+logFile,
+		"--options=-c listen_addresses= -c unix_socket_directories="+s.dir).CombinedOutput()
+	if err != nil {
+		log, _ := os.ReadFile(logFile)
+		t.Fatalf("pg_ctl start: %v\n%s\n%s", err, out, log)
+	}
+	t.Cleanup(func() {
+		_ = pgTestCommand(t, "pg_ctl", "stop", "--wait", "--mode=fast", "--pgdata="+datadir).Run()
+	})
+	return s
+}
+
+func (s *pgTestServer) log(t *testing.T) string {
+	b, _ := os.ReadFile(filepath.Join(s.dir, "server.log"))
+	return string(b)
+}
+
+func (s *pgTestServer) conn(t *testing.T) *pgx.Conn {
+	t.Helper()
+	cfg, err := pgx.ParseConfig("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Host, cfg.Port, cfg.User, cfg.Database = s.dir, 5432, engine.PostgresSuperuser, "postgres"
+	cfg.TLSConfig, cfg.Fallbacks = nil, nil
+	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func (s *pgTestServer) exec(t *testing.T, sql string) {
+	t.Helper()
+	if _, err := s.conn(t).Exec(context.Background(), sql); err != nil {
+		t.Fatalf("%v\n%s", err, sql)
+	}
+}
+
+// client runs pg_dump, pg_dumpall or psql against the server.
+func (s *pgTestServer) client(t *testing.T, name string, args ...string) []byte {
+	t.Helper()
+	bin, err := (engine.PostgreSQL{}).Binary(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, append([]string{"--host=" + s.dir, "--username=postgres"}, args...)...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", name, err, stderr.String())
+	}
+	return out
+}
+
+// pgSourceSQL builds a database with every kind of object pg_dump writes, and rows with what COPY
+// must escape: tabs, newlines, backslashes, NULs in bytea, non-ASCII text.
+const pgSourceSQL = `
+CREATE EXTENSION hstore;
+CREATE ROLE app_owner NOLOGIN;
+CREATE ROLE reporting LOGIN PASSWORD 'report-secret';
+CREATE SCHEMA shop;
+CREATE TYPE shop.status AS ENUM ('new', 'paid', 'shipped');
+CREATE SEQUENCE shop.invoice_no START 1000;
+SELECT setval('shop.invoice_no', 4242);
+CREATE TABLE shop.customers (
+  id serial PRIMARY KEY, name text NOT NULL, tags text[], attrs hstore, profile jsonb, photo bytea,
+  created timestamptz NOT NULL);
+CREATE INDEX customers_name ON shop.customers (name);
+CREATE TABLE shop.orders (
+  id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer_id int NOT NULL REFERENCES shop.customers,
+  status shop.status NOT NULL, total numeric(10,2), ratio float8, placed date);
+CREATE TABLE shop.audit (order_id bigint, note text);
+CREATE TABLE shop.events (id int, at date NOT NULL, payload jsonb) PARTITION BY RANGE (at);
+CREATE TABLE shop.events_2025 PARTITION OF shop.events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+CREATE TABLE shop.events_2026 PARTITION OF shop.events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01');
+CREATE FUNCTION shop.log_order() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+  -- a body line that looks like a statement of its own:
+  GRANT SELECT ON shop.audit TO
+    nobody_real;
+  INSERT INTO shop.audit VALUES (NEW.id, 'it''s new; really');
+  RETURN NEW;
+END $body$;
+CREATE TRIGGER orders_log AFTER INSERT ON shop.orders FOR EACH ROW EXECUTE FUNCTION shop.log_order();
+ALTER FUNCTION shop.log_order() SET search_path = shop;
+CREATE OR REPLACE FUNCTION shop.log_order() RETURNS trigger LANGUAGE plpgsql AS $body$
+BEGIN
+  INSERT INTO shop.audit VALUES (NEW.id, 'it''s new; really');
+  RETURN NEW;
+END $body$;
+INSERT INTO shop.customers (name, tags, attrs, profile, photo, created)
+  SELECT 'Zoë 李雷 ' || i || E'\ttab\nnewline \\ backslash "quoted" it''s',
+    ARRAY['a' || i, 'b,c', NULL], hstore('k' || i, 'v "' || i), jsonb_build_object('n', i, 'x', 1.0 / 3),
+    decode(repeat(md5(i::text), 8) || '00ff5c0a09', 'hex'), timestamptz '2025-06-01 12:00:00+02' + i * interval '1 hour 7 seconds'
+  FROM generate_series(1, 2000) i;
+INSERT INTO shop.orders (customer_id, status, total, ratio, placed)
+  SELECT i % 2000 + 1, (ARRAY['new', 'paid', 'shipped'])[i % 3 + 1]::shop.status, (i % 1000) * 1.25, i / 7.0, date '2025-01-01' + i % 500
+  FROM generate_series(1, 20000) i;
+INSERT INTO shop.events SELECT i, date '2025-01-01' + i % 700, jsonb_build_object('i', i) FROM generate_series(1, 5000) i;
+CREATE VIEW shop.paid_orders AS SELECT * FROM shop.orders WHERE status = 'paid';
+CREATE MATERIALIZED VIEW shop.totals AS SELECT customer_id, sum(total) AS total FROM shop.orders GROUP BY customer_id;
+COMMENT ON TABLE shop.orders IS 'orders; one line per order';
+COMMENT ON COLUMN shop.customers.attrs IS 'free-form attributes';
+ALTER TABLE shop.customers OWNER TO app_owner;
+GRANT USAGE ON SCHEMA shop TO app_owner;
+GRANT SELECT ON shop.orders TO app_owner;
+GRANT SELECT ON shop.paid_orders TO reporting;
+`
+
+// pgTableChecksums are the row count and a hash of every table's and materialized view's contents:
+// each row hashed, the hashes aggregated in order, with the output settings pinned.
+func pgTableChecksums(t *testing.T, conn *pgx.Conn) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := conn.Exec(ctx, "SET extra_float_digits = 3; SET DateStyle = 'ISO, YMD'; SET TimeZone = 'UTC'; SET bytea_output = 'hex'; SET IntervalStyle = 'postgres'"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := conn.Query(ctx, `SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast' ORDER BY 1`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]string{}
+	for _, table := range tables {
+		var n int64
+		var sum *string
+		q := fmt.Sprintf("SELECT count(*), md5(string_agg(h, '' ORDER BY h)) FROM (SELECT md5(x::text) AS h FROM %s x) r", table)
+		if err := conn.QueryRow(ctx, q).Scan(&n, &sum); err != nil {
+			t.Fatalf("%s: %v", table, err)
+		}
+		s := "<no rows>"
+		if sum != nil {
+			s = *sum
+		}
+		sums[table] = fmt.Sprintf("%d rows, md5 %s", n, s)
+	}
+	return sums
+}
+
+// pgSource starts a server, builds the database and dumps it: globals, plain and custom format.
+func pgSource(t *testing.T) (dir string, sums map[string]string) {
+	t.Helper()
+	src := startPGServer(t, filepath.Join(pgTempDir(t), "source"), true)
+	src.exec(t, pgSourceSQL)
+	sums = pgTableChecksums(t, src.conn(t))
+	if len(sums) != 6 || !strings.HasPrefix(sums["shop.orders"], "20000 rows") {
+		t.Fatalf("source checksums: %v", sums)
+	}
+	dir = t.TempDir()
+	write := func(name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("00-globals.sql", src.client(t, "pg_dumpall", "--globals-only"))
+	write("plain.sql", src.client(t, "pg_dump", "--dbname=postgres"))
+	write("dump.custom", src.client(t, "pg_dump", "--dbname=postgres", "--format=custom"))
+	return dir, sums
+}
+
+// pgImport runs the agent's import of the files matching glob in dir.
+func pgImport(t *testing.T, dir, glob string, extra ...func(*importOptions)) (agentapi.Report, string, error) {
+	t.Helper()
+	base := pgTempDir(t)
+	o := importOptions{
+		engine: "postgresql", datadir: filepath.Join(base, "data"), runDir: filepath.Join(base, "run"),
+		source:         sourceConfig{dir: dir, glob: glob},
+		terminationLog: filepath.Join(base, "termination-log"),
+		serverLog:      io.Discard,
+		logInterval:    time.Hour,
+	}
+	if err := os.MkdirAll(o.runDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range extra {
+		f(&o)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	r, err := importDumps(ctx, o, time.Now)
+	if err != nil {
+		r = failureReport(ctx, err)
+	}
+	return r, o.datadir, err
+}
+
+func TestPostgresImportPlainAndCustom(t *testing.T) {
+	requirePostgres(t)
+	dir, want := pgSource(t)
+	for _, tc := range []struct{ name, glob string }{
+		{"plain SQL with the globals first", "[0p]*.sql"},
+		{"custom archive in parallel", "dump.custom"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv(agentapi.EnvCPULimit, "2")
+			report, datadir, err := pgImport(t, dir, tc.glob)
+			if err != nil || report.Outcome != agentapi.OutcomeSucceeded {
+				t.Fatalf("import: %v %+v", err, report)
+			}
+			if _, err := os.Stat(filepath.Join(datadir, "postmaster.pid")); err == nil {
+				t.Fatal("postmaster.pid left in the datadir")
+			}
+			control := pgTestCommand(t, "pg_controldata", datadir)
+			out, err := control.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "Database cluster state:               shut down\n") {
+				t.Fatalf("pg_controldata: %v\n%s", err, out)
+			}
+			// A plain start with durable settings, as a clone's: no recovery, the same data.
+			srv := startPGServer(t, datadir, false)
+			if log := srv.log(t); strings.Contains(log, "not properly shut down") || strings.Contains(log, "redo starts") {
+				t.Errorf("the imported datadir needed recovery:\n%s", log)
+			}
+			conn := srv.conn(t)
+			got := pgTableChecksums(t, conn)
+			for table, sum := range want {
+				if got[table] != sum {
+					t.Errorf("%s: %s, want %s", table, got[table], sum)
+				}
+			}
+			if len(got) != len(want) {
+				t.Errorf("tables %v, want %v", got, want)
+			}
+			ctx := context.Background()
+			var setting string
+			if err := conn.QueryRow(ctx, "SHOW fsync").Scan(&setting); err != nil || setting != "on" {
+				t.Errorf("fsync = %q (%v): the import's settings reached the datadir", setting, err)
+			}
+			for what, q := range map[string]string{
+				"extension hstore":        "SELECT count(*) FROM pg_extension WHERE extname = 'hstore'",
+				"enum shop.status":        "SELECT count(*) FROM pg_type WHERE typname = 'status' AND typtype = 'e'",
+				"sequence at 4242":        "SELECT count(*) FROM pg_sequences WHERE sequencename = 'invoice_no' AND last_value = 4242",
+				"partitioned shop.events": "SELECT count(*) FROM pg_class WHERE relname = 'events' AND relkind = 'p'",
+				"view shop.paid_orders":   "SELECT count(*) FROM pg_views WHERE viewname = 'paid_orders'",
+				"populated matview":       "SELECT count(*) FROM pg_matviews WHERE matviewname = 'totals' AND ispopulated",
+				"function shop.log_order": "SELECT count(*) FROM pg_proc WHERE proname = 'log_order' AND prosrc LIKE '%really%'",
+				"trigger orders_log":      "SELECT count(*) FROM pg_trigger WHERE tgname = 'orders_log'",
+				"comment on shop.orders":  "SELECT count(*) FROM pg_description WHERE description = 'orders; one line per order'",
+				"index customers_name":    "SELECT count(*) FROM pg_indexes WHERE indexname = 'customers_name'",
+				"statistics (ANALYZE)":    "SELECT count(*) FROM pg_stats WHERE tablename = 'orders' AND attname = 'status' LIMIT 1",
+				"identity continues":      "SELECT count(*) FROM (SELECT 1 FROM pg_sequences WHERE sequencename = 'orders_id_seq' AND last_value = 20000) s",
+			} {
+				var n int
+				if err := conn.QueryRow(ctx, q).Scan(&n); err != nil || n != 1 {
+					t.Errorf("%s: %d (%v)", what, n, err)
+				}
+			}
+			// The trigger works on the loaded data.
+			if _, err := conn.Exec(ctx, "INSERT INTO shop.orders (customer_id, status) VALUES (1, 'new')"); err != nil {
+				var who string
+				var super bool
+				_ = conn.QueryRow(ctx, "SELECT current_user, rolsuper FROM pg_roles WHERE rolname = current_user").Scan(&who, &super)
+				t.Errorf("insert after the load as %s (superuser %v): %v", who, super, err)
+			}
+			var canLogin bool
+			var password *string
+			err = conn.QueryRow(ctx, "SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = 'reporting'").Scan(&canLogin, &password)
+			switch {
+			case strings.HasPrefix(tc.glob, "dump"):
+				// An archive restores no roles: its owners and grants are left out.
+				if err != pgx.ErrNoRows {
+					t.Errorf("role reporting from an archive: %v", err)
+				}
+			case err != nil || canLogin || password != nil:
+				t.Errorf("role reporting from the globals: login %v, password %v (%v)", canLogin, password != nil, err)
+			case report.AccountsDropped != 1:
+				t.Errorf("AccountsDropped = %d, want 1 (reporting)", report.AccountsDropped)
+			default:
+				// The owner the dump names, created by the globals file, owns the table.
+				var owner string
+				if err := conn.QueryRow(ctx, "SELECT tableowner FROM pg_tables WHERE tablename = 'customers'").Scan(&owner); err != nil || owner != "app_owner" {
+					t.Errorf("owner of shop.customers %q (%v), want app_owner", owner, err)
+				}
+			}
+		})
+	}
+}
+
+// TestPostgresImportMissingRole loads a plain dump naming roles nothing creates: they are created
+// unable to log in, and own what the dump gives them.
+func TestPostgresImportMissingRole(t *testing.T) {
+	requirePostgres(t)
+	dir, _ := pgSource(t)
+	report, datadir, err := pgImport(t, dir, "plain.sql")
+	if err != nil {
+		t.Fatalf("import: %v %+v", err, report)
+	}
+	srv := startPGServer(t, datadir, false)
+	var owner string
+	var canLogin bool
+	if err := srv.conn(t).QueryRow(context.Background(), `SELECT t.tableowner, r.rolcanlogin FROM pg_tables t JOIN pg_roles r ON r.rolname = t.tableowner
+		WHERE t.tablename = 'customers'`).Scan(&owner, &canLogin); err != nil || owner != "app_owner" || canLogin {
+		t.Errorf("shop.customers owned by %q, login %v (%v); want app_owner, no login", owner, canLogin, err)
+	}
+	var n int
+	if err := srv.conn(t).QueryRow(context.Background(), "SELECT count(*) FROM pg_roles WHERE rolname IN ('reporting', 'nobody_real')").Scan(&n); err != nil || n != 1 {
+		t.Errorf("roles reporting (a grantee) and nobody_real (named in a function body only): %d, want 1 (%v)", n, err)
+	}
+}
+
+func writeFile(t *testing.T, dir, name string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPostgresImportFailures(t *testing.T) {
+	requirePostgres(t)
+	src, _ := pgSource(t)
+	plain, _ := os.ReadFile(filepath.Join(src, "plain.sql"))
+	custom, _ := os.ReadFile(filepath.Join(src, "dump.custom"))
+	dir := t.TempDir()
+	writeFile(t, dir, "broken.sql", []byte("CREATE TABLE t (id int PRIMARY KEY, secret text);\n"+
+		"INSERT INTO t VALUES (1, 'hunter2');\n\n"+
+		"INSERT INTO no_such_table\n  VALUES (3, 'topsecret');\n"))
+	writeFile(t, dir, "badrow.sql", []byte("CREATE TABLE t (id int PRIMARY KEY, secret text);\n"+
+		"COPY public.t (id, secret) FROM stdin;\n1\tfine\nxyzzy\tswordfish\n\\.\n"))
+	writeFile(t, dir, "syntax.sql", []byte("CREATE TABLE t (id int);\nINSERT INTO t VALUES (1) 'topsecret';\n"))
+	// Cut inside the rows of the largest table: the header is there, the trailer is not.
+	cut := strings.Index(string(plain), "COPY shop.orders")
+	writeFile(t, dir, "truncated.sql", plain[:cut+5000])
+	writeFile(t, dir, "truncated.custom", custom[:len(custom)*6/10])
+	writeFile(t, dir, "empty.sql", nil)
+	writeFile(t, dir, "nothing.sql", []byte("-- only a comment\nSELECT 1;\n"))
+	for _, tc := range []struct {
+		glob, reason string
+		want         []string
+		never        []string
+	}{
+		{"broken.sql", agentapi.ReasonSQLError,
+			[]string{"broken.sql: line 5", `relation "no_such_table" does not exist`, "the statement starts at line 4: INSERT INTO no_such_table"},
+			[]string{"topsecret", "hunter2"}},
+		{"badrow.sql", agentapi.ReasonSQLError,
+			[]string{"badrow.sql: line 4", "invalid input syntax for type integer", "COPY t, row 2", "statement starts at line 2: COPY public.t (id, secret) FROM stdin"},
+			[]string{"xyzzy", "swordfish", "fine"}},
+		{"syntax.sql", agentapi.ReasonSQLError, []string{"syntax.sql: line 2", `syntax error at or near "…"`}, []string{"topsecret"}},
+		{"truncated.sql", agentapi.ReasonTruncatedDump,
+			[]string{"truncated: no '-- PostgreSQL database dump complete' trailer", "pg_dump", "COPY shop.orders"}, nil},
+		{"truncated.custom", agentapi.ReasonTruncatedDump, []string{"truncated.custom", "custom archive"}, nil},
+		{"empty.sql", agentapi.ReasonEmptySource, []string{"empty.sql is empty"}, nil},
+		{"nothing.sql", agentapi.ReasonNoUserTables, []string{"no table"}, nil},
+	} {
+		t.Run(tc.glob, func(t *testing.T) {
+			report, _, err := pgImport(t, dir, tc.glob)
+			if err == nil {
+				t.Fatalf("import succeeded: %+v", report)
+			}
+			if report.Reason != tc.reason || report.Outcome != agentapi.OutcomeFailed {
+				t.Errorf("reason %s %s, want Failed %s: %s", report.Outcome, report.Reason, tc.reason, report.Message)
+			}
+			if len(report.Message) > agentapi.MaxMessageBytes {
+				t.Errorf("message of %d bytes", len(report.Message))
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(report.Message, w) {
+					t.Errorf("message lacks %q: %s", w, report.Message)
+				}
+			}
+			for _, w := range tc.never {
+				if strings.Contains(report.Message, w) {
+					t.Errorf("message quotes row data %q: %s", w, report.Message)
+				}
+			}
+		})
+	}
+}
+
+// TestPostgresPostImportSQL masks data through psql, and a failing statement is the template's.
+func TestPostgresPostImportSQL(t *testing.T) {
+	requirePostgres(t)
+	dir := t.TempDir()
+	writeFile(t, dir, "d.sql", []byte("CREATE TABLE people (id int, email text);\nINSERT INTO people VALUES (1, 'a@real.example');\n"))
+	t.Setenv(agentapi.EnvPostImportSQL, "UPDATE people SET email = 'user' || id || '@example.invalid';")
+	report, datadir, err := pgImport(t, dir, "d.sql")
+	if err != nil {
+		t.Fatalf("import: %v %+v", err, report)
+	}
+	var email string
+	if err := startPGServer(t, datadir, false).conn(t).QueryRow(context.Background(), "SELECT email FROM people").Scan(&email); err != nil || email != "user1@example.invalid" {
+		t.Errorf("email %q (%v): the post-import SQL did not run", email, err)
+	}
+	t.Setenv(agentapi.EnvPostImportSQL, "UPDATE no_such_table SET x = 1;")
+	report, _, err = pgImport(t, dir, "d.sql")
+	if err == nil || report.Reason != agentapi.ReasonPostImportSQL || !strings.Contains(report.Message, "spec.postImportSQL.statements: line 1") {
+		t.Errorf("failing post-import SQL: %v %+v", err, report)
+	}
+}
+

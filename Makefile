@@ -98,8 +98,9 @@ envtest: ## Build kube-apiserver and etcd for envtest from Go modules into bin/k
 	bash hack/build-k8s.sh kube-apiserver etcd
 
 .PHONY: bench-import
-bench-import: build ## Benchmark: the agent's import against a plain `mariadb < dump.sql`.
-	bash hack/bench-import.sh
+# ENGINES=postgresql runs the PostgreSQL rows only; ROWS=2000000 a smaller dump.
+bench-import: build ## Benchmark: the agent's import against `mariadb < dump.sql`, `psql -f dump.sql` and `pg_restore -j`.
+	bash hack/bench-import.sh $(if $(ENGINES),--engines=$(ENGINES)) $(if $(ROWS),--rows=$(ROWS))
 
 .PHONY: bench-provision
 bench-provision: ## Benchmark: kubectl apply to Ready, sequential and concurrent, in the template's namespace and from others, and the disk cost of clones.

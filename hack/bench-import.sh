@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # make bench-import: the agent's import against `mariadb < dump.sql` into a default server, on the
-# same >= 1 GB deterministic dump. Prints both times, MB/s and the ratio. Needs about 6 GB of disk.
+# same >= 1 GB deterministic dump, and for PostgreSQL against `psql -f dump.sql` and `pg_restore -j`
+# on the same data. Prints the times, MB/s and the ratios. Needs about 14 GB of disk.
+# Arguments go to hack/bench-import: --engines=postgresql, --rows=N.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/install-mariadb.sh >/dev/null
+bash hack/install-postgresql.sh >/dev/null
 work=$(mktemp -d /var/tmp/bench-import-XXXXXX)
 # Servers of an interrupted earlier run would keep their datadirs busy.
 pkill -f 'mariadbd --no-defaults --datadir=/var/tmp/bench-import-' 2>/dev/null || true
-trap 'pkill -f "mariadbd --no-defaults --datadir=$work" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'pkill -f "mariadbd --no-defaults --datadir=$work" 2>/dev/null || true; pkill -f "postgres -D $work" 2>/dev/null || true; rm -rf "$work"' EXIT
 go run ./hack/bench-import --myaas=bin/myaas --work="$work" "$@"

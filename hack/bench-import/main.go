@@ -1,6 +1,8 @@
 // Command bench-import measures the agent's import against the way MyAAS users loaded dumps:
-// `mariadb < dump.sql` into a server with default settings. Both load the same deterministic dump
-// of at least 1 GB on this machine, one after the other; the figures are printed, not asserted.
+// `mariadb < dump.sql` into a server with default settings, and for PostgreSQL `psql -f dump.sql`
+// into a default server and pg_restore of a custom-format archive. Each engine loads the same
+// deterministic data of at least 1 GB, one load after the other; the figures are printed, not
+// asserted. --engines=postgresql runs the PostgreSQL rows only.
 package main
 
 import (
@@ -13,6 +15,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -25,6 +29,8 @@ func main() {
 	rows := flag.Int("rows", 14_500_000, "orders in the dump (about 75 bytes each)")
 	work := flag.String("work", "", "work directory (default: a new temporary one, removed at the end)")
 	memory := flag.Int64("memory", 4<<30, "memory limit given to the agent, as in a pod")
+	cpus := flag.Int("cpus", runtime.NumCPU(), "CPU limit given to the agent, as in a pod: pg_restore's jobs")
+	engines := flag.String("engines", "mariadb,postgresql", "engines to measure, comma-separated")
 	flag.Parse()
 
 	dir := *work
@@ -35,8 +41,21 @@ func main() {
 		}
 		defer os.RemoveAll(dir)
 	}
+	for _, engine := range strings.Split(*engines, ",") {
+		switch engine {
+		case "mariadb":
+			benchMariaDB(*myaas, dir, *rows, *memory)
+		case "postgresql":
+			benchPostgreSQL(*myaas, dir, *rows, *memory, *cpus)
+		default:
+			log.Fatalf("--engines: unknown engine %q", engine)
+		}
+	}
+}
+
+func benchMariaDB(myaas, dir string, rows int, memory int64) {
 	dump := filepath.Join(dir, "dump.sql")
-	spec := dumpgen.Spec{Database: "bench", Rows: *rows, Seed: 42, RowsPerInsert: 2000}
+	spec := dumpgen.Spec{Database: "bench", Rows: rows, Seed: 42, RowsPerInsert: 2000}
 	start := time.Now()
 	if err := writeDump(dump, spec); err != nil {
 		log.Fatal(err)
@@ -47,7 +66,7 @@ func main() {
 		dump, size/1e6, spec.Rows, spec.Expect().Customers, time.Since(start).Round(time.Second))
 	want := spec.Expect()
 
-	agent, err := runAgent(*myaas, dir, *memory)
+	agent, err := runAgent(myaas, dir, memory)
 	if err != nil {
 		log.Fatalf("agent import: %v", err)
 	}

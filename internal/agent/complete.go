@@ -36,14 +36,17 @@ func (c *completeness) Write(b []byte) (int, error) {
 	if room := headBytes - len(c.head); room > 0 {
 		c.head = append(c.head, b[:min(room, len(b))]...)
 	}
+	// Kept between tailBytes and twice that, shifted down only when full: writers of one line at
+	// a time must not pay a shift per line.
 	if len(b) >= tailBytes {
 		c.tail = append(c.tail[:0], b[len(b)-tailBytes:]...)
-	} else {
-		if over := len(c.tail) + len(b) - tailBytes; over > 0 {
-			c.tail = append(c.tail[:0], c.tail[over:]...)
-		}
-		c.tail = append(c.tail, b...)
+		return len(b), nil
 	}
+	if len(c.tail)+len(b) > 2*tailBytes {
+		keep := tailBytes - len(b)
+		c.tail = append(c.tail[:0], c.tail[len(c.tail)-keep:]...)
+	}
+	c.tail = append(c.tail, b...)
 	return len(b), nil
 }
 

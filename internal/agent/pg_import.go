@@ -137,7 +137,7 @@ func importPostgres(ctx context.Context, o importOptions, eng engine.PostgreSQL,
 		return agentapi.Report{}, err
 	}
 	ok = true
-	if err := syncDatadir(ctx, eng, o.datadir, cred); err != nil {
+	if err := syncDatadir(o.datadir); err != nil {
 		return agentapi.Report{}, err
 	}
 	if _, err := os.Stat(filepath.Join(o.datadir, "postmaster.pid")); !errors.Is(err, fs.ErrNotExist) {
@@ -282,4 +282,3 @@ func (s *pgServer) analyze(ctx context.Context, jobs int) error {
 	}
 	return nil
 }
-

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -248,6 +250,7 @@ func pgSource(t *testing.T) (dir string, sums map[string]string) {
 	write("00-globals.sql", src.client(t, "pg_dumpall", "--globals-only"))
 	write("plain.sql", src.client(t, "pg_dump", "--dbname=postgres"))
 	write("dump.custom", src.client(t, "pg_dump", "--dbname=postgres", "--format=custom"))
+	src.client(t, "pg_dump", "--dbname=postgres", "--format=directory", "--file="+filepath.Join(dir, "dirdump"))
 	return dir, sums
 }
 
@@ -280,13 +283,27 @@ func pgImport(t *testing.T, dir, glob string, extra ...func(*importOptions)) (ag
 func TestPostgresImportPlainAndCustom(t *testing.T) {
 	requirePostgres(t)
 	dir, want := pgSource(t)
-	for _, tc := range []struct{ name, glob string }{
-		{"plain SQL with the globals first", "[0p]*.sql"},
-		{"custom archive in parallel", "dump.custom"},
+	custom, err := os.ReadFile(filepath.Join(dir, "dump.custom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(custom) }))
+	defer web.Close()
+	overHTTP := func(o *importOptions) {
+		o.source = sourceConfig{url: web.URL + "/dump.custom", stallTimeout: time.Minute}
+	}
+	for _, tc := range []struct {
+		name, glob string
+		opts       []func(*importOptions)
+	}{
+		{"plain SQL with the globals first", "[0p]*.sql", nil},
+		{"custom archive in parallel", "dump.custom", nil},
+		{"directory archive", "dirdump/*", nil},
+		{"custom archive over HTTP and spooled", "", []func(*importOptions){overHTTP}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Setenv(agentapi.EnvCPULimit, "2")
-			report, datadir, err := pgImport(t, dir, tc.glob)
+			report, datadir, err := pgImport(t, dir, tc.glob, tc.opts...)
 			if err != nil || report.Outcome != agentapi.OutcomeSucceeded {
 				t.Fatalf("import: %v %+v", err, report)
 			}
@@ -348,7 +365,7 @@ func TestPostgresImportPlainAndCustom(t *testing.T) {
 			var password *string
 			err = conn.QueryRow(ctx, "SELECT rolcanlogin, rolpassword FROM pg_authid WHERE rolname = 'reporting'").Scan(&canLogin, &password)
 			switch {
-			case strings.HasPrefix(tc.glob, "dump"):
+			case !strings.HasSuffix(tc.glob, ".sql"):
 				// An archive restores no roles: its owners and grants are left out.
 				if err != pgx.ErrNoRows {
 					t.Errorf("role reporting from an archive: %v", err)
@@ -387,6 +404,22 @@ func TestPostgresImportMissingRole(t *testing.T) {
 	var n int
 	if err := srv.conn(t).QueryRow(context.Background(), "SELECT count(*) FROM pg_roles WHERE rolname IN ('reporting', 'nobody_real')").Scan(&n); err != nil || n != 1 {
 		t.Errorf("roles reporting (a grantee) and nobody_real (named in a function body only): %d, want 1 (%v)", n, err)
+	}
+}
+
+// TestPostgresImportKeepsAccounts keeps the login of a role named in spec.import.keepAccounts.
+func TestPostgresImportKeepsAccounts(t *testing.T) {
+	requirePostgres(t)
+	dir, _ := pgSource(t)
+	report, datadir, err := pgImport(t, dir, "[0p]*.sql", func(o *importOptions) { o.keepAccounts = multiFlag{"reporting"} })
+	if err != nil || report.AccountsDropped != 0 {
+		t.Fatalf("import: %v %+v", err, report)
+	}
+	var canLogin, hasPassword bool
+	err = startPGServer(t, datadir, false).conn(t).QueryRow(context.Background(),
+		"SELECT rolcanlogin, rolpassword IS NOT NULL FROM pg_authid WHERE rolname = 'reporting'").Scan(&canLogin, &hasPassword)
+	if err != nil || !canLogin || !hasPassword {
+		t.Errorf("kept role reporting: login %v, password %v (%v)", canLogin, hasPassword, err)
 	}
 }
 
@@ -478,4 +511,3 @@ func TestPostgresPostImportSQL(t *testing.T) {
 		t.Errorf("failing post-import SQL: %v %+v", err, report)
 	}
 }
-

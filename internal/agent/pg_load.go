@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,14 +42,8 @@ type pgLoad struct {
 func (l pgLoad) load(ctx context.Context) error {
 	in := l.in
 	r := bufio.NewReaderSize(in.r, 1<<20)
-	head, _ := r.Peek(64 << 10)
 	args := append(l.srv.clientArgs(), "--dbname="+pgImportDatabase, "--no-psqlrc", "--quiet",
 		"--set=ON_ERROR_STOP=1", "--file=-")
-	if inOneTransaction(head) {
-		// With wal_level=minimal, COPY into a table created in the same transaction writes no WAL:
-		// the table's files are synced at commit instead (a no-op with fsync off).
-		args = append(args, "--single-transaction")
-	}
 	cmd, err := pgCommand(ctx, l.srv.eng, nil, "psql", args...)
 	if err != nil {
 		return err
@@ -70,7 +65,8 @@ func (l pgLoad) load(ctx context.Context) error {
 	}
 	script := newPGScript()
 	var tail completeness
-	copyErr := l.feed(r, script, &tail, stdin)
+	tx := &pgTransactions{}
+	copyErr := l.feed(r, script, &tail, tx, stdin)
 	if copyErr != nil && !isBrokenPipe(copyErr) {
 		abandon()
 		return readFailure(in, script, copyErr)
@@ -80,6 +76,8 @@ func (l pgLoad) load(ctx context.Context) error {
 			abandon()
 			return err
 		}
+		// Only now, the stream being whole: psql would roll back what it holds at its end.
+		_, copyErr = io.WriteString(stdin, script.close()+tx.end())
 	}
 	_ = stdin.Close()
 	waitErr := cmd.Wait()
@@ -95,15 +93,28 @@ func (l pgLoad) load(ctx context.Context) error {
 	return nil
 }
 
-// feed copies the stream to psql line by line, with what psql 15 needs changed on the same line,
-// so that psql's line numbers stay the file's: pg_dump's \restrict and \unrestrict (newer than
-// psql 15) become blank, and a statement naming a role the dump does not create gets that role,
-// unable to log in, created first. Creating roles as they are named, rather than from a scan
+// feed copies the stream to psql line by line, with what the agent adds on the same line, so
+// that psql's line numbers stay the file's: pg_dump's \restrict and \unrestrict (newer than
+// psql 15) become blank; the statements run in transactions (pgTransactions); and a statement
+// naming a role the dump does not create gets that role, unable to log in, created first. Creating roles as they are named, rather than from a scan
 // before the load, keeps the load a single pass over a stream that may come from HTTP or S3.
-func (l pgLoad) feed(r *bufio.Reader, script *pgScript, tail *completeness, w io.Writer) error {
+func (l pgLoad) feed(r *bufio.Reader, script *pgScript, tail *completeness, tx *pgTransactions, w io.Writer) error {
 	bw := bufio.NewWriterSize(w, 1<<20)
 	whole := true // the next read starts a line
 	for {
+		if whole && script.inCopy() {
+			// COPY rows pass in blocks, counted but not looked at line by line: they are most of
+			// a dump, and the agent shares the pod's CPUs with the server.
+			if block := copyRows(r); len(block) > 0 {
+				script.rows(block)
+				_, _ = tail.Write(block)
+				if _, err := bw.Write(block); err != nil {
+					return err
+				}
+				_, _ = r.Discard(len(block))
+				continue
+			}
+		}
 		chunk, err := r.ReadSlice('\n')
 		if len(chunk) > 0 {
 			_, _ = tail.Write(chunk)
@@ -116,8 +127,12 @@ func (l pgLoad) feed(r *bufio.Reader, script *pgScript, tail *completeness, w io
 			} else {
 				switch script.line(chunk) {
 				case lineMeta:
-					if t := bytes.TrimLeft(chunk, " \t"); bytes.HasPrefix(t, []byte(`\restrict`)) || bytes.HasPrefix(t, []byte(`\unrestrict`)) {
+					t := bytes.TrimLeft(chunk, " \t")
+					switch {
+					case bytes.HasPrefix(t, []byte(`\restrict`)) || bytes.HasPrefix(t, []byte(`\unrestrict`)):
 						out = []byte("\n")
+					case pgConnect.Match(t):
+						out = append([]byte(tx.leave()), chunk...)
 					}
 				case lineStatement:
 					out = l.withRoles(chunk)
@@ -125,6 +140,7 @@ func (l pgLoad) feed(r *bufio.Reader, script *pgScript, tail *completeness, w io
 						// pg_dumpall creates every role, the bootstrap superuser too, which exists.
 						out = append([]byte(ensureRoleSQL(roleName(m[1]))), '\n')
 					}
+					out = append([]byte(tx.before(chunk)), out...)
 				}
 			}
 			if _, werr := bw.Write(out); werr != nil {
@@ -140,6 +156,24 @@ func (l pgLoad) feed(r *bufio.Reader, script *pgScript, tail *completeness, w io
 			return err
 		}
 	}
+}
+
+// copyRows is the longest run of whole COPY rows at the start of what r holds, before the \.
+// that ends them; empty when r holds no whole row (a row longer than the buffer, or the \.).
+func copyRows(r *bufio.Reader) []byte {
+	if r.Buffered() == 0 {
+		_, _ = r.Peek(1)
+	}
+	buf, _ := r.Peek(r.Buffered())
+	end := bytes.LastIndexByte(buf, '\n') + 1
+	if bytes.HasPrefix(buf, []byte(`\.`)) {
+		return nil
+	}
+	// A line starting with \. ends the rows (pg_dump writes a row's backslashes doubled).
+	if i := bytes.Index(buf[:end], []byte("\n\\.")); i >= 0 {
+		return buf[:i+1]
+	}
+	return buf[:end]
 }
 
 func (l pgLoad) withRoles(line []byte) []byte {
@@ -159,18 +193,48 @@ func (l pgLoad) withRoles(line []byte) []byte {
 
 var createRole = regexp.MustCompile(`^CREATE ROLE (` + pgName + `);\s*$`)
 
-var oneTransactionBreakers = regexp.MustCompile(`(?mi)^\s*(CREATE DATABASE\b|\\connect\b|\\c\s)`)
+// pgTransactions groups a plain dump's statements into transactions: with wal_level=minimal,
+// COPY into a table created in the same transaction writes no WAL (the table's files are synced
+// at commit instead, a no-op with fsync off), which halves what a load writes. Statements that
+// cannot run in a transaction (CREATE DATABASE in a pg_dump --create dump) and psql's \connect
+// end the transaction; the next statement begins another. BEGIN and COMMIT go on the lines of
+// the statements around them, as psql runs SQL and a backslash command on one line in order.
+type pgTransactions struct{ open bool }
 
-// inOneTransaction says whether a plain dump can load in one transaction: a dump that creates
-// or switches databases cannot (pg_dump --create, pg_dumpall), as CREATE DATABASE refuses to run in one.
-func inOneTransaction(head []byte) bool {
-	if oneTransactionBreakers.Match(head) {
-		return false
+var (
+	pgConnect        = regexp.MustCompile(`^\\(connect|c)(\s|$)`)
+	pgOutsideOfBlock = regexp.MustCompile(`(?i)^\s*((CREATE|DROP)\s+(DATABASE|TABLESPACE)\b|ALTER\s+SYSTEM\b|ALTER\s+DATABASE\b.*\bSET\s+TABLESPACE\b|(CREATE\s+(UNIQUE\s+)?INDEX|REINDEX)\b.*\bCONCURRENTLY\b|VACUUM\b|CLUSTER\b|BEGIN\b|START\s+TRANSACTION\b|COMMIT\b|END\b|ROLLBACK\b|ABORT\b)`)
+)
+
+// before is what goes before the statement starting on line.
+func (t *pgTransactions) before(line []byte) string {
+	if pgOutsideOfBlock.Match(line) {
+		return t.leave()
 	}
-	c := completeness{}
-	_, _ = c.Write(head)
-	// A cluster dump whose head is only its roles may create databases further on.
-	return c.tool() != "pg_dumpall" || len(head) < 64<<10
+	if t.open {
+		return ""
+	}
+	t.open = true
+	return "BEGIN; "
+}
+
+// leave ends the open transaction, if any.
+func (t *pgTransactions) leave() string {
+	if !t.open {
+		return ""
+	}
+	t.open = false
+	return "COMMIT; "
+}
+
+// end is what the stream ends with: the commit of the last transaction, after a ; that closes a
+// last statement without one.
+func (t *pgTransactions) end() string {
+	if !t.open {
+		return ""
+	}
+	t.open = false
+	return ";\nCOMMIT;\n"
 }
 
 var (
@@ -226,7 +290,7 @@ func psqlFailure(in sqlInput, script *pgScript, stderr string) *sqlFailure {
 var (
 	// The server quotes a value after a colon at the end of its message ("invalid input syntax
 	// for type integer: "x""), the token it stopped at after "at or near", and raw bytes.
-	pgTrailingValue = regexp.MustCompile(`: "(?:[^"]|"")*"?\s*$`)
+	pgTrailingValue = regexp.MustCompile(`: ".*$`)
 	pgNearToken     = regexp.MustCompile(`at or near "(?:[^"]|"")*"?`)
 	pgBytes         = regexp.MustCompile(`: 0x[0-9a-fA-F]{2}(?: 0x[0-9a-fA-F]{2})*`)
 )
@@ -296,12 +360,24 @@ func pgArchiveFormat(head []byte) string {
 	return ""
 }
 
-// pgRestore restores an archive (custom, tar or directory) with pg_restore. Owners and grants
-// are left out: the roles they name exist on the source server, not here, and no clone user is
-// one of them.
+// pgRestore restores an archive (custom, tar or directory) with pg_restore, into the database it
+// was dumped from, as a pg_dump --create plain dump does. Owners and grants are left out: the roles
+// they name exist on the source server, not here, and no clone user is one of them.
 func pgRestore(ctx context.Context, srv *pgServer, name, path, format string, jobs int) error {
-	args := append(srv.clientArgs(), "--dbname="+pgImportDatabase,
-		"--no-owner", "--no-privileges", "--no-tablespaces", "--exit-on-error")
+	database, err := archiveDatabase(ctx, srv, name, path, format)
+	if err != nil {
+		return err
+	}
+	args := append(srv.clientArgs(), "--no-owner", "--no-privileges", "--no-tablespaces", "--exit-on-error")
+	exists := false
+	if dbs, err := srv.databases(ctx); err == nil {
+		exists = slices.Contains(dbs, database)
+	}
+	if exists {
+		args = append(args, "--dbname="+database)
+	} else {
+		args = append(args, "--create", "--dbname="+pgImportDatabase)
+	}
 	if jobs > 1 && format != "tar" {
 		// Parallel restore needs to seek: custom and directory archives in a file only.
 		args = append(args, "--jobs="+strconv.Itoa(jobs))
@@ -318,6 +394,27 @@ func pgRestore(ctx context.Context, srv *pgServer, name, path, format string, jo
 		return pgRestoreFailure(name, path, format, stderr.String(), err)
 	}
 	return nil
+}
+
+var archiveDBName = regexp.MustCompile(`(?m)^;\s+dbname: (.+)$`)
+
+// archiveDatabase is the database an archive was dumped from, which its table of contents names.
+func archiveDatabase(ctx context.Context, srv *pgServer, name, path, format string) (string, error) {
+	cmd, err := pgCommand(ctx, srv.eng, nil, "pg_restore", "--list", path)
+	if err != nil {
+		return "", err
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 64 << 10}
+	out, err := cmd.Output()
+	if err != nil {
+		return "", failWith(agentapi.ReasonSourceError, fmt.Errorf("%s: not a readable %s archive: %s", name, format, firstLine(stderr.String())))
+	}
+	m := archiveDBName.FindSubmatch(out)
+	if m == nil {
+		return pgImportDatabase, nil
+	}
+	return string(bytes.TrimSpace(m[1])), nil
 }
 
 var (

@@ -30,6 +30,8 @@ type pgScript struct {
 	copyData   bool   // lines are COPY rows until \.
 	copyLine   int    // the COPY statement's line
 	startsCopy bool   // the statement in progress is COPY … FROM stdin
+	// unended says that the last line seen has no newline yet.
+	unended bool
 }
 
 type pgLine struct {
@@ -63,6 +65,7 @@ func (s *pgScript) line(b []byte) lineKind {
 	slot.line, slot.offset, slot.data = s.lines, s.offset, false
 	slot.prefix = slot.prefix[:0]
 	s.offset += int64(len(b))
+	s.unended = !bytes.HasSuffix(b, []byte("\n"))
 	if s.copyData {
 		slot.data = true
 		if t := bytes.TrimRight(b, "\r\n"); string(t) == `\.` {
@@ -182,6 +185,36 @@ func (s *pgScript) at(n int) (offset int64, stmtLine int, stmt string) {
 	return offset, best.line, elideStatement(best.prefix, len(best.prefix) >= statementPrefix)
 }
 
+func (s *pgScript) inCopy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.copyData
+}
+
+// rows feeds whole COPY rows, none of them the \. that ends them. They are counted, not
+// remembered: a failure in one is located by its line and its COPY statement.
+func (s *pgScript) rows(b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lines += bytes.Count(b, []byte("\n"))
+	s.offset += int64(len(b))
+	s.unended = false
+}
+
+// close is what ends COPY rows that run to the end of the stream, as psql would end them.
+func (s *pgScript) close() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	end := ""
+	if s.unended {
+		end = "\n"
+	}
+	if s.copyData {
+		end += "\\.\n"
+	}
+	return end
+}
+
 func (s *pgScript) position() (lines int, offset int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -267,6 +300,7 @@ func (s *pgScript) more(b []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.offset += int64(len(b))
+	s.unended = !bytes.HasSuffix(b, []byte("\n"))
 	if s.copyData {
 		return
 	}

@@ -78,7 +78,7 @@ func (c *completeness) lastLine() []byte {
 	for {
 		t = bytes.TrimRight(t, " \t\r\n")
 		line := t[bytes.LastIndexByte(t, '\n')+1:]
-		if len(line) == len(t) || !(string(line) == "--" || bytes.HasPrefix(line, []byte(`\unrestrict `))) {
+		if len(line) == len(t) || string(line) != "--" && !bytes.HasPrefix(line, []byte(`\unrestrict `)) {
 			return line
 		}
 		t = t[:len(t)-len(line)]

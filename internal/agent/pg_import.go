@@ -141,7 +141,7 @@ func importPostgres(ctx context.Context, o importOptions, eng engine.PostgreSQL,
 		return agentapi.Report{}, err
 	}
 	if _, err := os.Stat(filepath.Join(o.datadir, "postmaster.pid")); !errors.Is(err, fs.ErrNotExist) {
-		return agentapi.Report{}, fmt.Errorf("postgres left its postmaster.pid after shutting down: a clone would take it for a running server (%v)", err)
+		return agentapi.Report{}, fmt.Errorf("postgres left its postmaster.pid after shutting down: a clone would take it for a running server (%w)", err)
 	}
 	return run.succeeded(o.datadir, locked)
 }
@@ -166,7 +166,7 @@ func pgLoadFile(ctx context.Context, o importOptions, srv *pgServer, f dumpFile,
 	defer closeDump()
 	r := bufio.NewReaderSize(in.r, 64<<10)
 	head, err := r.Peek(512)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return readFailure(in, newPGScript(), err)
 	}
 	format := pgArchiveFormat(head)

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -121,7 +122,7 @@ func (l pgLoad) feed(r *bufio.Reader, script *pgScript, tail *completeness, tx *
 			out := chunk
 			if !whole {
 				script.more(chunk)
-			} else if err == bufio.ErrBufferFull {
+			} else if errors.Is(err, bufio.ErrBufferFull) {
 				// A line longer than the buffer: a COPY row or a literal, never a role's statement.
 				script.line(chunk)
 			} else {
@@ -146,12 +147,12 @@ func (l pgLoad) feed(r *bufio.Reader, script *pgScript, tail *completeness, tx *
 			if _, werr := bw.Write(out); werr != nil {
 				return werr
 			}
-			whole = err != bufio.ErrBufferFull
+			whole = !errors.Is(err, bufio.ErrBufferFull)
 		}
 		switch {
-		case err == io.EOF:
+		case errors.Is(err, io.EOF):
 			return bw.Flush()
-		case err != nil && err != bufio.ErrBufferFull:
+		case err != nil && !errors.Is(err, bufio.ErrBufferFull):
 			_ = bw.Flush()
 			return err
 		}

@@ -97,7 +97,7 @@ func ValidSetting(s string) error {
 		return fmt.Errorf("server option %q: want name=value", s)
 	}
 	for _, c := range name {
-		if !(c == '_' || c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+		if c != '_' && c != '.' && (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
 			return fmt.Errorf("server option %q: %q is not a setting name", s, name)
 		}
 	}

@@ -43,11 +43,11 @@ type importOptions struct {
 func parseImportFlags(args []string) (importOptions, error) {
 	var o importOptions
 	fs := newFlagSet("import")
-	fs.StringVar(&o.engine, agentapi.FlagEngine, "mariadb", "database engine: mariadb or mysql")
+	fs.StringVar(&o.engine, agentapi.FlagEngine, "mariadb", "database engine: mariadb, mysql or postgresql")
 	fs.StringVar(&o.datadir, agentapi.FlagDatadir, agentapi.DataDir, "datadir to create and load")
 	fs.StringVar(&o.runDir, agentapi.FlagRunDir, agentapi.RunDir, "directory for the socket and pid file")
 	fs.StringVar(&o.source.dir, agentapi.FlagSourceDir, agentapi.SourceDir, "mounted volume holding the dumps")
-	fs.StringVar(&o.source.glob, agentapi.FlagSourceGlob, "", "path or glob of the dumps in --source-dir; files load in name order")
+	fs.StringVar(&o.source.glob, agentapi.FlagSourceGlob, "", "path or glob of the dumps in --source-dir; files load in name order, so name a PostgreSQL globals file (pg_dumpall --globals-only) to sort first")
 	fs.StringVar(&o.source.url, agentapi.FlagSourceURL, "", "HTTP(S) URL of a dump")
 	fs.StringVar(&o.source.authDir, agentapi.FlagSourceAuthDir, "", "directory with username, password and headers for the URL")
 	fs.BoolVar(&o.source.httpInsecure, agentapi.FlagSourceInsecure, false, "allow sending the credentials of --source-auth-dir over plain http://")
@@ -58,7 +58,7 @@ func parseImportFlags(args []string) (importOptions, error) {
 	fs.StringVar(&o.source.s3Region, agentapi.FlagS3Region, "", "S3 region")
 	fs.BoolVar(&o.source.s3Insecure, agentapi.FlagS3Insecure, false, "plain HTTP to the S3 endpoint")
 	fs.DurationVar(&o.source.stallTimeout, agentapi.FlagSourceStallTimeout, 2*time.Minute, "fail an HTTP or S3 source that sends nothing for this long")
-	fs.BoolVar(&o.allowMissingTrailer, agentapi.FlagAllowMissingTrailer, false, "load a dump whose header names mysqldump or mariadb-dump even without its '"+dumpTrailer+"' trailer")
+	fs.BoolVar(&o.allowMissingTrailer, agentapi.FlagAllowMissingTrailer, false, "load a dump whose header names mysqldump, mariadb-dump, pg_dump or pg_dumpall even without its trailer ('"+dumpTrailer+"', '-- PostgreSQL database dump complete')")
 	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
 	fs.Var(&o.keepAccounts, agentapi.FlagKeepAccount, "account the dumps created to keep, user or user@host (repeatable); every other is dropped")
 	fs.StringVar(&o.progressAddr, agentapi.FlagProgressAddr, fmt.Sprintf(":%d", agentapi.ProgressPort), "address serving GET "+agentapi.ProgressPath+"; empty disables it")

@@ -137,6 +137,10 @@ func importPostgres(ctx context.Context, o importOptions, eng engine.PostgreSQL,
 		return agentapi.Report{}, err
 	}
 	ok = true
+	// pg_ctl restart would start a clone with the import's settings, which postgres records there.
+	if err := os.Remove(filepath.Join(o.datadir, "postmaster.opts")); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return agentapi.Report{}, fmt.Errorf("remove the import's postmaster.opts: %w", err)
+	}
 	if err := syncDatadir(o.datadir); err != nil {
 		return agentapi.Report{}, err
 	}

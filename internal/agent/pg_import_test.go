@@ -308,8 +308,10 @@ func TestPostgresImportPlainAndCustom(t *testing.T) {
 			if err != nil || report.Outcome != agentapi.OutcomeSucceeded {
 				t.Fatalf("import: %v %+v", err, report)
 			}
-			if _, err := os.Stat(filepath.Join(datadir, "postmaster.pid")); err == nil {
-				t.Fatal("postmaster.pid left in the datadir")
+			for _, f := range []string{"postmaster.pid", "postmaster.opts"} {
+				if _, err := os.Stat(filepath.Join(datadir, f)); err == nil {
+					t.Errorf("%s left in the datadir: a clone would start with the import's settings or not at all", f)
+				}
 			}
 			control := pgTestCommand(t, "pg_controldata", datadir)
 			out, err := control.CombinedOutput()

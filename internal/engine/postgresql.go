@@ -79,6 +79,11 @@ func (p PostgreSQL) connConfig(l Login) (*pgx.ConnConfig, error) {
 		return nil, err
 	}
 	cfg.User, cfg.Password, cfg.Database = l.Username, l.Password, l.Database
+	if cfg.Database == "" {
+		// A login that names no database (the operator's idle check) goes to the maintenance
+		// database rather than, as libpq would, to one named after the role.
+		cfg.Database = PostgresMaintenanceDB
+	}
 	cfg.TLSConfig, cfg.Fallbacks = l.TLS, nil
 	// A server starting on a clone refuses at once or answers in milliseconds: a short dial
 	// timeout keeps one unroutable attempt from holding Ready back by seconds.

@@ -77,10 +77,10 @@ shellcheck: install-shellcheck ## Run shellcheck on every shell script.
 
 # make test installs these dependencies itself, so a test that still finds one missing fails
 # instead of skipping (internal/testdeps). `make test TEST_REQUIRE=` lets them skip again.
-TEST_REQUIRE ?= MYAAS_REQUIRE_MARIADB=1 MYAAS_REQUIRE_BTRFS=1 MYAAS_REQUIRE_ENVTEST=1 MYAAS_REQUIRE_CHART=1
+TEST_REQUIRE ?= MYAAS_REQUIRE_MARIADB=1 MYAAS_REQUIRE_POSTGRES=1 MYAAS_REQUIRE_BTRFS=1 MYAAS_REQUIRE_ENVTEST=1 MYAAS_REQUIRE_CHART=1
 
 .PHONY: test
-test: manifests generate envtest install-test-deps helm kustomize ## Unit, envtest, agent (real MariaDB), CSI sanity and chart tests.
+test: manifests generate envtest install-test-deps helm kustomize ## Unit, envtest, agent (real MariaDB and PostgreSQL), CSI sanity and chart tests.
 	$(TEST_REQUIRE) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m
 
 .PHONY: test-chart
@@ -88,8 +88,9 @@ test-chart: helm kustomize install-prometheus ## The chart alone: helm lint, def
 	MYAAS_REQUIRE_CHART=1 HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./test/chart -count=1 -v
 
 .PHONY: install-test-deps
-install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB server, btrfs tools, promtool).
+install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB and PostgreSQL servers, btrfs tools, promtool).
 	bash hack/install-mariadb.sh
+	bash hack/install-postgres.sh
 	bash hack/install-btrfs.sh
 
 .PHONY: envtest
@@ -99,6 +100,11 @@ envtest: ## Build kube-apiserver and etcd for envtest from Go modules into bin/k
 .PHONY: bench-import
 bench-import: build ## Benchmark: the agent's import against a plain `mariadb < dump.sql`.
 	bash hack/bench-import.sh
+
+.PHONY: bench-clone-start
+bench-clone-start: build ## Benchmark: a PostgreSQL clone's `agent start` against `pg_ctl start` of the same datadir, to a login.
+	go run ./hack/bench-clone-start -agent $(LOCALBIN)/myaas
+	go run ./hack/bench-clone-start -agent $(LOCALBIN)/myaas -prepared=false
 
 .PHONY: bench-provision
 bench-provision: ## Benchmark: kubectl apply to Ready, sequential and concurrent, in the template's namespace and from others, and the disk cost of clones.

@@ -3,13 +3,13 @@ package agent
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -36,7 +36,12 @@ func runPostgresStart(ctx context.Context, eng engine.PostgreSQL, o startOptions
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
 	go followCredentials(watchCtx, secretDirs{o.credentialsDir, o.adminDir}, srv.applied, func(ctx context.Context, _, want engine.Credentials) error {
-		return applyPostgresRoles(ctx, eng, o.runDir, want, o.extraPrivileges)
+		conn, err := eng.SuperuserSession(ctx, pgSocket(o), engine.PostgresMaintenanceDB)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		return applyPostgresRoles(ctx, eng, conn, want, o.extraPrivileges)
 	}, credentialsPoll)
 	select {
 	case err := <-srv.exited:
@@ -113,9 +118,9 @@ func startPostgresClone(ctx context.Context, eng engine.PostgreSQL, o startOptio
 		args = append(args, "-c", s)
 	}
 	// The template's settings come after the agent's, so that they win, but never over where the
-	// server reads its hba file and puts its socket: the instance's logins depend on both.
+	// server reads its hba file, puts its socket and listens: the instance's logins depend on them.
 	args = append(args, extra...)
-	args = append(args, "-c", "hba_file="+hbaFile, "-c", "unix_socket_directories="+o.runDir)
+	args = append(args, "-c", "hba_file="+hbaFile, "-c", "unix_socket_directories="+o.runDir, "-c", "port="+strconv.Itoa(o.port))
 
 	log.Printf("starting %s on %s", filepath.Base(bin), o.datadir)
 	cmd := exec.Command(bin, args...)
@@ -131,23 +136,29 @@ func startPostgresClone(ctx context.Context, eng engine.PostgreSQL, o startOptio
 		<-c.exited
 		return nil, err
 	}
-	if err := waitForPostgres(ctx, eng, o.runDir, c.exited); err != nil {
+	socket := pgSocket(o)
+	conn, err := waitForPostgres(ctx, eng, socket, c.exited)
+	if err != nil {
 		return fail(err)
 	}
-	if err := applyPostgresCredentials(ctx, eng, o.runDir, creds, o.extraPrivileges); err != nil {
+	defer conn.Close(context.WithoutCancel(ctx))
+	if err := applyPostgresCredentials(ctx, eng, conn, socket, creds, o.extraPrivileges); err != nil {
 		return fail(err)
 	}
 	if err := writePostgresHBA(eng, hbaFile, hba, owner); err != nil {
 		return fail(err)
 	}
-	if err := withPostgres(ctx, eng, o.runDir, engine.PostgresMaintenanceDB, func(conn *pgx.Conn) error {
-		_, err := conn.Exec(ctx, "SELECT pg_reload_conf()")
-		return err
-	}); err != nil {
+	if _, err := conn.Exec(ctx, "SELECT pg_reload_conf()"); err != nil {
 		return fail(fmt.Errorf("let the instance's roles in: %w", err))
 	}
 	log.Print("the server lets in the instance's roles with the Secrets' passwords")
 	return c, nil
+}
+
+// pgSocket is the server's socket, which it names after the port it listens on: the instance's
+// port, unless a test gives it another.
+func pgSocket(o startOptions) string {
+	return filepath.Join(o.runDir, ".s.PGSQL."+strconv.Itoa(o.port))
 }
 
 func validatePostgresPrivileges(privs []string) error {
@@ -175,125 +186,76 @@ func writePostgresHBA(eng engine.PostgreSQL, path string, h engine.PostgresHBA, 
 	return nil
 }
 
-// waitForPostgres waits until the server answers on its socket. A clone of a cleanly stopped
-// template needs no recovery, so this is the server's own start-up time.
-func waitForPostgres(ctx context.Context, eng engine.PostgreSQL, runDir string, exited <-chan error) error {
+// waitForPostgres waits until the server answers on its socket and returns a session as
+// postgres in the maintenance database. A clone of a cleanly stopped template needs no recovery,
+// so this is the server's own start-up time.
+func waitForPostgres(ctx context.Context, eng engine.PostgreSQL, socket string, exited <-chan error) (*pgx.Conn, error) {
 	deadline := time.Now().Add(10 * time.Minute) // a clone of a crashed server replays its WAL first
 	for {
-		err := withPostgres(ctx, eng, runDir, engine.PostgresMaintenanceDB, func(*pgx.Conn) error { return nil })
+		conn, err := eng.SuperuserSession(ctx, socket, engine.PostgresMaintenanceDB)
 		if err == nil {
-			return nil
+			return conn, nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("the server did not answer on its socket: %w", err)
+			return nil, fmt.Errorf("the server did not answer on its socket: %w", err)
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("the server exited while starting: %w", errors.Join(err, errors.New("its log above says why")))
+			return nil, fmt.Errorf("the server exited while starting (its log above says why): %w", err)
 		case <-ctx.Done():
-			return ctx.Err()
+			return nil, ctx.Err()
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }
 
-// withPostgres runs f on a connection as postgres over the pod's socket, which the hba file
-// trusts: the agent needs no password of its own.
-func withPostgres(ctx context.Context, eng engine.PostgreSQL, runDir, database string, f func(*pgx.Conn) error) error {
-	cfg, err := pgx.ParseConfig("")
-	if err != nil {
+// applyPostgresCredentials gives the roles the Secrets' passwords, and the application role the
+// instance's database and the dump's databases and objects: through membership of the template's
+// owner when the import left one, else by taking them over one by one.
+func applyPostgresCredentials(ctx context.Context, eng engine.PostgreSQL, conn *pgx.Conn, socket string, c engine.Credentials, extra []string) error {
+	if err := applyPostgresRoles(ctx, eng, conn, c, extra); err != nil {
 		return err
 	}
-	cfg.Host, cfg.Port, cfg.User, cfg.Database = runDir, uint16(eng.Port()), engine.PostgresSuperuser, database
-	cfg.TLSConfig, cfg.Fallbacks, cfg.ConnectTimeout = nil, nil, time.Second
-	if n := pgSocketPort(eng, runDir); n != 0 {
-		cfg.Port = n
-	}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	return f(conn)
-}
-
-// pgSocketPort is the port in the name of the socket the server made in runDir: the server
-// names its socket after the port it listens on, which the template's settings may change.
-func pgSocketPort(eng engine.PostgreSQL, runDir string) uint16 {
-	matches, _ := filepath.Glob(filepath.Join(runDir, ".s.PGSQL.*"))
-	for _, m := range matches {
-		if strings.HasSuffix(m, ".lock") {
-			continue
-		}
-		var n uint16
-		if _, err := fmt.Sscanf(filepath.Base(m), ".s.PGSQL.%d", &n); err == nil {
-			return n
-		}
-	}
-	return 0
-}
-
-// applyPostgresCredentials gives the roles the Secrets' passwords and the application role the
-// instance's database and ownership of the dump's databases and objects.
-func applyPostgresCredentials(ctx context.Context, eng engine.PostgreSQL, runDir string, c engine.Credentials, extra []string) error {
-	if err := applyPostgresRoles(ctx, eng, runDir, c, extra); err != nil {
-		return err
-	}
-	var databases []string
-	err := withPostgres(ctx, eng, runDir, engine.PostgresMaintenanceDB, func(conn *pgx.Conn) error {
-		var exists bool
-		if err := conn.QueryRow(ctx, engine.DatabaseExistsSQL, c.Database).Scan(&exists); err != nil {
-			return err
-		}
-		if !exists {
-			if _, err := conn.Exec(ctx, eng.CreateDatabaseSQL(c.Database, c.Username)); err != nil {
-				return fmt.Errorf("create database %s: %w", c.Database, err)
-			}
-		}
-		rows, err := conn.Query(ctx, engine.AppDatabasesSQL)
-		if err != nil {
-			return err
-		}
-		if databases, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
-			return err
-		}
-		for _, db := range databases {
-			if _, err := conn.Exec(ctx, eng.DatabaseOwnerSQL(db, c.Username)); err != nil {
-				return fmt.Errorf("give %s database %s: %w", c.Username, db, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	var exists, spare, templateOwner bool
+	if err := conn.QueryRow(ctx, engine.DatabaseStateSQL, c.Database).Scan(&exists, &spare, &templateOwner); err != nil {
 		return fmt.Errorf("databases: %w", err)
 	}
-	for _, db := range append([]string{engine.PostgresMaintenanceDB}, databases...) {
-		err := withPostgres(ctx, eng, runDir, db, func(conn *pgx.Conn) error {
-			_, err := conn.Exec(ctx, eng.OwnershipSQL(c.Username))
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("give %s the objects of database %s: %w", c.Username, db, err)
+	switch {
+	case exists:
+	case spare:
+		if _, err := conn.Exec(ctx, eng.ClaimSpareDatabaseSQL(c.Database)); err != nil {
+			return fmt.Errorf("name the spare database %s: %w", c.Database, err)
 		}
+		if _, err := conn.Exec(ctx, eng.DatabaseOwnerSQL(c.Database, c.Username)); err != nil {
+			return fmt.Errorf("give %s database %s: %w", c.Username, c.Database, err)
+		}
+	default:
+		if _, err := conn.Exec(ctx, eng.CreateDatabaseSQL(c.Database, c.Username)); err != nil {
+			return fmt.Errorf("create database %s: %w", c.Database, err)
+		}
+	}
+	if templateOwner {
+		return nil
+	}
+	if err := eng.GiveDumpTo(ctx, socket, c.Username); err != nil {
+		return fmt.Errorf("give %s the dump: %w", c.Username, err)
 	}
 	return nil
 }
 
 // applyPostgresRoles sets the roles' passwords and privileges, at start and whenever the
 // Secrets change. One transaction: a role is never left half-changed.
-func applyPostgresRoles(ctx context.Context, eng engine.PostgreSQL, runDir string, c engine.Credentials, extra []string) error {
+func applyPostgresRoles(ctx context.Context, eng engine.PostgreSQL, conn *pgx.Conn, c engine.Credentials, extra []string) error {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	stmts := eng.RoleSQL(engine.PostgresRoles{Credentials: c, Extra: extra, Salt: scramSalt})
-	err := withPostgres(ctx, eng, runDir, engine.PostgresMaintenanceDB, func(conn *pgx.Conn) error {
-		return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			for _, s := range stmts {
-				if _, err := tx.Exec(ctx, s); err != nil {
-					return fmt.Errorf("%s: %w", statementName(s), err)
-				}
+	err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		for _, s := range stmts {
+			if _, err := tx.Exec(ctx, s); err != nil {
+				return fmt.Errorf("%s: %w", statementName(s), err)
 			}
-			return nil
-		})
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("apply credentials: %w", err)

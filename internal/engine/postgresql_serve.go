@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/pbkdf2"
 	"crypto/sha256"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -16,6 +18,36 @@ import (
 // PostgresMaintenanceDB is the database initdb creates for administration: the agent applies
 // credentials in it, and the operator's admin role logs in to it, as it owns nothing anywhere.
 const PostgresMaintenanceDB = "postgres"
+
+// What an import leaves in a PostgreSQL template so that a clone starts without work that grows
+// with the dump or writes megabytes:
+//   - PostgresTemplateOwner, a role without login, owns every database and object of the dump
+//     (OwnershipSQL and DatabaseOwnerSQL in each database): a clone makes its application role a
+//     member, one statement, instead of changing the owner of every object.
+//   - PostgresSpareDatabase, an empty database: a clone whose instance names a database the dump
+//     has not renames it, where CREATE DATABASE would copy template1 and wait for the disk.
+//
+// A clone of a template without them does both itself, slower.
+const (
+	PostgresTemplateOwner = "myaas_owner"
+	PostgresSpareDatabase = "myaas_spare"
+)
+
+// TemplateOwnerSQL makes PostgresTemplateOwner; idempotent.
+func (PostgreSQL) TemplateOwnerSQL() string {
+	return `DO $myaas$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = ` + pgLiteral(PostgresTemplateOwner) + `) THEN
+    CREATE ROLE ` + pgIdent(PostgresTemplateOwner) + ` NOLOGIN;
+  END IF;
+END
+$myaas$`
+}
+
+// SpareDatabaseSQL makes PostgresSpareDatabase, owned by postgres until a clone claims it.
+func (PostgreSQL) SpareDatabaseSQL() string {
+	return "CREATE DATABASE " + pgIdent(PostgresSpareDatabase) + " TEMPLATE template0"
+}
 
 // PostgresServing is what a clone's server is started with besides its datadir.
 type PostgresServing struct {
@@ -179,6 +211,8 @@ func (PostgreSQL) RoleSQL(r PostgresRoles) []string {
 			memberships = append(memberships, p)
 		}
 	}
+	// The template's owner when the import left one: kept by the revocation, granted below.
+	memberships = append(memberships, PostgresTemplateOwner)
 	stmts := append(loginRoleSQL(r.Username, r.Password, attrs, memberships, r.Salt),
 		loginRoleSQL(r.AdminUsername, r.AdminPassword, nil, []string{"pg_monitor"}, r.Salt)...)
 	keep := []string{PostgresSuperuser, r.Username, r.AdminUsername}
@@ -242,37 +276,60 @@ END
 $myaas$`,
 	}
 	for _, m := range roles {
+		if m == PostgresTemplateOwner {
+			stmts = append(stmts, `DO $myaas$
+BEGIN
+  IF EXISTS (SELECT FROM pg_roles WHERE rolname = `+pgLiteral(m)+`) THEN
+    GRANT `+pgIdent(m)+` TO `+id+`;
+  END IF;
+END
+$myaas$`)
+			continue
+		}
 		stmts = append(stmts, "GRANT "+pgIdent(m)+" TO "+id)
 	}
 	return stmts
 }
 
-// DatabaseExistsSQL takes the database's name as $1. CREATE DATABASE cannot run in a
-// transaction, hence in no DO block: the agent asks first, then creates.
-const DatabaseExistsSQL = "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)"
+// DatabaseStateSQL takes the instance's database as $1 and tells whether it exists, whether
+// the template has a spare database and whether it has PostgresTemplateOwner. CREATE DATABASE
+// cannot run in a transaction, hence in no DO block: the agent asks first, then creates.
+const DatabaseStateSQL = `SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1),
+  EXISTS (SELECT FROM pg_database WHERE datname = '` + PostgresSpareDatabase + `'),
+  EXISTS (SELECT FROM pg_roles WHERE rolname = '` + PostgresTemplateOwner + `')`
+
+// ClaimSpareDatabaseSQL gives the template's spare database the instance's name: no copy, no
+// wait for the disk. Nobody is connected to it, as RENAME requires.
+func (PostgreSQL) ClaimSpareDatabaseSQL(database string) string {
+	return "ALTER DATABASE " + pgIdent(PostgresSpareDatabase) + " RENAME TO " + pgIdent(database)
+}
 
 // CreateDatabaseSQL creates the instance's database when the template has none of that name.
 func (PostgreSQL) CreateDatabaseSQL(database, owner string) string {
 	return "CREATE DATABASE " + pgIdent(database) + " OWNER " + pgIdent(owner)
 }
 
-// AppDatabasesSQL lists the databases the application role gets: every one but the templates
-// and the maintenance database.
-const AppDatabasesSQL = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate AND datname <> '" + PostgresMaintenanceDB + "' ORDER BY datname"
+// AppDatabasesSQL lists the databases the application role gets: every one but the templates,
+// the maintenance database and an unclaimed spare.
+const AppDatabasesSQL = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate AND datname NOT IN ('" +
+	PostgresMaintenanceDB + "', '" + PostgresSpareDatabase + "') ORDER BY datname"
 
-// DatabaseOwnerSQL makes the application role own a database: it may then create schemas in
-// it, and owns the public schema of PostgreSQL 15 and later (owned by pg_database_owner).
+// DatabaseOwnerSQL makes a role own a database: it may then create schemas in it, and owns
+// the public schema of PostgreSQL 15 and later (owned by pg_database_owner). The application
+// role owns its own database, and those of the dump unless PostgresTemplateOwner, of which it is
+// a member, does.
 func (PostgreSQL) DatabaseOwnerSQL(database, owner string) string {
 	return "ALTER DATABASE " + pgIdent(database) + " OWNER TO " + pgIdent(owner)
 }
 
-// OwnershipSQL, run in one database, gives the application role ownership of everything the dump
-// put in its schemas. Grants would not do: ALTER TABLE, DROP, CREATE INDEX, TRUNCATE without
-// grants and migrations in general need the owner, and a developer's clone is theirs to change.
-// Membership in the roles that own the objects would not do either: postgres owns the system
-// catalogs, and a dump role may be a superuser a member could SET ROLE to. Objects of extensions
-// stay their owner's, as do sequences owned by a column (they follow their table). A clone
-// started before pays only the queries: nothing is left to alter.
+// OwnershipSQL, run in one database, gives owner ownership of everything the dump put in its
+// schemas: PostgresTemplateOwner at import, or the application role on a clone of a template
+// without it. Grants would not do: ALTER TABLE, DROP, CREATE INDEX, TRUNCATE without grants and
+// migrations in general need the owner, and a developer's clone is theirs to change. Membership
+// in the roles that own the objects as the dump left them would not do either: postgres owns the
+// system catalogs, and a dump's role may be a superuser a member could SET ROLE to; the template
+// owner is made for this and holds no attribute. Objects of extensions stay their owner's, as do
+// sequences owned by a column (they follow their table). Run again, it pays only the queries.
 func (PostgreSQL) OwnershipSQL(owner string) string {
 	return `DO $myaas$
 DECLARE
@@ -328,3 +385,71 @@ func pgIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
 // pgLiteral writes a string literal; standard_conforming_strings, on since PostgreSQL 9.1, leaves
 // backslashes as they are.
 func pgLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+
+// PrepareTemplate leaves in a freshly imported datadir what lets its clones start fast (see
+// PostgresTemplateOwner and PostgresSpareDatabase). The import runs it as postgres on the
+// server's socket, after the load and the post-import SQL and before the clean shutdown.
+func (p PostgreSQL) PrepareTemplate(ctx context.Context, socket string) error {
+	conn, err := p.SuperuserSession(ctx, socket, PostgresMaintenanceDB)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	if _, err := conn.Exec(ctx, p.TemplateOwnerSQL()); err != nil {
+		return fmt.Errorf("create role %s: %w", PostgresTemplateOwner, err)
+	}
+	if err := p.GiveDumpTo(ctx, socket, PostgresTemplateOwner); err != nil {
+		return err
+	}
+	var spare bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", PostgresSpareDatabase).Scan(&spare); err != nil {
+		return err
+	}
+	if !spare {
+		if _, err := conn.Exec(ctx, p.SpareDatabaseSQL()); err != nil {
+			return fmt.Errorf("create the spare database: %w", err)
+		}
+	}
+	return nil
+}
+
+// GiveDumpTo makes owner own the dump's databases and everything in their schemas and in the
+// maintenance database's (OwnershipSQL), logging in as postgres on the server's socket.
+func (p PostgreSQL) GiveDumpTo(ctx context.Context, socket, owner string) error {
+	conn, err := p.SuperuserSession(ctx, socket, PostgresMaintenanceDB)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, AppDatabasesSQL)
+	if err != nil {
+		return fmt.Errorf("list the databases: %w", err)
+	}
+	databases, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("list the databases: %w", err)
+	}
+	for _, db := range databases {
+		if _, err := conn.Exec(ctx, p.DatabaseOwnerSQL(db, owner)); err != nil {
+			return fmt.Errorf("give database %s to %s: %w", db, owner, err)
+		}
+	}
+	for _, db := range append([]string{PostgresMaintenanceDB}, databases...) {
+		dbConn, err := p.SuperuserSession(ctx, socket, db)
+		if err != nil {
+			return err
+		}
+		_, err = dbConn.Exec(ctx, p.OwnershipSQL(owner))
+		dbConn.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return fmt.Errorf("give the objects of database %s to %s: %w", db, owner, err)
+		}
+	}
+	return nil
+}
+
+// SuperuserSession logs in as postgres on the server's socket, which the pod's hba file trusts:
+// the agent needs no password of its own.
+func (p PostgreSQL) SuperuserSession(ctx context.Context, socket, database string) (*pgx.Conn, error) {
+	return p.connect(ctx, Login{Addr: socket, Username: PostgresSuperuser, Database: database, Timeout: time.Hour})
+}

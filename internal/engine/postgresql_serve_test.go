@@ -132,7 +132,7 @@ func TestPostgresRoleSQL(t *testing.T) {
 			name: "extra privileges",
 			r: PostgresRoles{Credentials: Credentials{Username: "bob", Password: "p", AdminUsername: "myaas_admin", AdminPassword: "a"},
 				Extra: []string{"CREATEDB", "pg_read_all_data", "BYPASSRLS", "pg_read_all_data"}, Salt: salt},
-			want: []string{" NOCREATEROLE ", " CREATEDB NOREPLICATION BYPASSRLS PASSWORD", `GRANT "pg_read_all_data" TO "bob"`, `ARRAY['pg_read_all_data']::name[]`},
+			want: []string{" NOCREATEROLE ", " CREATEDB NOREPLICATION BYPASSRLS PASSWORD", `GRANT "pg_read_all_data" TO "bob"`, `ARRAY['pg_read_all_data', 'myaas_owner']::name[]`},
 		},
 		{
 			name: "quotes in names and a non-ASCII password",

@@ -92,8 +92,9 @@ type Step struct {
 }
 
 // MakeDatadir initialises datadir with superuser postgres, runs steps as postgres and shuts the
-// server down cleanly: what a template volume holds after an import.
-func MakeDatadir(datadir string, steps ...Step) error {
+// server down cleanly: what a template volume holds after an import. prepare has the template
+// prepared for fast clones as the import does (engine.PostgreSQL.PrepareTemplate).
+func MakeDatadir(datadir string, prepare bool, steps ...Step) error {
 	pg := engine.PostgreSQL{}
 	initdb, err := pg.Binary("initdb")
 	if err != nil {
@@ -125,6 +126,9 @@ func MakeDatadir(datadir string, steps ...Step) error {
 		return fmt.Errorf("pg_ctl start: %w\n%s%s", err, out, log)
 	}
 	runErr := runSteps(runDir, steps)
+	if runErr == nil && prepare {
+		runErr = pg.PrepareTemplate(context.Background(), pg.Socket(runDir))
+	}
 	if out, err := Command(pgCtl, "stop", "-w", "-m", "fast", "-D", datadir).CombinedOutput(); err != nil {
 		return fmt.Errorf("pg_ctl stop: %w\n%s", err, out)
 	}

@@ -69,4 +69,6 @@ const (
 	ReasonWaitingForCertificate    = "WaitingForCertificate"
 	ReasonTemplateNotShared        = "TemplateNotShared"
 	ReasonWaitingForSharedSnapshot = "WaitingForSharedSnapshot"
+	// ReasonUserNotSupported: spec.username or spec.extraPrivileges are not for the template's engine.
+	ReasonUserNotSupported = "UserNotSupported"
 )

@@ -7,18 +7,19 @@ import (
 )
 
 // EngineType is the database server family.
-// +kubebuilder:validation:Enum=mariadb;mysql
+// +kubebuilder:validation:Enum=mariadb;mysql;postgresql
 type EngineType string
 
 const (
-	EngineMariaDB EngineType = "mariadb"
-	EngineMySQL   EngineType = "mysql"
+	EngineMariaDB    EngineType = "mariadb"
+	EngineMySQL      EngineType = "mysql"
+	EnginePostgreSQL EngineType = "postgresql"
 )
 
 // EngineSpec selects the database server that imports the dump and serves the clones.
 // +kubebuilder:validation:XValidation:rule="self.type == oldSelf.type",message="engine.type is immutable: create a new DatabaseTemplate to change engines"
 type EngineSpec struct {
-	// Type is the server family: mariadb or mysql.
+	// Type is the server family: mariadb, mysql or postgresql.
 	// +required
 	Type EngineType `json:"type"`
 

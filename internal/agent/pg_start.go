@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -69,11 +68,11 @@ func (c *pgClone) stop() { _ = c.cmd.Process.Signal(syscall.SIGINT) }
 // startPostgresClone prepares the clone, starts its server and returns once the server lets in
 // the instance's roles, with the Secrets' passwords, and no other.
 func startPostgresClone(ctx context.Context, eng engine.PostgreSQL, o startOptions) (*pgClone, error) {
-	if err := validatePostgresPrivileges(o.extraPrivileges); err != nil {
-		return nil, err
-	}
 	creds, err := readCredentials(o.credentialsDir, o.adminDir)
 	if err != nil {
+		return nil, err
+	}
+	if err := eng.ValidateUser(creds.Username, o.extraPrivileges); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(o.datadir, "PG_VERSION")); err != nil {
@@ -159,16 +158,6 @@ func startPostgresClone(ctx context.Context, eng engine.PostgreSQL, o startOptio
 // port, unless a test gives it another.
 func pgSocket(o startOptions) string {
 	return filepath.Join(o.runDir, ".s.PGSQL."+strconv.Itoa(o.port))
-}
-
-func validatePostgresPrivileges(privs []string) error {
-	for i, p := range privs {
-		if !slices.Contains(engine.PostgresExtraPrivileges, p) {
-			return fmt.Errorf("extraPrivileges[%d] %q is not a privilege this operator grants on PostgreSQL: valid values are %s",
-				i, p, strings.Join(engine.PostgresExtraPrivileges, ", "))
-		}
-	}
-	return nil
 }
 
 // writePostgresHBA replaces the hba file at once, so that a reload never reads half of it.

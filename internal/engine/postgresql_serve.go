@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/myaas/myaas/internal/agentapi"
 )
 
 // PostgresMaintenanceDB is the database initdb creates for administration: the agent applies
@@ -158,6 +160,19 @@ var PostgresExtraPrivileges = []string{
 }
 
 var postgresRoleAttributes = []string{"CREATEDB", "REPLICATION", "BYPASSRLS"}
+
+// ValidateUser refuses the roles the server and the operator keep (postgres, the admin role, the
+// template's owner), names PostgreSQL reserves (pg_*), and privileges other than
+// PostgresExtraPrivileges: MySQL's names mean nothing to PostgreSQL.
+func (PostgreSQL) ValidateUser(username string, extraPrivileges []string) error {
+	if slices.Contains([]string{PostgresSuperuser, agentapi.AdminUsername, PostgresTemplateOwner}, username) {
+		return fmt.Errorf("username %q is kept for the server and the operator on PostgreSQL", username)
+	}
+	if strings.HasPrefix(username, "pg_") {
+		return fmt.Errorf("username %q: PostgreSQL keeps names starting with pg_ for its own roles", username)
+	}
+	return validatePrivileges(extraPrivileges, PostgresExtraPrivileges, "PostgreSQL")
+}
 
 // SCRAMVerifier is the form PostgreSQL stores a scram-sha-256 password in (RFC 5802, RFC 7677),
 // which ALTER ROLE … PASSWORD takes as it is: the password itself never reaches the server, so

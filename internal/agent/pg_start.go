@@ -82,6 +82,12 @@ func startPostgresClone(ctx context.Context, eng engine.PostgreSQL, o startOptio
 	if err != nil {
 		return nil, err
 	}
+	// PostgreSQL refuses a datadir others may write, as a volume's fsGroup handling can leave it.
+	if st, err := os.Stat(o.datadir); err == nil && st.Mode().Perm()&^0o750 != 0 {
+		if err := os.Chmod(o.datadir, 0o700); err != nil {
+			return nil, fmt.Errorf("datadir %s has mode %v, which PostgreSQL refuses: %w", o.datadir, st.Mode().Perm(), err)
+		}
+	}
 	// A clean shutdown leaves no pid file; one left by a crash names a process of another pod,
 	// whose number a process of this one may have, and the server would refuse to start.
 	if err := os.Remove(filepath.Join(o.datadir, "postmaster.pid")); err != nil && !os.IsNotExist(err) {

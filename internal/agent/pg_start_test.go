@@ -195,7 +195,7 @@ func TestPostgresCloneLetsInOnlyTheInstancesRoles(t *testing.T) {
 
 func testPostgresClone(t *testing.T, prepared bool) {
 	creds := map[string]string{"username": "alice", "password": "pw-1", "database": "app", "root-password": "root-1"}
-	c := startPGClone(t, prepared, creds)
+	c := startPGClone(t, prepared, creds, agentapi.Flag(agentapi.FlagServerOption, "max_connections=77"))
 	ctx := context.Background()
 
 	// The application user sees the dump's data and owns it: it writes rows and changes tables,
@@ -236,6 +236,17 @@ func testPostgresClone(t *testing.T, prepared bool) {
 		if err := c.login(l[0], l[1], l[2], nil); err == nil {
 			t.Errorf("%s logged in over TCP with %q", l[0], l[1])
 		}
+	}
+	// A clone is durable whatever the import ran with, and reads the pod's hba file.
+	var fsync, fullPageWrites, hbaFile, maxConnections string
+	su := c.superuser(t, "postgres")
+	for setting, dst := range map[string]*string{"fsync": &fsync, "full_page_writes": &fullPageWrites, "hba_file": &hbaFile, "max_connections": &maxConnections} {
+		if err := su.QueryRow(ctx, "SELECT current_setting($1)", setting).Scan(dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fsync != "on" || fullPageWrites != "on" || hbaFile != filepath.Join(c.runDir, pgHBAName) || maxConnections != "77" {
+		t.Fatalf("fsync %s, full_page_writes %s, hba_file %s, max_connections %s (--server-option)", fsync, fullPageWrites, hbaFile, maxConnections)
 	}
 	var legacyLogin bool
 	var legacyPassword *string

@@ -148,8 +148,8 @@ func (p PostgreSQL) Login(ctx context.Context, l Login) error {
 }
 
 // ClientSessions counts client backends that came over TCP: the pod's own logins come through the
-// socket and have no client address. The operator's admin role holds pg_monitor, without which
-// other roles' sessions show no address.
+// socket and have no client address. The operator's admin role holds pg_read_all_stats (see
+// PostgresAdminRole), without which other roles' sessions show no address.
 func (p PostgreSQL) ClientSessions(ctx context.Context, l Login) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout())
 	defer cancel()

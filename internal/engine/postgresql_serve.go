@@ -161,6 +161,11 @@ var PostgresExtraPrivileges = []string{
 
 var postgresRoleAttributes = []string{"CREATEDB", "REPLICATION", "BYPASSRLS"}
 
+// PostgresAdminRole is all the operator's admin role is a member of: the idle check needs every
+// session's client address, which pg_stat_activity shows to it. pg_monitor would add reading
+// every setting (file paths among them) and functions that take locks, which it does not need.
+const PostgresAdminRole = "pg_read_all_stats"
+
 // ValidateUser refuses the roles the server and the operator keep (postgres, the admin role, the
 // template's owner), names PostgreSQL reserves (pg_*), and privileges other than
 // PostgresExtraPrivileges: MySQL's names mean nothing to PostgreSQL.
@@ -229,7 +234,7 @@ func (PostgreSQL) RoleSQL(r PostgresRoles) []string {
 	// The template's owner when the import left one: kept by the revocation, granted below.
 	memberships = append(memberships, PostgresTemplateOwner)
 	stmts := append(loginRoleSQL(r.Username, r.Password, attrs, memberships, r.Salt),
-		loginRoleSQL(r.AdminUsername, r.AdminPassword, nil, []string{"pg_monitor"}, r.Salt)...)
+		loginRoleSQL(r.AdminUsername, r.AdminPassword, nil, []string{PostgresAdminRole}, r.Salt)...)
 	keep := []string{PostgresSuperuser, r.Username, r.AdminUsername}
 	quoted := make([]string, len(keep))
 	for i, k := range keep {

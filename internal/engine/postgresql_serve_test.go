@@ -122,11 +122,11 @@ func TestPostgresRoleSQL(t *testing.T) {
 			r:    PostgresRoles{Credentials: Credentials{Username: "alice", Password: "pencil", AdminUsername: "myaas_admin", AdminPassword: "adm"}, Salt: salt},
 			want: []string{
 				`ALTER ROLE "alice" WITH LOGIN NOSUPERUSER INHERIT NOCREATEROLE CONNECTION LIMIT -1 VALID UNTIL 'infinity' NOCREATEDB NOREPLICATION NOBYPASSRLS PASSWORD 'SCRAM-SHA-256$4096:MDEyMzQ1Njc4OWFiY2RlZg==$nQpbZ77WudtqufPwikHXGRt6g2QJ4zns8bZLw273DRM=:jn2amWP1q1h+jgjy0YTO14S6/F02SV7taipOeB7ef20='`,
-				`GRANT "pg_monitor" TO "myaas_admin"`,
+				`GRANT "pg_read_all_stats" TO "myaas_admin"`,
 				`rolname NOT IN ('postgres', 'alice', 'myaas_admin')`,
 				`ALTER ROLE "postgres" PASSWORD NULL`,
 			},
-			notWant: []string{"pencil", "'adm'", `GRANT "pg_monitor" TO "alice"`},
+			notWant: []string{"pencil", "'adm'", `GRANT "pg_read_all_stats" TO "alice"`, "pg_monitor"},
 		},
 		{
 			name: "extra privileges",

@@ -306,14 +306,14 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 		s.wakeIn(requeueSoon)
 		return err
 	}
-	if ok, err := r.ensureTemplateChild(ctx, s, builder.TemplatePVC(t, ci.Revision), &corev1.PersistentVolumeClaim{}); err != nil || !ok {
+	if _, _, ok, err := ensureTemplateChild(ctx, r, s, builder.TemplatePVC(t, ci.Revision), &corev1.PersistentVolumeClaim{}); err != nil || !ok {
 		return err
 	}
-	job := &batchv1.Job{}
-	if ok, err := r.ensureTemplateChild(ctx, s, want, job); err != nil || !ok {
+	job, made, ok, err := ensureTemplateChild(ctx, r, s, want, &batchv1.Job{})
+	if err != nil || !ok {
 		return err
 	}
-	if job.Name == "" {
+	if made {
 		s.wakeIn(requeueSoon) // just created: the cache catches up
 		return nil
 	}
@@ -372,17 +372,19 @@ func (r *DatabaseTemplateReconciler) aboutToCreate(ctx context.Context, t *myaas
 	return lci != nil && lci.Revision == ci.Revision && lci.Attempt == ci.Attempt && lci.Phase == ci.Phase, nil
 }
 
-// ensureTemplateChild creates a child of the template unless it exists, and says whether the one
-// that exists may be used. Children of a deleted template of the same name are waited out.
-func (r *DatabaseTemplateReconciler) ensureTemplateChild(ctx context.Context, s *templatePass, want, existing client.Object) (bool, error) {
+// ensureTemplateChild creates want, a child of the template, unless it exists, and says whether
+// the one that exists (read into blank) may be used, and whether this call made it. Children of a
+// deleted template of the same name are waited out.
+func ensureTemplateChild[P client.Object](ctx context.Context, r *DatabaseTemplateReconciler, s *templatePass, want, blank P) (obj P, made, ok bool, err error) {
 	t := s.t
-	own, err := ensureChild(ctx, r.Client, r.uncached(), t, templateKind, want, existing)
+	obj, made, own, err := ensureChild(ctx, r.Client, r.uncached(), client.ObjectKeyFromObject(want), blank, controlledBy(t, templateKind),
+		func() (P, error) { return want, nil })
 	if err != nil || own == owned {
-		return err == nil, err
+		return obj, made, err == nil, err
 	}
 	if own == pending {
 		s.wakeIn(requeueSoon)
-		return false, nil
+		return obj, false, false, nil
 	}
 	msg := fmt.Sprintf("%T %s exists and belongs to %s: waiting for it to be deleted", want, want.GetName(), map[ownership]string{
 		stale: "a deleted template of the same name", foreign: "another owner; delete or rename it",
@@ -393,7 +395,7 @@ func (r *DatabaseTemplateReconciler) ensureTemplateChild(ctx context.Context, s 
 	}
 	ci.HoldReason, ci.HoldMessage = myaasv1.ReasonStaleChildren, msg
 	s.wakeIn(2 * time.Second)
-	return false, nil
+	return obj, false, false, nil
 }
 
 // importPod is the newest pod of the import Job, or nil.

@@ -317,7 +317,7 @@ func runPostImport(ctx context.Context, eng engine.MySQLFamily, srv *server, fil
 func postImportFailure(err error) error {
 	var f *importFailure
 	if errors.As(err, &f) && f.reason == agentapi.ReasonSQLError {
-		return failWith(agentapi.ReasonPostImportSQL, err)
+		return failWith(agentapi.ReasonPostImportSQLFailed, err)
 	}
 	return err
 }

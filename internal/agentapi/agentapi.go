@@ -196,17 +196,17 @@ const (
 
 // Reasons of a failed or interrupted import, for conditions and events.
 const (
-	ReasonNoSourceFile   = "NoSourceFile"
-	ReasonEmptySource    = "EmptySource"
-	ReasonTruncatedDump  = "TruncatedDump"
-	ReasonNoUserTables   = "NoUserTables"
-	ReasonSQLError       = "SQLError"
-	ReasonSourceError    = "SourceError"
-	ReasonSourceStalled  = "SourceStalled"
-	ReasonPostImportSQL  = "PostImportSQLFailed"
-	ReasonServerError    = "ServerError"
-	ReasonAgentStopped   = "AgentStopped"
-	ReasonInvalidOptions = "InvalidOptions"
+	ReasonNoSourceFile        = "NoSourceFile"
+	ReasonEmptySource         = "EmptySource"
+	ReasonTruncatedDump       = "TruncatedDump"
+	ReasonNoUserTables        = "NoUserTables"
+	ReasonSQLError            = "SQLError"
+	ReasonSourceError         = "SourceError"
+	ReasonSourceStalled       = "SourceStalled"
+	ReasonPostImportSQLFailed = "PostImportSQLFailed"
+	ReasonServerError         = "ServerError"
+	ReasonAgentStopped        = "AgentStopped"
+	ReasonInvalidOptions      = "InvalidOptions"
 )
 
 // MaxMessageBytes bounds a failure message: it goes into status and events, and a longer one

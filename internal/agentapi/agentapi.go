@@ -194,7 +194,10 @@ const (
 	OutcomeInterrupted Outcome = "Interrupted"
 )
 
-// Reasons of a failed or interrupted import, for conditions and events.
+// Reasons of a failed or interrupted import, for conditions and events. The API's catalogue
+// (api/v1alpha1, conditions.go) holds the same list, documented for users; this package does not
+// import it, to keep the Kubernetes libraries out of the agent. TestReasonsAreTheAPIs keeps the
+// two equal.
 const (
 	ReasonNoSourceFile        = "NoSourceFile"
 	ReasonEmptySource         = "EmptySource"

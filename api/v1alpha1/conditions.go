@@ -55,8 +55,10 @@ const (
 	// ReasonNoSourceFile: the source yields no file (no match in the volume, an empty S3 prefix,
 	// an HTTP 404).
 	ReasonNoSourceFile = "NoSourceFile"
-	// ReasonEmptySource: a file of the source is empty (0 bytes).
+	// ReasonEmptySource: a file of the source is empty (0 bytes), or decompresses to nothing.
 	ReasonEmptySource = "EmptySource"
+	// ReasonEmptyResponse: an HTTP source answered 200 with an empty body.
+	ReasonEmptyResponse = "EmptyResponse"
 	// ReasonTruncatedDump: a dump whose header names mysqldump or mariadb-dump lacks their
 	// closing "-- Dump completed" line, or a compressed file ends early.
 	ReasonTruncatedDump = "TruncatedDump"

@@ -201,6 +201,7 @@ const (
 const (
 	ReasonNoSourceFile        = "NoSourceFile"
 	ReasonEmptySource         = "EmptySource"
+	ReasonEmptyResponse       = "EmptyResponse"
 	ReasonTruncatedDump       = "TruncatedDump"
 	ReasonNoUserTables        = "NoUserTables"
 	ReasonSQLError            = "SQLError"

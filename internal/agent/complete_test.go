@@ -123,6 +123,9 @@ func TestImportRefusesIncompleteAndEmptySources(t *testing.T) {
 	stall := 300 * time.Millisecond
 	stalled := make(chan struct{})
 	gzShop := gz(t, shop)
+	// No header names a dump tool: only the compressed stream can tell that it was cut.
+	handWrittenGz := gz(t, []byte("CREATE DATABASE plain;\nCREATE TABLE plain.t (id INT, note VARCHAR(40));\n"+
+		strings.Repeat("INSERT INTO plain.t VALUES (1,'a note that compresses poorly: 8f3a'),(2,'x');\n", 20000)))
 	httpSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/empty.sql.gz":
@@ -169,6 +172,8 @@ func TestImportRefusesIncompleteAndEmptySources(t *testing.T) {
 		{"cut after a whole statement, trailer not required", append(fromDir("shop.sql", atBoundary), optOut), agentapi.OutcomeSucceeded, "", nil},
 		{"cut inside an INSERT, trailer not required", append(fromDir("shop.sql.gz", gz(t, midStatement)), optOut), agentapi.OutcomeFailed, agentapi.ReasonSQLError,
 			[]string{fmt.Sprintf("shop.sql.gz: line %d (byte ", insertLine), " of the decompressed SQL): ERROR 1064 (42000): ", "near '…'", "statement starts: INSERT INTO `orders` VALUES (…)"}},
+		{"hand-written SQL, its gzip cut short", fromDir("plain.sql.gz", handWrittenGz[:len(handWrittenGz)/2]), agentapi.OutcomeFailed, agentapi.ReasonTruncatedDump,
+			[]string{"plain.sql.gz: ", "the compressed stream ends early"}},
 		{"0-byte file", fromDir("shop.sql", nil), agentapi.OutcomeFailed, agentapi.ReasonEmptySource, []string{"shop.sql is empty: 0 bytes"}},
 		{"gzip of nothing", fromDir("shop.sql.gz", gz(t, nil)), agentapi.OutcomeFailed, agentapi.ReasonEmptySource,
 			[]string{"shop.sql.gz holds no SQL: 0 bytes after decompressing its "}},

@@ -90,7 +90,7 @@ test-chart: helm kustomize install-prometheus ## The chart alone: helm lint, def
 .PHONY: install-test-deps
 install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB and PostgreSQL servers, btrfs tools, promtool).
 	bash hack/install-mariadb.sh
-	bash hack/install-postgres.sh
+	bash hack/install-postgresql.sh
 	bash hack/install-btrfs.sh
 
 .PHONY: envtest
@@ -189,9 +189,12 @@ test-e2e: ## End-to-end suite on the local cluster (brings it up and down unless
 test-install: helm kustomize install-prometheus ## Install tests on the local cluster: helm install/upgrade/uninstall, metrics through Prometheus, dist/install.yaml.
 	HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) bash hack/test-install.sh
 
+# ENGINE=postgresql runs the demo on PostgreSQL.
+ENGINE ?= mariadb
+
 .PHONY: demo
-demo: ## Local cluster, operator, a template and an instance, and a real query against it.
-	bash hack/demo.sh
+demo: ## Local cluster, operator, a template and an instance, and a real query against it (ENGINE=mariadb|postgresql).
+	ENGINE=$(ENGINE) bash hack/demo.sh
 
 ##@ Deployment
 

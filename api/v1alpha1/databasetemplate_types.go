@@ -23,8 +23,9 @@ type EngineSpec struct {
 	// +required
 	Type EngineType `json:"type"`
 
-	// Version of the server, used to choose the default image (e.g. "11.4", "8.4").
-	// Defaults to the engine's current LTS.
+	// Version of the server, used to choose the default image (mariadb:<version>, mysql:<version>,
+	// postgres:<version>; e.g. "11.4", "8.4", "17"). Defaults to the engine's current LTS or, for
+	// PostgreSQL, its newest major version.
 	// +optional
 	// +kubebuilder:validation:MaxLength=32
 	Version string `json:"version,omitempty"`
@@ -34,8 +35,9 @@ type EngineSpec struct {
 	// +optional
 	Image string `json:"image,omitempty"`
 
-	// Config holds server options (as in my.cnf, without leading dashes) for the import and for
-	// every instance, e.g. {"max_connections": "500"}.
+	// Config holds server options for the import and for every instance, e.g.
+	// {"max_connections": "500"}: my.cnf names without leading dashes for MariaDB and MySQL,
+	// postgresql.conf names for PostgreSQL.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
 	Config map[string]string `json:"config,omitempty"`
@@ -187,7 +189,10 @@ type ImportSpec struct {
 	SnapshotTimeout *metav1.Duration `json:"snapshotTimeout,omitempty"`
 	// AllowMissingTrailer accepts dumps whose header names mysqldump or mariadb-dump but that do
 	// not end with their "-- Dump completed" trailer: hand-edited SQL. Without it such a dump is
-	// taken for a truncated one and fails the import.
+	// taken for a truncated one and fails the import. Only files whose first lines name one of
+	// those two tools are checked: other SQL, mydumper's included (it writes neither a header nor
+	// a trailer into its files, only its metadata file marks a finished dump), loads without the
+	// check. A compressed file cut short fails either way.
 	// +optional
 	AllowMissingTrailer bool `json:"allowMissingTrailer,omitempty"`
 	// KeepFailedVolume keeps the half-loaded volume of a failed import and its Job (with the

@@ -273,7 +273,7 @@ func loadFile(ctx context.Context, eng engine.MySQLFamily, srv *server, f dumpFi
 	// A 0-byte file is no dump: not even the decompressor's header is there to be checked.
 	raw := bufio.NewReaderSize(counted, 64<<10)
 	if _, err := raw.Peek(1); err == io.EOF {
-		return failWith(agentapi.ReasonEmptySource, fmt.Errorf("%s is empty: 0 bytes", f.Name))
+		return f.emptyFailure()
 	} else if err != nil {
 		return failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
 	}
@@ -317,7 +317,7 @@ func runPostImport(ctx context.Context, eng engine.MySQLFamily, srv *server, fil
 func postImportFailure(err error) error {
 	var f *importFailure
 	if errors.As(err, &f) && f.reason == agentapi.ReasonSQLError {
-		return failWith(agentapi.ReasonPostImportSQL, err)
+		return failWith(agentapi.ReasonPostImportSQLFailed, err)
 	}
 	return err
 }

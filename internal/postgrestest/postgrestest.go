@@ -29,7 +29,7 @@ func Binary(t testing.TB, name string) string {
 	t.Helper()
 	p, err := engine.PostgreSQL{}.Binary(name)
 	if err != nil {
-		testdeps.Missing(t, testdeps.Postgres, err.Error()+": install postgresql-15 (make install-test-deps)")
+		testdeps.Missing(t, testdeps.PostgreSQL, err.Error()+": install postgresql-15 (make install-test-deps)")
 	}
 	return p
 }

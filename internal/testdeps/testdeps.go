@@ -16,11 +16,10 @@ import (
 type Dep string
 
 const (
-	MariaDB Dep = "MARIADB"
-	// Postgres is PostgreSQL's server programs (postgres, initdb, pg_ctl).
-	Postgres Dep = "POSTGRES"
-	Btrfs    Dep = "BTRFS"
-	Envtest  Dep = "ENVTEST"
+	MariaDB    Dep = "MARIADB"
+	PostgreSQL Dep = "POSTGRES"
+	Btrfs      Dep = "BTRFS"
+	Envtest    Dep = "ENVTEST"
 )
 
 // Env is the name of the variable that makes d required.

@@ -102,6 +102,11 @@ envtest: ## Build kube-apiserver and etcd for envtest from Go modules into bin/k
 bench-import: build ## Benchmark: the agent's import against `mariadb < dump.sql`, `psql -f dump.sql` and `pg_restore -j`.
 	bash hack/bench-import.sh $(if $(ENGINES),--engines=$(ENGINES)) $(if $(ROWS),--rows=$(ROWS))
 
+.PHONY: bench-clone-start
+bench-clone-start: build ## Benchmark: a PostgreSQL clone's `agent start` against `pg_ctl start` of the same datadir, to a login.
+	go run ./hack/bench-clone-start -agent $(LOCALBIN)/myaas
+	go run ./hack/bench-clone-start -agent $(LOCALBIN)/myaas -prepared=false
+
 .PHONY: bench-provision
 bench-provision: ## Benchmark: kubectl apply to Ready, sequential and concurrent, in the template's namespace and from others, and the disk cost of clones.
 	bash hack/bench-provision.sh

@@ -189,7 +189,10 @@ type ImportSpec struct {
 	SnapshotTimeout *metav1.Duration `json:"snapshotTimeout,omitempty"`
 	// AllowMissingTrailer accepts dumps whose header names mysqldump or mariadb-dump but that do
 	// not end with their "-- Dump completed" trailer: hand-edited SQL. Without it such a dump is
-	// taken for a truncated one and fails the import.
+	// taken for a truncated one and fails the import. Only files whose first lines name one of
+	// those two tools are checked: other SQL, mydumper's included (it writes neither a header nor
+	// a trailer into its files, only its metadata file marks a finished dump), loads without the
+	// check. A compressed file cut short fails either way.
 	// +optional
 	AllowMissingTrailer bool `json:"allowMissingTrailer,omitempty"`
 	// KeepFailedVolume keeps the half-loaded volume of a failed import and its Job (with the

@@ -126,6 +126,10 @@ func importPostgres(ctx context.Context, o importOptions, eng engine.PostgreSQL,
 	if err := markAccountsDropped(o.datadir); err != nil {
 		return agentapi.Report{}, err
 	}
+	// After the roles are locked: the template's owner role it makes never logs in anyway.
+	if err := eng.PrepareTemplate(ctx, eng.Socket(o.runDir)); err != nil {
+		return agentapi.Report{}, fmt.Errorf("prepare the template for fast clones: %w", err)
+	}
 	if err := srv.analyze(ctx, jobs); err != nil {
 		return agentapi.Report{}, err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
+	"github.com/myaas/myaas/internal/postgrestest"
 	"github.com/myaas/myaas/internal/testdeps"
 )
 
@@ -30,9 +31,7 @@ type pgTestServer struct {
 func requirePostgres(t *testing.T) {
 	t.Helper()
 	for _, name := range []string{"postgres", "initdb", "psql", "pg_dump", "pg_restore", "pg_ctl", "vacuumdb"} {
-		if _, err := (engine.PostgreSQL{}).Binary(name); err != nil {
-			testdeps.Missing(t, testdeps.PostgreSQL, "PostgreSQL is not installed (run hack/install-postgresql.sh): "+err.Error())
-		}
+		postgrestest.Binary(t, name)
 	}
 	if _, err := os.Stat("/usr/share/postgresql/15/extension/hstore.control"); err != nil {
 		testdeps.Missing(t, testdeps.PostgreSQL, "the hstore extension from contrib is not installed")
@@ -40,14 +39,12 @@ func requirePostgres(t *testing.T) {
 }
 
 // pgTempDir is a directory the server can use when the test runs as root and the server as the
-// postgres user: t.TempDir's parents are private to root.
+// postgres user.
 func pgTempDir(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for d := dir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
-		if err := os.Chmod(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
+	if err := postgrestest.Give(dir); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
@@ -55,15 +52,7 @@ func pgTempDir(t *testing.T) string {
 // pgTestCommand runs a server-side program as the agent would: as the postgres user under root.
 func pgTestCommand(t *testing.T, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	cred, err := pgCredential()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd, err := pgCommand(context.Background(), engine.PostgreSQL{}, cred, name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cmd
+	return postgrestest.Command(postgrestest.Binary(t, name), args...)
 }
 
 // startPGServer starts pg_ctl on datadir (initialised first when init is set) with its default,
@@ -106,13 +95,7 @@ func (s *pgTestServer) log(t *testing.T) string {
 
 func (s *pgTestServer) conn(t *testing.T) *pgx.Conn {
 	t.Helper()
-	cfg, err := pgx.ParseConfig("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Host, cfg.Port, cfg.User, cfg.Database = s.dir, 5432, engine.PostgresSuperuser, "postgres"
-	cfg.TLSConfig, cfg.Fallbacks = nil, nil
-	conn, err := pgx.ConnectConfig(context.Background(), cfg)
+	conn, err := postgrestest.Connect(context.Background(), s.dir, 5432, "postgres")
 	if err != nil {
 		t.Fatal(err)
 	}

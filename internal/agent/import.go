@@ -227,24 +227,11 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 		}
 	}
 
-	t.setStep(agentapi.StepPostImport)
-	if err := runPostImport(o.postImportFile, func(in sqlInput) error { return loadStream(ctx, eng, srv.socket, in) }); err != nil {
-		t.setStep(agentapi.StepFailed)
-		return agentapi.Report{}, err
-	}
-	if err := srv.requireUserTables(ctx); err != nil {
-		t.setStep(agentapi.StepFailed)
-		return agentapi.Report{}, err
-	}
-	// Before the clean shutdown: no clone ever has an account the dumps brought.
-	accountsDropped, err := srv.dropForeignAccounts(ctx, o.keepAccounts, initialAccounts)
+	accountsDropped, err := afterLoad(ctx, o, t,
+		func(in sqlInput) error { return loadStream(ctx, eng, srv.socket, in) },
+		srv.requireUserTables,
+		func(ctx context.Context) (int, error) { return srv.dropForeignAccounts(ctx, o.keepAccounts, initialAccounts) })
 	if err != nil {
-		return agentapi.Report{}, err
-	}
-	if accountsDropped > 0 {
-		log.Printf("dropped %d accounts the dumps created", accountsDropped)
-	}
-	if err := markAccountsDropped(o.datadir); err != nil {
 		return agentapi.Report{}, err
 	}
 	if err := srv.exec(ctx, eng.AfterLoadSQL()...); err != nil {
@@ -256,6 +243,30 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	}
 	ok = true
 	return run.succeeded(o.datadir, accountsDropped)
+}
+
+// afterLoad is what an import of any engine does once the dumps are in: the template's
+// post-import SQL through load, the check that the dumps held tables, and, before the clean
+// shutdown, the dumps' accounts dropped or locked, so that no clone ever has one.
+func afterLoad(ctx context.Context, o importOptions, t *tracker, load func(sqlInput) error,
+	requireUserTables func(context.Context) error, dropAccounts func(context.Context) (int, error)) (int, error) {
+	t.setStep(agentapi.StepPostImport)
+	if err := runPostImport(o.postImportFile, load); err != nil {
+		t.setStep(agentapi.StepFailed)
+		return 0, err
+	}
+	if err := requireUserTables(ctx); err != nil {
+		t.setStep(agentapi.StepFailed)
+		return 0, err
+	}
+	n, err := dropAccounts(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if n > 0 {
+		log.Printf("%d accounts the dumps created can no longer log in", n)
+	}
+	return n, markAccountsDropped(o.datadir)
 }
 
 // succeeded is the report of an import that loaded everything and shut the server down cleanly.

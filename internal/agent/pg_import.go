@@ -101,29 +101,11 @@ func importPostgres(ctx context.Context, o importOptions, eng engine.PostgreSQL,
 		}
 	}
 
-	t.setStep(agentapi.StepPostImport)
-	psqlLoad := func(in sqlInput) error { return pgLoad{srv: srv, in: in, ensured: ensured}.load(ctx) }
-	if err := runPostImport(o.postImportFile, psqlLoad); err != nil {
-		t.setStep(agentapi.StepFailed)
-		return agentapi.Report{}, err
-	}
-	databases, err := srv.databases(ctx)
+	locked, err := afterLoad(ctx, o, t,
+		func(in sqlInput) error { return pgLoad{srv: srv, in: in, ensured: ensured}.load(ctx) },
+		srv.requireUserTables,
+		func(ctx context.Context) (int, error) { return srv.lockForeignRoles(ctx, o.keepAccounts, initialRoles) })
 	if err != nil {
-		return agentapi.Report{}, err
-	}
-	if err := srv.requireUserTables(ctx, databases); err != nil {
-		t.setStep(agentapi.StepFailed)
-		return agentapi.Report{}, err
-	}
-	// Before the clean shutdown: no clone ever has a login the dumps brought.
-	locked, err := srv.lockForeignRoles(ctx, o.keepAccounts, initialRoles)
-	if err != nil {
-		return agentapi.Report{}, err
-	}
-	if locked > 0 {
-		log.Printf("%d roles the dumps created can no longer log in", locked)
-	}
-	if err := markAccountsDropped(o.datadir); err != nil {
 		return agentapi.Report{}, err
 	}
 	// After the roles are locked: the template's owner role it makes never logs in anyway.
@@ -257,7 +239,11 @@ func (s *pgServer) lockForeignRoles(ctx context.Context, keep, initial []string)
 
 // requireUserTables fails a load that left nothing to clone: dumps of the wrong database, or only
 // of roles, would otherwise replace the last good revision with an empty one.
-func (s *pgServer) requireUserTables(ctx context.Context, databases []string) error {
+func (s *pgServer) requireUserTables(ctx context.Context) error {
+	databases, err := s.databases(ctx)
+	if err != nil {
+		return err
+	}
 	for _, db := range databases {
 		conn, err := s.connect(ctx, db)
 		if err != nil {

@@ -230,7 +230,9 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	accountsDropped, err := afterLoad(ctx, o, t,
 		func(in sqlInput) error { return loadStream(ctx, eng, srv.socket, in) },
 		srv.requireUserTables,
-		func(ctx context.Context) (int, error) { return srv.dropForeignAccounts(ctx, o.keepAccounts, initialAccounts) })
+		func(ctx context.Context) (int, error) {
+			return srv.dropForeignAccounts(ctx, o.keepAccounts, initialAccounts)
+		})
 	if err != nil {
 		return agentapi.Report{}, err
 	}

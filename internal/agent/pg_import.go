@@ -101,8 +101,14 @@ func importPostgres(ctx context.Context, o importOptions, eng engine.PostgreSQL,
 		}
 	}
 
+	postImportDB, err := srv.postImportDatabase(ctx)
+	if err != nil {
+		return agentapi.Report{}, err
+	}
 	locked, err := afterLoad(ctx, o, t,
-		func(in sqlInput) error { return pgLoad{srv: srv, in: in, ensured: ensured}.load(ctx) },
+		func(in sqlInput) error {
+			return pgLoad{srv: srv, in: in, ensured: ensured, database: postImportDB}.load(ctx)
+		},
 		srv.requireUserTables,
 		func(ctx context.Context) (int, error) { return srv.lockForeignRoles(ctx, o.keepAccounts, initialRoles) })
 	if err != nil {

@@ -492,6 +492,23 @@ func TestPostgresPostImportSQL(t *testing.T) {
 	if err := startPGServer(t, datadir, false).conn(t).QueryRow(context.Background(), "SELECT email FROM people").Scan(&email); err != nil || email != "user1@example.invalid" {
 		t.Errorf("email %q (%v): the post-import SQL did not run", email, err)
 	}
+	// A dump that makes its own database (pg_dump --create): the masking statement names its
+	// tables as a user would, without \connect.
+	writeFile(t, dir, "shop.sql", []byte("CREATE DATABASE shop;\n\\connect shop\nCREATE TABLE people (id int, email text);\nINSERT INTO people VALUES (2, 'b@real.example');\n"))
+	report, datadir, err = pgImport(t, dir, "shop.sql")
+	if err != nil {
+		t.Fatalf("import into the dump's database: %v %+v", err, report)
+	}
+	server := startPGServer(t, datadir, false)
+	conn, err := postgrestest.Connect(context.Background(), server.dir, 5432, "shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if err := conn.QueryRow(context.Background(), "SELECT email FROM people").Scan(&email); err != nil || email != "user2@example.invalid" {
+		t.Errorf("email %q (%v): the post-import SQL did not run in the dump's database", email, err)
+	}
+
 	t.Setenv(agentapi.EnvPostImportSQL, "UPDATE no_such_table SET x = 1;")
 	report, _, err = pgImport(t, dir, "d.sql")
 	if err == nil || report.Reason != agentapi.ReasonPostImportSQLFailed || !strings.Contains(report.Message, "spec.postImportSQL.statements: line 1") {

@@ -34,6 +34,9 @@ type pgLoad struct {
 	in  sqlInput
 	// ensured are the roles already made sure of, across the files of an import.
 	ensured map[string]bool
+	// database psql starts in; the import's own database when empty. A dump names its own with
+	// \connect, post-import SQL runs where the dumps left their data.
+	database string
 }
 
 // load pipes SQL into psql, which runs it exactly as a restore by hand would (COPY rows, psql's
@@ -43,7 +46,11 @@ type pgLoad struct {
 func (l pgLoad) load(ctx context.Context) error {
 	in := l.in
 	r := bufio.NewReaderSize(in.r, 1<<20)
-	args := append(l.srv.clientArgs(), "--dbname="+pgImportDatabase, "--no-psqlrc", "--quiet",
+	database := l.database
+	if database == "" {
+		database = pgImportDatabase
+	}
+	args := append(l.srv.clientArgs(), "--dbname="+database, "--no-psqlrc", "--quiet",
 		"--set=ON_ERROR_STOP=1", "--file=-")
 	cmd, err := pgCommand(ctx, l.srv.eng, nil, "psql", args...)
 	if err != nil {

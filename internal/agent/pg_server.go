@@ -184,6 +184,26 @@ func (s *pgServer) databases(ctx context.Context) ([]string, error) {
 	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
+// postImportDatabase is where the template's post-import SQL starts: the one database the dumps
+// created, as a masking statement names the dump's tables, or the import's own when they created
+// none or several (the SQL then picks one with \connect).
+func (s *pgServer) postImportDatabase(ctx context.Context) (string, error) {
+	all, err := s.databases(ctx)
+	if err != nil {
+		return "", err
+	}
+	var created []string
+	for _, db := range all {
+		if db != pgImportDatabase && db != engine.PostgresSpareDatabase {
+			created = append(created, db)
+		}
+	}
+	if len(created) == 1 {
+		return created[0], nil
+	}
+	return pgImportDatabase, nil
+}
+
 // shutdown is a fast shutdown: clients are disconnected, and a shutdown checkpoint writes every
 // change to the data files, so a clone starts without recovery and finds no postmaster.pid.
 func (s *pgServer) shutdown(ctx context.Context) error {

@@ -58,6 +58,7 @@ func parseImportFlags(args []string) (importOptions, error) {
 	fs.StringVar(&o.source.s3Region, agentapi.FlagS3Region, "", "S3 region")
 	fs.BoolVar(&o.source.s3Insecure, agentapi.FlagS3Insecure, false, "plain HTTP to the S3 endpoint")
 	fs.DurationVar(&o.source.stallTimeout, agentapi.FlagSourceStallTimeout, 2*time.Minute, "fail an HTTP or S3 source that sends nothing for this long")
+	fs.StringVar(&o.source.format, agentapi.FlagSourceFormat, agentapi.SourceFormatAuto, "auto (by content), sql or mariadb-backup (a physical backup: xbstream, tar or directory)")
 	fs.BoolVar(&o.allowMissingTrailer, agentapi.FlagAllowMissingTrailer, false, "load a dump whose header names mysqldump or mariadb-dump even without its '"+dumpTrailer+"' trailer")
 	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
 	fs.Var(&o.keepAccounts, agentapi.FlagKeepAccount, "account the dumps created to keep, user or user@host (repeatable); every other is dropped")
@@ -69,7 +70,19 @@ func parseImportFlags(args []string) (importOptions, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	switch o.source.format {
+	case agentapi.SourceFormatAuto, agentapi.SourceFormatSQL, agentapi.SourceFormatMariaDBBackup:
+	default:
+		return o, fmt.Errorf("--%s=%q: want %s, %s or %s", agentapi.FlagSourceFormat, o.source.format, agentapi.SourceFormatAuto, agentapi.SourceFormatSQL, agentapi.SourceFormatMariaDBBackup)
+	}
 	return o, nil
+}
+
+func (o importOptions) serverLogOrStderr() io.Writer {
+	if o.serverLog == nil {
+		return os.Stderr
+	}
+	return o.serverLog
 }
 
 func runImport(ctx context.Context, args []string) error {
@@ -160,6 +173,14 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	if err != nil {
 		return agentapi.Report{}, err
 	}
+	files, backup, err := detectPhysical(ctx, o.source, files)
+	if err != nil {
+		return agentapi.Report{}, err
+	}
+	if backup != nil {
+		t.setTotal(files[0].Size)
+		return importPhysical(ctx, o, eng, extra, t, backup, started, now)
+	}
 	var total int64
 	for _, f := range files {
 		total += f.Size
@@ -168,10 +189,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 
 	var agentSum string
 	if o.keepAgent != "" {
-		if err := Install(o.keepAgent); err != nil {
-			return agentapi.Report{}, fmt.Errorf("keep the agent in the template volume: %w", err)
-		}
-		if agentSum, err = FileSHA256(o.keepAgent); err != nil {
+		if agentSum, err = keepAgent(o.keepAgent); err != nil {
 			return agentapi.Report{}, err
 		}
 	}
@@ -183,11 +201,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 		return agentapi.Report{}, err
 	}
 	opts := append(eng.BulkLoadOptions(bufferPoolSize(), logBytes), extra...)
-	serverLog := o.serverLog
-	if serverLog == nil {
-		serverLog = os.Stderr
-	}
-	srv, err := startServer(ctx, eng, o.datadir, o.runDir, opts, serverLog)
+	srv, err := startServer(ctx, eng, o.datadir, o.runDir, opts, o.serverLogOrStderr())
 	if err != nil {
 		return agentapi.Report{}, err
 	}
@@ -213,34 +227,58 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 		}
 	}
 
+	accountsDropped, err := finishImport(ctx, o, eng, srv, t, initialAccounts)
+	if err != nil {
+		return agentapi.Report{}, err
+	}
+	ok = true
+	return succeeded(o, t, len(files), started, now, agentSum, accountsDropped)
+}
+
+// keepAgent copies the agent into the template volume and returns its checksum.
+func keepAgent(path string) (string, error) {
+	if err := Install(path); err != nil {
+		return "", fmt.Errorf("keep the agent in the template volume: %w", err)
+	}
+	return FileSHA256(path)
+}
+
+// finishImport runs the post-import SQL on the loaded server, checks that it holds tables, drops
+// the accounts the source brought and shuts the server down cleanly. It returns how many
+// accounts it dropped that are not in initial.
+func finishImport(ctx context.Context, o importOptions, eng engine.MySQLFamily, srv *server, t *tracker, initial []engine.Account) (int, error) {
 	t.setStep(agentapi.StepPostImport)
 	if err := runPostImport(ctx, eng, srv, o.postImportFile); err != nil {
 		t.setStep(agentapi.StepFailed)
-		return agentapi.Report{}, err
+		return 0, err
 	}
 	if err := srv.requireUserTables(ctx); err != nil {
 		t.setStep(agentapi.StepFailed)
-		return agentapi.Report{}, err
+		return 0, err
 	}
 	// Before the clean shutdown: no clone ever has an account the dumps brought.
-	accountsDropped, err := srv.dropForeignAccounts(ctx, o.keepAccounts, initialAccounts)
+	accountsDropped, err := srv.dropForeignAccounts(ctx, o.keepAccounts, initial)
 	if err != nil {
-		return agentapi.Report{}, err
+		return 0, err
 	}
 	if accountsDropped > 0 {
 		log.Printf("dropped %d accounts the dumps created", accountsDropped)
 	}
 	if err := markAccountsDropped(o.datadir); err != nil {
-		return agentapi.Report{}, err
+		return 0, err
 	}
 	if err := srv.exec(ctx, eng.AfterLoadSQL()...); err != nil {
-		return agentapi.Report{}, fmt.Errorf("finish bulk load: %w", err)
+		return 0, fmt.Errorf("finish bulk load: %w", err)
 	}
 	t.setStep(agentapi.StepShuttingDown)
 	if err := srv.shutdown(ctx); err != nil {
-		return agentapi.Report{}, err
+		return 0, err
 	}
-	ok = true
+	return accountsDropped, nil
+}
+
+// succeeded is the report of an import whose server has shut down cleanly.
+func succeeded(o importOptions, t *tracker, files int, started time.Time, now func() time.Time, agentSum string, accountsDropped int) (agentapi.Report, error) {
 	t.setStep(agentapi.StepDone)
 	size, err := dirSize(o.datadir)
 	if err != nil {
@@ -249,7 +287,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	return agentapi.Report{
 		Outcome:         agentapi.OutcomeSucceeded,
 		BytesRead:       t.snapshot().BytesDone,
-		Files:           len(files),
+		Files:           files,
 		DurationSeconds: now().Sub(started).Seconds(),
 		DatadirBytes:    size,
 		AgentSHA256:     agentSum,

@@ -26,6 +26,10 @@ type dumpFile struct {
 	// Empty is the failure of a file that opens with 0 bytes, for a source where that is more
 	// than an empty file (an HTTP server's answer); nil: an empty file.
 	Empty func() error
+	// Dir is set instead of Open for a directory holding a physical backup.
+	Dir string
+	// closeHeld closes a body opened ahead (to look at its content) that no one loaded.
+	closeHeld func()
 }
 
 // emptyFailure is why f, opened with 0 bytes, is no dump.
@@ -36,9 +40,18 @@ func (f dumpFile) emptyFailure() error {
 	return failWith(agentapi.ReasonEmptySource, fmt.Errorf("%s is empty: 0 bytes", f.Name))
 }
 
+// discard closes what was opened of f ahead of loading it.
+func (f dumpFile) discard() {
+	if f.closeHeld != nil {
+		f.closeHeld()
+	}
+}
+
 // sourceConfig is the template's source, as flags.
 type sourceConfig struct {
-	dir, glob          string
+	dir, glob string
+	// format is one of agentapi's SourceFormat values.
+	format             string
 	url, authDir       string
 	httpInsecure       bool
 	s3Endpoint, bucket string
@@ -74,10 +87,14 @@ func dirFiles(dir, glob string) ([]dumpFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", m, err)
 		}
+		rel, _ := filepath.Rel(dir, m)
 		if st.IsDir() {
+			// A directory is a source only when it holds a physical backup.
+			if findFile(m, checkpointsFiles) != "" {
+				files = append(files, dumpFile{Name: rel, Dir: m})
+			}
 			continue
 		}
-		rel, _ := filepath.Rel(dir, m)
 		p := m
 		files = append(files, dumpFile{Name: rel, Size: st.Size(), Open: func(context.Context) (io.ReadCloser, int64, error) {
 			f, err := os.Open(p)

@@ -80,7 +80,7 @@ func detectPhysical(ctx context.Context, c sourceConfig, files []dumpFile) ([]du
 		}
 		br := bufio.NewReaderSize(body, 256<<10)
 		head, err := br.Peek(64 << 10)
-		if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
+		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
 			body.Close()
 			return nil, nil, failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", first.Name, err))
 		}

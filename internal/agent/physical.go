@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/myaas/myaas/internal/agentapi"
 	"github.com/myaas/myaas/internal/engine"
 )
@@ -66,6 +68,11 @@ func detectPhysical(ctx context.Context, c sourceConfig, files []dumpFile) ([]du
 		return files, nil, nil
 	}
 	first := files[0]
+	for _, f := range files[1:] {
+		if f.Dir != "" {
+			return nil, nil, failWith(agentapi.ReasonInvalidBackup, fmt.Errorf("%s is a physical backup's directory, and a template takes one backup: the source matches %d files and directories; name just the backup", f.Name, len(files)))
+		}
+	}
 	local := c.glob != ""
 	var found *physicalBackup
 	switch {
@@ -250,7 +257,24 @@ func importPhysical(ctx context.Context, o importOptions, eng engine.MySQLFamily
 		return agentapi.Report{}, err
 	}
 	ok = true
+	// The server flushed only the files it wrote to; the extracted ones may still be in the page
+	// cache, which a block-level snapshot of the volume does not see.
+	if err := syncFilesystem(o.datadir); err != nil {
+		return agentapi.Report{}, err
+	}
 	return succeeded(o, t, 1, started, now, agentSum, accountsDropped)
+}
+
+func syncFilesystem(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("flush the datadir %s to its volume: %w", dir, err)
+	}
+	return nil
 }
 
 // resetRootSQL gives root@localhost what an SQL import's datadir has: every privilege and no

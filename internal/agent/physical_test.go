@@ -244,6 +244,13 @@ func TestPhysicalBackupFailures(t *testing.T) {
 		{"backup from a newer server", func(t *testing.T) (string, string) {
 			return writeSource(t, "backup.tar", newer(t)), "backup.tar"
 		}, "", agentapi.ReasonBackupFromNewerServer, []string{"backup.tar comes from a newer server", "99.1.2-MariaDB", "server is " + serverVersion}},
+		{"a backup directory beside a dump", func(t *testing.T) (string, string) {
+			dir := extracted(t, stream)
+			if err := os.WriteFile(filepath.Join(filepath.Dir(dir), "a.sql"), []byte("CREATE DATABASE x;\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return filepath.Dir(dir), "*"
+		}, "", agentapi.ReasonInvalidBackup, []string{"backup is a physical backup's directory", "matches 2 files and directories"}},
 		{"SQL named a backup", func(t *testing.T) (string, string) {
 			return writeSource(t, "dump.sql", []byte("CREATE DATABASE x;\n")), "dump.sql"
 		}, agentapi.SourceFormatMariaDBBackup, agentapi.ReasonInvalidBackup, []string{"spec.source.format is mariadb-backup but dump.sql is neither"}},

@@ -65,7 +65,7 @@ type sourceConfig struct {
 func (c sourceConfig) files(ctx context.Context) ([]dumpFile, error) {
 	switch {
 	case c.glob != "":
-		return dirFiles(c.dir, c.glob)
+		return dirFiles(c.dir, c.glob, c.format != agentapi.SourceFormatSQL)
 	case c.url != "":
 		return httpFiles(c.url, c.authDir, c.httpInsecure, c.stallTimeout)
 	case c.bucket != "":
@@ -74,8 +74,9 @@ func (c sourceConfig) files(ctx context.Context) ([]dumpFile, error) {
 	return nil, fmt.Errorf("no source: set --source-glob, --source-url or --s3-bucket")
 }
 
-// dirFiles lists the files matching glob under dir, in name order.
-func dirFiles(dir, glob string) ([]dumpFile, error) {
+// dirFiles lists the files matching glob under dir, in name order, and the directories holding
+// a physical backup if backups are wanted.
+func dirFiles(dir, glob string, backups bool) ([]dumpFile, error) {
 	matches, err := filepath.Glob(filepath.Join(dir, glob))
 	if err != nil {
 		return nil, fmt.Errorf("source path %q: %w", glob, err)
@@ -90,7 +91,7 @@ func dirFiles(dir, glob string) ([]dumpFile, error) {
 		rel, _ := filepath.Rel(dir, m)
 		if st.IsDir() {
 			// A directory is a source only when it holds a physical backup.
-			if findFile(m, checkpointsFiles) != "" {
+			if backups && findFile(m, checkpointsFiles) != "" {
 				files = append(files, dumpFile{Name: rel, Dir: m})
 			}
 			continue

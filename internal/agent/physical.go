@@ -501,7 +501,7 @@ func readBackupMeta(datadir, name string) (backupMeta, error) {
 	var m backupMeta
 	cp := findFile(datadir, checkpointsFiles)
 	if cp == "" {
-		return m, failWith(agentapi.ReasonInvalidBackup, fmt.Errorf("%s is incomplete: it holds no %s, which a backup tool writes last: the backup was cut short or did not finish", name, strings.Join(checkpointsFiles, " or ")))
+		return m, failWith(agentapi.ReasonInvalidBackup, fmt.Errorf("%s is incomplete: it holds no %s, which a backup tool writes last: the backup was cut short, did not finish, or is no mariadb-backup or XtraBackup backup", name, strings.Join(checkpointsFiles, " or ")))
 	}
 	checkpoints, err := readKeyValues(cp)
 	if err != nil {

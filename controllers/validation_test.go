@@ -63,6 +63,12 @@ func TestAPIRejectsBadInputAtApplyTime(t *testing.T) {
 		}, "exactly one of s3.key or s3.prefix must be set"},
 		{"no revisions retained", func(d *myaasv1.DatabaseTemplate) { d.Spec.RetainRevisions = -1 },
 			"spec.retainRevisions"},
+		{"physical backup on PostgreSQL", func(d *myaasv1.DatabaseTemplate) {
+			d.Spec.Engine.Type = myaasv1.EnginePostgreSQL
+			d.Spec.Source.Format = myaasv1.SourceFormatMariaDBBackup
+		}, "source.format mariadb-backup needs engine.type mariadb (or mysql, with XtraBackup)"},
+		{"unknown source format", func(d *myaasv1.DatabaseTemplate) { d.Spec.Source.Format = "xtrabackup" },
+			`spec.source.format: Unsupported value: "xtrabackup"`},
 		{"root kept from the dump", func(d *myaasv1.DatabaseTemplate) { d.Spec.Import.KeepAccounts = []string{"reporting", "root@%"} },
 			"keepAccounts must not name root"},
 	}
@@ -83,6 +89,11 @@ func TestAPIRejectsBadInputAtApplyTime(t *testing.T) {
 		SecretRef: &corev1.LocalObjectReference{Name: "dump-auth"}, Insecure: true}
 	if err := k8s.Create(bg, allowed); err != nil {
 		t.Fatalf("a valid source was refused: %v", err)
+	}
+	backup := validTemplate(ns, "physical-backup")
+	backup.Spec.Source.Format = myaasv1.SourceFormatMariaDBBackup
+	if err := k8s.Create(bg, backup); err != nil {
+		t.Fatalf("a mariadb-backup source was refused: %v", err)
 	}
 
 	// Immutable fields.

@@ -139,7 +139,7 @@ build_s3server() {
 suite=bookworm
 server_id=999
 # debootstrap's --include takes a comma-separated list.
-declare -A engine_packages=([mariadb]='mariadb-server,mariadb-client' [postgresql]='postgresql-15')
+declare -A engine_packages=([mariadb]='mariadb-server,mariadb-client,mariadb-backup' [postgresql]='postgresql-15')
 # Bump when an engine's post-processing below changes, so its cached root filesystem is rebuilt.
 declare -A engine_recipe=([mariadb]=2 [postgresql]=3)
 postgresql_bin=/usr/lib/postgresql/15/bin
@@ -189,6 +189,12 @@ finish_mariadb_rootfs() { # rootfs
   # mariadbd's default socket directory; Debian creates it at service start, not at install.
   install -d -m 0755 -o $server_id -g $server_id "$r/run/mysqld"
   chroot --userspec=$server_id:$server_id "$r" mariadbd --version >&2
+  # Physical backups as template sources need the backup tool and its stream extractor (which
+  # cannot run here: mariadb-backup needs /proc).
+  local tool
+  for tool in mariadb-backup mbstream; do
+    [ -x "$r/usr/bin/$tool" ] || { echo "no /usr/bin/$tool in the MariaDB rootfs" >&2; return 1; }
+  done
 }
 
 finish_postgresql_rootfs() { # rootfs

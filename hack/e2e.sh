@@ -26,8 +26,9 @@ fi
 if [ $started = 0 ]; then
   # A cluster brought up before the NetworkPolicy enforcer was part of it gets it now.
   bash "$root/hack/dev-cluster.sh" netpol
-  # postgresql too: a cluster up from before the PostgreSQL image existed gets it (cached: seconds).
-  bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server postgresql
+  # postgresql too: a cluster up from before the PostgreSQL image existed gets it (cached: seconds);
+  # mariadb, rebuilt when its package list changes (mariadb-backup was added).
+  bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server postgresql mariadb
 fi
 deploy_operator
 # Another build of the manager (another version, so another binary), for the test that redeploys

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Installs Debian's MariaDB server and client for the agent and controller tests, idempotently.
+# Installs Debian's MariaDB server, client and backup tool for the agent and controller tests,
+# idempotently.
 # The tests start their own servers on temporary datadirs; the packaged service must not run.
 set -euo pipefail
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
+command -v mariadb-backup >/dev/null 2>&1 || need+=(mariadb-backup)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

@@ -83,6 +83,18 @@ const (
 	ReasonAgentStopped = "AgentStopped"
 	// ReasonInvalidOptions: the import Job gave the agent options it cannot use.
 	ReasonInvalidOptions = "InvalidOptions"
+	// ReasonBackupToolMissing: the source is a physical backup and the engine image lacks
+	// mariadb-backup or mbstream (or XtraBackup's tools, for MySQL); the message names the image.
+	ReasonBackupToolMissing = "BackupToolMissing"
+	// ReasonInvalidBackup: a physical backup is cut short (mbstream fails, or its checkpoints
+	// file is missing), is not a backup although spec.source.format says so, or is one of several
+	// files.
+	ReasonInvalidBackup = "InvalidBackup"
+	// ReasonBackupFromNewerServer: a physical backup comes from a newer release series than the
+	// image's server; the message names both versions.
+	ReasonBackupFromNewerServer = "BackupFromNewerServer"
+	// ReasonBackupPrepareFailed: mariadb-backup --prepare failed on the backup.
+	ReasonBackupPrepareFailed = "BackupPrepareFailed"
 )
 
 // Reasons of DatabaseInstance conditions.

@@ -43,7 +43,17 @@ type EngineSpec struct {
 	Config map[string]string `json:"config,omitempty"`
 }
 
-// DumpSource says where the SQL dumps come from. Exactly one source must be set.
+// SourceFormat says what a source holds.
+// +kubebuilder:validation:Enum=sql;mariadb-backup
+type SourceFormat string
+
+const (
+	SourceFormatSQL           SourceFormat = "sql"
+	SourceFormatMariaDBBackup SourceFormat = "mariadb-backup"
+)
+
+// DumpSource says where the SQL dumps or the physical backup come from. Exactly one source must
+// be set.
 // +kubebuilder:validation:XValidation:rule="(has(self.persistentVolumeClaim) ? 1 : 0) + (has(self.http) ? 1 : 0) + (has(self.s3) ? 1 : 0) == 1",message="exactly one of source.persistentVolumeClaim, source.http or source.s3 must be set"
 type DumpSource struct {
 	// PersistentVolumeClaim holding dump files.
@@ -55,6 +65,20 @@ type DumpSource struct {
 	// S3 reads one object, or every object under a prefix in name order, from S3-compatible storage.
 	// +optional
 	S3 *S3DumpSource `json:"s3,omitempty"`
+	// Format of the source. Unset, the import tells by content: a physical backup is one
+	// mariadb-backup or XtraBackup xbstream (its chunks start with "XBSTCK01"), a tar archive of a
+	// backup directory, or a directory of the PVC holding xtrabackup_checkpoints or
+	// mariadb_backup_checkpoints; the stream and the tar archive may be gzip or zstd compressed.
+	// An HTTP or S3 file is looked into only when its name ends in .xb, .xbstream, .mbstream or
+	// .tar (then maybe .gz or .zst), or when format is mariadb-backup.
+	// A physical backup is extracted into the template volume, prepared (mariadb-backup --prepare)
+	// unless it is already, and started once for spec.postImportSQL and to drop its accounts
+	// (spec.import.keepAccounts are kept). The engine image must carry mariadb-backup and mbstream
+	// (Debian's mariadb-backup package), and be of the backup's server release series or a later
+	// one. Anything else is SQL. "sql" never looks for a backup; "mariadb-backup" fails the import
+	// unless the source is one.
+	// +optional
+	Format SourceFormat `json:"format,omitempty"`
 }
 
 // PVCDumpSource reads dump files from a PVC in the template's namespace.
@@ -64,7 +88,8 @@ type PVCDumpSource struct {
 	// +kubebuilder:validation:MinLength=1
 	ClaimName string `json:"claimName"`
 	// Path of the dump inside the volume, or a glob ("nightly/*.sql.gz"): several files load in
-	// name order. Files may be .sql, .sql.gz or .sql.zst.
+	// name order. Files may be .sql, .sql.gz or .sql.zst. A physical backup is one file, or the
+	// path of its directory (see format).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.contains('..')",message="path must be relative to the volume root and must not contain '..'"
@@ -74,7 +99,7 @@ type PVCDumpSource struct {
 // HTTPDumpSource downloads a dump.
 // +kubebuilder:validation:XValidation:rule="!has(self.secretRef) || self.url.startsWith('https://') || (has(self.insecure) && self.insecure)",message="source.http.secretRef sends credentials: over a plain http:// URL they travel in clear text; use https:// or set source.http.insecure: true"
 type HTTPDumpSource struct {
-	// URL of a .sql, .sql.gz or .sql.zst file. It must not carry credentials: a user name or
+	// URL of a .sql, .sql.gz or .sql.zst file, or of a physical backup (see format). It must not carry credentials: a user name or
 	// password in it would show in the import pod's arguments; put them in secretRef. Its query
 	// string is redacted in every message.
 	// +required
@@ -214,6 +239,7 @@ type ImportSpec struct {
 }
 
 // DatabaseTemplateSpec defines a template.
+// +kubebuilder:validation:XValidation:rule="!has(self.source.format) || self.source.format != 'mariadb-backup' || self.engine.type in ['mariadb', 'mysql']",message="source.format mariadb-backup needs engine.type mariadb (or mysql, with XtraBackup)"
 type DatabaseTemplateSpec struct {
 	// +required
 	Engine EngineSpec `json:"engine"`

@@ -1,8 +1,9 @@
 // Command bench-import measures the agent's import against the way MyAAS users loaded dumps:
-// `mariadb < dump.sql` into a server with default settings, and for PostgreSQL `psql -f dump.sql`
-// into a default server and pg_restore of a custom-format archive. Each engine loads the same
-// deterministic data of at least 1 GB, one load after the other; the figures are printed, not
-// asserted. --engines=postgresql runs the PostgreSQL rows only.
+// `mariadb < dump.sql` into a server with default settings, the agent's physical path on a
+// mariadb-backup stream of the same data, and for PostgreSQL `psql -f dump.sql` into a default
+// server and pg_restore of a custom-format archive. Each engine loads the same deterministic data
+// of at least 1 GB, one load after the other; the figures are printed, not asserted.
+// --engines=postgresql runs the PostgreSQL rows only, -only picks MariaDB's rows.
 package main
 
 import (
@@ -31,7 +32,12 @@ func main() {
 	memory := flag.Int64("memory", 4<<30, "memory limit given to the agent, as in a pod")
 	cpus := flag.Int("cpus", runtime.NumCPU(), "CPU limit given to the agent, as in a pod: pg_restore's jobs")
 	engines := flag.String("engines", "mariadb,postgresql", "engines to measure, comma-separated")
+	only := flag.String("only", "agent,default,physical", "MariaDB rows to run, comma-separated: agent (the agent on the dump), default (mariadb < dump.sql, default server), physical (the agent on a mariadb-backup stream)")
 	flag.Parse()
+	rowsToRun := map[string]bool{}
+	for _, r := range strings.Split(*only, ",") {
+		rowsToRun[strings.TrimSpace(r)] = true
+	}
 
 	dir := *work
 	if dir == "" {
@@ -44,7 +50,7 @@ func main() {
 	for _, engine := range strings.Split(*engines, ",") {
 		switch engine {
 		case "mariadb":
-			benchMariaDB(*myaas, dir, *rows, *memory)
+			benchMariaDB(*myaas, dir, *rows, *memory, rowsToRun)
 		case "postgresql":
 			benchPostgreSQL(*myaas, dir, *rows, *memory, *cpus)
 		default:
@@ -53,7 +59,7 @@ func main() {
 	}
 }
 
-func benchMariaDB(myaas, dir string, rows int, memory int64) {
+func benchMariaDB(myaas, dir string, rows int, memory int64, run map[string]bool) {
 	dump := filepath.Join(dir, "dump.sql")
 	spec := dumpgen.Spec{Database: "bench", Rows: rows, Seed: 42, RowsPerInsert: 2000}
 	start := time.Now()
@@ -66,22 +72,49 @@ func benchMariaDB(myaas, dir string, rows int, memory int64) {
 		dump, size/1e6, spec.Rows, spec.Expect().Customers, time.Since(start).Round(time.Second))
 	want := spec.Expect()
 
-	agent, err := runAgent(myaas, dir, memory)
-	if err != nil {
-		log.Fatalf("agent import: %v", err)
+	var agent, plain time.Duration
+	var physical physicalResult
+	// The physical row backs up the data the agent loaded; it loads it untimed if that row is off.
+	if run["agent"] || run["physical"] {
+		fmt.Println("(a) myaas agent import ...")
+		took, err := agentImport(myaas, filepath.Join(dir, "agent"), dir, "dump.sql", memory)
+		if err != nil {
+			log.Fatalf("agent import: %v", err)
+		}
+		check("agent", filepath.Join(dir, "agent", "data"), want)
+		if run["agent"] {
+			agent = took
+		}
 	}
-	check("agent", filepath.Join(dir, "agent", "data"), want)
-	plain, err := runPlain(dir, dump)
-	if err != nil {
-		log.Fatalf("plain import: %v", err)
+	if run["default"] {
+		var err error
+		if plain, err = runPlain(dir, dump); err != nil {
+			log.Fatalf("plain import: %v", err)
+		}
+		check("plain", filepath.Join(dir, "plain", "data"), want)
 	}
-	check("plain", filepath.Join(dir, "plain", "data"), want)
+	if run["physical"] {
+		var err error
+		if physical, err = runPhysical(myaas, dir, filepath.Join(dir, "agent", "data"), memory); err != nil {
+			log.Fatalf("physical import: %v", err)
+		}
+		check("physical", filepath.Join(dir, "physical", "data"), want)
+	}
 
 	fmt.Println()
-	fmt.Printf("%-44s %10s %10s\n", "method", "time", "MB/s")
-	fmt.Printf("%-44s %10s %10.1f\n", "myaas agent import", agent.Round(100*time.Millisecond), size/1e6/agent.Seconds())
-	fmt.Printf("%-44s %10s %10.1f\n", "mariadb < dump.sql, default server settings", plain.Round(100*time.Millisecond), size/1e6/plain.Seconds())
-	fmt.Printf("speed-up: %.2fx (target >= 3x)\n", plain.Seconds()/agent.Seconds())
+	fmt.Printf("%-52s %10s %10s %9s\n", "method", "time", "MB/s", "vs agent")
+	if run["default"] {
+		fmt.Printf("%-52s %10s %10.1f %9s\n", "mariadb < dump.sql, default server settings", plain.Round(100*time.Millisecond), size/1e6/plain.Seconds(), ratio(agent, plain))
+	}
+	if run["agent"] {
+		fmt.Printf("%-52s %10s %10.1f %9s\n", "myaas agent import", agent.Round(100*time.Millisecond), size/1e6/agent.Seconds(), "1.00x")
+	}
+	if run["physical"] {
+		printPhysical(physical, agent)
+	}
+	if run["agent"] && run["default"] {
+		fmt.Printf("speed-up: %.2fx (target >= 3x)\n", plain.Seconds()/agent.Seconds())
+	}
 }
 
 func writeDump(path string, spec dumpgen.Spec) error {
@@ -99,15 +132,15 @@ func writeDump(path string, spec dumpgen.Spec) error {
 	return f.Close()
 }
 
-// runAgent times `myaas agent import` from initialisation to clean shutdown, as the import Job runs it.
-func runAgent(myaas, dir string, memory int64) (time.Duration, error) {
-	base := filepath.Join(dir, "agent")
+// agentImport times `myaas agent import` of glob in srcDir into base/data, from initialisation
+// to clean shutdown, as the import Job runs it.
+func agentImport(myaas, base, srcDir, glob string, memory int64) (time.Duration, error) {
 	if err := os.MkdirAll(filepath.Join(base, "run"), 0o755); err != nil {
 		return 0, err
 	}
 	cmd := exec.Command(myaas, "agent", "import", "--engine=mariadb",
 		"--datadir="+filepath.Join(base, "data"), "--run-dir="+filepath.Join(base, "run"),
-		"--source-dir="+dir, "--source-glob=dump.sql", "--progress-addr=",
+		"--source-dir="+srcDir, "--source-glob="+glob, "--progress-addr=",
 		"--termination-log="+filepath.Join(base, "termination-log"), "--post-import-sql-file=")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("MYAAS_MEMORY_LIMIT=%d", memory))
 	logFile, err := os.Create(filepath.Join(base, "agent.log"))
@@ -116,7 +149,6 @@ func runAgent(myaas, dir string, memory int64) (time.Duration, error) {
 	}
 	defer logFile.Close()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
-	fmt.Println("(a) myaas agent import ...")
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		return 0, fmt.Errorf("%w (log: %s)", err, logFile.Name())

@@ -15,7 +15,12 @@ import (
 // decompressor wraps r by the file name's extension: .gz and .zst are decompressed while
 // streaming, anything else is read as plain SQL.
 func decompressor(name string, r io.Reader) (io.ReadCloser, error) {
-	switch compression(name) {
+	return decompressAs(compression(name), r)
+}
+
+// decompressAs wraps r in the decompressor of a format compression names, "" for none.
+func decompressAs(format string, r io.Reader) (io.ReadCloser, error) {
+	switch format {
 	case "gzip":
 		zr, err := gzip.NewReader(r)
 		if err != nil {

@@ -58,6 +58,7 @@ func parseImportFlags(args []string) (importOptions, error) {
 	fs.StringVar(&o.source.s3Region, agentapi.FlagS3Region, "", "S3 region")
 	fs.BoolVar(&o.source.s3Insecure, agentapi.FlagS3Insecure, false, "plain HTTP to the S3 endpoint")
 	fs.DurationVar(&o.source.stallTimeout, agentapi.FlagSourceStallTimeout, 2*time.Minute, "fail an HTTP or S3 source that sends nothing for this long")
+	fs.StringVar(&o.source.format, agentapi.FlagSourceFormat, agentapi.SourceFormatAuto, "auto (by content), sql or mariadb-backup (a physical backup: xbstream, tar or directory)")
 	fs.BoolVar(&o.allowMissingTrailer, agentapi.FlagAllowMissingTrailer, false, "load a dump whose header names mysqldump, mariadb-dump, pg_dump or pg_dumpall even without its trailer ('"+dumpTrailer+"', '-- PostgreSQL database dump complete')")
 	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
 	fs.Var(&o.keepAccounts, agentapi.FlagKeepAccount, "account the dumps created to keep, user or user@host (repeatable); every other is dropped")
@@ -70,6 +71,13 @@ func parseImportFlags(args []string) (importOptions, error) {
 		return o, err
 	}
 	return o, nil
+}
+
+func (o importOptions) serverLogOrStderr() io.Writer {
+	if o.serverLog == nil {
+		return os.Stderr
+	}
+	return o.serverLog
 }
 
 func runImport(ctx context.Context, args []string) error {
@@ -170,6 +178,12 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	if err != nil {
 		return agentapi.Report{}, err
 	}
+	var backup *physicalBackup
+	if eng != nil {
+		if files, backup, err = detectPhysical(ctx, o.source, files); err != nil {
+			return agentapi.Report{}, err
+		}
+	}
 	var total int64
 	for _, f := range files {
 		total += f.Size
@@ -178,16 +192,16 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 
 	var agentSum string
 	if o.keepAgent != "" {
-		if err := Install(o.keepAgent); err != nil {
-			return agentapi.Report{}, fmt.Errorf("keep the agent in the template volume: %w", err)
-		}
-		if agentSum, err = FileSHA256(o.keepAgent); err != nil {
+		if agentSum, err = keepAgent(o.keepAgent); err != nil {
 			return agentapi.Report{}, err
 		}
 	}
 	run := importRun{files: files, tracker: t, total: total, started: started, now: now, agentSum: agentSum}
 	if pg, ok := anyEngine.(engine.PostgreSQL); ok {
 		return importPostgres(ctx, o, pg, run)
+	}
+	if backup != nil {
+		return importPhysical(ctx, o, eng, extra, run, backup)
 	}
 	if err := initDatadir(ctx, eng, o.datadir); err != nil {
 		return agentapi.Report{}, err
@@ -197,11 +211,7 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 		return agentapi.Report{}, err
 	}
 	opts := append(eng.BulkLoadOptions(bufferPoolSize(), logBytes), extra...)
-	serverLog := o.serverLog
-	if serverLog == nil {
-		serverLog = os.Stderr
-	}
-	srv, err := startServer(ctx, eng, o.datadir, o.runDir, opts, serverLog)
+	srv, err := startServer(ctx, eng, o.datadir, o.runDir, opts, o.serverLogOrStderr())
 	if err != nil {
 		return agentapi.Report{}, err
 	}
@@ -227,24 +237,42 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 		}
 	}
 
-	accountsDropped, err := afterLoad(ctx, o, t,
-		func(in sqlInput) error { return loadStream(ctx, eng, srv.socket, in) },
-		srv.requireUserTables,
-		func(ctx context.Context) (int, error) {
-			return srv.dropForeignAccounts(ctx, o.keepAccounts, initialAccounts)
-		})
+	accountsDropped, err := finishImport(ctx, o, eng, srv, t, initialAccounts)
 	if err != nil {
-		return agentapi.Report{}, err
-	}
-	if err := srv.exec(ctx, eng.AfterLoadSQL()...); err != nil {
-		return agentapi.Report{}, fmt.Errorf("finish bulk load: %w", err)
-	}
-	t.setStep(agentapi.StepShuttingDown)
-	if err := srv.shutdown(ctx); err != nil {
 		return agentapi.Report{}, err
 	}
 	ok = true
 	return run.succeeded(o.datadir, accountsDropped)
+}
+
+// keepAgent copies the agent into the template volume and returns its checksum.
+func keepAgent(path string) (string, error) {
+	if err := Install(path); err != nil {
+		return "", fmt.Errorf("keep the agent in the template volume: %w", err)
+	}
+	return FileSHA256(path)
+}
+
+// finishImport runs what follows the load on a MariaDB or MySQL server, from dumps or from a
+// backup: afterLoad, then the clean, slow shutdown. It returns how many accounts it dropped.
+func finishImport(ctx context.Context, o importOptions, eng engine.MySQLFamily, srv *server, t *tracker, initial []engine.Account) (int, error) {
+	accountsDropped, err := afterLoad(ctx, o, t,
+		func(in sqlInput) error { return loadStream(ctx, eng, srv.socket, in) },
+		srv.requireUserTables,
+		func(ctx context.Context) (int, error) {
+			return srv.dropForeignAccounts(ctx, o.keepAccounts, initial)
+		})
+	if err != nil {
+		return 0, err
+	}
+	if err := srv.exec(ctx, eng.AfterLoadSQL()...); err != nil {
+		return 0, fmt.Errorf("finish bulk load: %w", err)
+	}
+	t.setStep(agentapi.StepShuttingDown)
+	if err := srv.shutdown(ctx); err != nil {
+		return 0, err
+	}
+	return accountsDropped, nil
 }
 
 // afterLoad is what an import of any engine does once the dumps are in: the template's

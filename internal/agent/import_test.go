@@ -26,6 +26,21 @@ import (
 // routines, triggers, views, events, BLOBs, utf8mb4 text and several databases.
 func sourceDump(t *testing.T) (dump []byte, checksums map[string]string) {
 	t.Helper()
+	src, checksums := sourceServer(t)
+	out, err := exec.Command(dumpBinary(t), "--no-defaults", "--socket="+src.Socket, "-uroot",
+		"--databases", "shop", "audit", "--routines", "--triggers", "--events", "--single-transaction").Output()
+	if err != nil {
+		t.Fatalf("mariadb-dump: %v", err)
+	}
+	if !bytes.Contains(out, []byte("DELIMITER ;;")) || !bytes.Contains(out, []byte("/*!50001 CREATE")) {
+		t.Fatal("the dump lacks the constructs this test is about")
+	}
+	return out, checksums
+}
+
+// sourceServer is a running server holding the databases of sourceDump, and their checksums.
+func sourceServer(t *testing.T) (*mariadbtest.Server, map[string]string) {
+	t.Helper()
 	src := mariadbtest.Start(t)
 	src.Exec(t,
 		"CREATE DATABASE shop CHARACTER SET utf8mb4",
@@ -54,16 +69,7 @@ func sourceDump(t *testing.T) (dump []byte, checksums map[string]string) {
 	if _, err := db.Exec("INSERT INTO shop.orders (customer_id, total, note) SELECT seq % 200 + 1, seq % 1000, REPEAT('x', 100) FROM shop.seq_1_to_50000"); err != nil {
 		t.Fatal(err)
 	}
-	checksums = tableChecksums(t, db)
-	out, err := exec.Command(dumpBinary(t), "--no-defaults", "--socket="+src.Socket, "-uroot",
-		"--databases", "shop", "audit", "--routines", "--triggers", "--events", "--single-transaction").Output()
-	if err != nil {
-		t.Fatalf("mariadb-dump: %v", err)
-	}
-	if !bytes.Contains(out, []byte("DELIMITER ;;")) || !bytes.Contains(out, []byte("/*!50001 CREATE")) {
-		t.Fatal("the dump lacks the constructs this test is about")
-	}
-	return out, checksums
+	return src, tableChecksums(t, db)
 }
 
 func dumpBinary(t *testing.T) string {
@@ -156,19 +162,28 @@ func TestImportRealDumpCompressedOrNot(t *testing.T) {
 			if rep.BytesRead != int64(len(tc.data)) || rep.Files != 1 || rep.DatadirBytes <= 0 {
 				t.Fatalf("report %+v", rep)
 			}
-			got := serveDatadir(t, datadir)
-			db := got.Root(t)
-			defer db.Close()
-			var masked string
-			if err := db.QueryRow("SELECT name FROM shop.customers WHERE id = 1").Scan(&masked); err != nil || masked != "masked" {
-				t.Fatalf("post-import SQL did not run: %q %v", masked, err)
-			}
-			db.Exec("UPDATE shop.customers SET name = 'Zoë 李雷 1 🚀 it''s \"quoted\"' WHERE id = 1")
-			if sums := tableChecksums(t, db); fmt.Sprint(sums) != fmt.Sprint(want) {
-				t.Fatalf("loaded data differs from the source:\n got %v\nwant %v", sums, want)
-			}
+			checkMaskedCopy(t, datadir, want)
 		})
 	}
+}
+
+// checkMaskedCopy serves an imported datadir and checks that it holds the source's data, with
+// customer 1 masked by the post-import SQL. It returns a root connection to the served copy.
+func checkMaskedCopy(t *testing.T, datadir string, want map[string]string) *sql.DB {
+	t.Helper()
+	db := serveDatadir(t, datadir).Root(t)
+	t.Cleanup(func() { db.Close() })
+	var masked string
+	if err := db.QueryRow("SELECT name FROM shop.customers WHERE id = 1").Scan(&masked); err != nil || masked != "masked" {
+		t.Fatalf("post-import SQL did not run: %q %v", masked, err)
+	}
+	if _, err := db.Exec("UPDATE shop.customers SET name = 'Zoë 李雷 1 🚀 it''s \"quoted\"' WHERE id = 1"); err != nil {
+		t.Fatal(err)
+	}
+	if sums := tableChecksums(t, db); fmt.Sprint(sums) != fmt.Sprint(want) {
+		t.Fatalf("imported data differs from the source:\n got %v\nwant %v", sums, want)
+	}
+	return db
 }
 
 // serveDatadir starts a server on an imported datadir, as a clone would.

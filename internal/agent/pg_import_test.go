@@ -410,7 +410,7 @@ func TestPostgresImportKeepsAccounts(t *testing.T) {
 	}
 }
 
-func writeFile(t *testing.T, dir, name string, b []byte) {
+func writeTestFile(t *testing.T, dir, name string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 		t.Fatal(err)
@@ -423,18 +423,18 @@ func TestPostgresImportFailures(t *testing.T) {
 	plain, _ := os.ReadFile(filepath.Join(src, "plain.sql"))
 	custom, _ := os.ReadFile(filepath.Join(src, "dump.custom"))
 	dir := t.TempDir()
-	writeFile(t, dir, "broken.sql", []byte("CREATE TABLE t (id int PRIMARY KEY, secret text);\n"+
+	writeTestFile(t, dir, "broken.sql", []byte("CREATE TABLE t (id int PRIMARY KEY, secret text);\n"+
 		"INSERT INTO t VALUES (1, 'hunter2');\n\n"+
 		"INSERT INTO no_such_table\n  VALUES (3, 'topsecret');\n"))
-	writeFile(t, dir, "badrow.sql", []byte("CREATE TABLE t (id int PRIMARY KEY, secret text);\n"+
+	writeTestFile(t, dir, "badrow.sql", []byte("CREATE TABLE t (id int PRIMARY KEY, secret text);\n"+
 		"COPY public.t (id, secret) FROM stdin;\n1\tfine\nxyzzy\tswordfish\n\\.\n"))
-	writeFile(t, dir, "syntax.sql", []byte("CREATE TABLE t (id int);\nINSERT INTO t VALUES (1) 'topsecret';\n"))
+	writeTestFile(t, dir, "syntax.sql", []byte("CREATE TABLE t (id int);\nINSERT INTO t VALUES (1) 'topsecret';\n"))
 	// Cut inside the rows of the largest table: the header is there, the trailer is not.
 	cut := strings.Index(string(plain), "COPY shop.orders")
-	writeFile(t, dir, "truncated.sql", plain[:cut+5000])
-	writeFile(t, dir, "truncated.custom", custom[:len(custom)*6/10])
-	writeFile(t, dir, "empty.sql", nil)
-	writeFile(t, dir, "nothing.sql", []byte("-- only a comment\nSELECT 1;\n"))
+	writeTestFile(t, dir, "truncated.sql", plain[:cut+5000])
+	writeTestFile(t, dir, "truncated.custom", custom[:len(custom)*6/10])
+	writeTestFile(t, dir, "empty.sql", nil)
+	writeTestFile(t, dir, "nothing.sql", []byte("-- only a comment\nSELECT 1;\n"))
 	for _, tc := range []struct {
 		glob, reason string
 		want         []string
@@ -482,7 +482,7 @@ func TestPostgresImportFailures(t *testing.T) {
 func TestPostgresPostImportSQL(t *testing.T) {
 	requirePostgres(t)
 	dir := t.TempDir()
-	writeFile(t, dir, "d.sql", []byte("CREATE TABLE people (id int, email text);\nINSERT INTO people VALUES (1, 'a@real.example');\n"))
+	writeTestFile(t, dir, "d.sql", []byte("CREATE TABLE people (id int, email text);\nINSERT INTO people VALUES (1, 'a@real.example');\n"))
 	t.Setenv(agentapi.EnvPostImportSQL, "UPDATE people SET email = 'user' || id || '@example.invalid';")
 	report, datadir, err := pgImport(t, dir, "d.sql")
 	if err != nil {
@@ -494,7 +494,7 @@ func TestPostgresPostImportSQL(t *testing.T) {
 	}
 	// A dump that makes its own database (pg_dump --create): the masking statement names its
 	// tables as a user would, without \connect.
-	writeFile(t, dir, "shop.sql", []byte("CREATE DATABASE shop;\n\\connect shop\nCREATE TABLE people (id int, email text);\nINSERT INTO people VALUES (2, 'b@real.example');\n"))
+	writeTestFile(t, dir, "shop.sql", []byte("CREATE DATABASE shop;\n\\connect shop\nCREATE TABLE people (id int, email text);\nINSERT INTO people VALUES (2, 'b@real.example');\n"))
 	report, datadir, err = pgImport(t, dir, "shop.sql")
 	if err != nil {
 		t.Fatalf("import into the dump's database: %v %+v", err, report)

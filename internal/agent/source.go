@@ -28,6 +28,10 @@ type dumpFile struct {
 	// Empty is the failure of a file that opens with 0 bytes, for a source where that is more
 	// than an empty file (an HTTP server's answer); nil: an empty file.
 	Empty func() error
+	// Dir is set instead of Open for a directory holding a physical backup.
+	Dir string
+	// closeHeld closes a body opened ahead (to look at its content) that no one loaded.
+	closeHeld func()
 }
 
 // emptyFailure is why f, opened with 0 bytes, is no dump.
@@ -38,9 +42,18 @@ func (f dumpFile) emptyFailure() error {
 	return failWith(agentapi.ReasonEmptySource, fmt.Errorf("%s is empty: 0 bytes", f.Name))
 }
 
+// discard closes what was opened of f ahead of loading it.
+func (f dumpFile) discard() {
+	if f.closeHeld != nil {
+		f.closeHeld()
+	}
+}
+
 // sourceConfig is the template's source, as flags.
 type sourceConfig struct {
-	dir, glob          string
+	dir, glob string
+	// format is one of agentapi's SourceFormat values.
+	format             string
 	url, authDir       string
 	httpInsecure       bool
 	s3Endpoint, bucket string
@@ -54,7 +67,7 @@ type sourceConfig struct {
 func (c sourceConfig) files(ctx context.Context) ([]dumpFile, error) {
 	switch {
 	case c.glob != "":
-		return dirFiles(c.dir, c.glob)
+		return dirFiles(c.dir, c.glob, c.format != agentapi.SourceFormatSQL)
 	case c.url != "":
 		return httpFiles(c.url, c.authDir, c.httpInsecure, c.stallTimeout)
 	case c.bucket != "":
@@ -63,8 +76,9 @@ func (c sourceConfig) files(ctx context.Context) ([]dumpFile, error) {
 	return nil, fmt.Errorf("no source: set --source-glob, --source-url or --s3-bucket")
 }
 
-// dirFiles lists the files matching glob under dir, in name order.
-func dirFiles(dir, glob string) ([]dumpFile, error) {
+// dirFiles lists the files matching glob under dir, in name order, and the directories holding
+// a physical backup if backups are wanted.
+func dirFiles(dir, glob string, backups bool) ([]dumpFile, error) {
 	matches, err := filepath.Glob(filepath.Join(dir, glob))
 	if err != nil {
 		return nil, fmt.Errorf("source path %q: %w", glob, err)
@@ -76,10 +90,14 @@ func dirFiles(dir, glob string) ([]dumpFile, error) {
 		if err != nil {
 			return nil, fmt.Errorf("source %s: %w", m, err)
 		}
+		rel, _ := filepath.Rel(dir, m)
 		if st.IsDir() {
+			// A directory is a source only when it holds a physical backup.
+			if backups && findFile(m, checkpointsFiles) != "" {
+				files = append(files, dumpFile{Name: rel, Dir: m})
+			}
 			continue
 		}
-		rel, _ := filepath.Rel(dir, m)
 		p := m
 		files = append(files, dumpFile{Name: rel, Size: st.Size(), Path: p, Open: func(context.Context) (io.ReadCloser, int64, error) {
 			f, err := os.Open(p)

@@ -71,6 +71,8 @@ const (
 	EnvVolumeBytes = "MYAAS_VOLUME_BYTES"
 	// EnvPostImportSQL holds the template's inline post-import statements.
 	EnvPostImportSQL = "MYAAS_POST_IMPORT_SQL"
+	// EnvImage is the import container's image, for messages about what it lacks.
+	EnvImage = "MYAAS_IMAGE"
 	// EnvS3AccessKeyID and EnvS3SecretAccessKey carry an S3 source's credentials.
 	EnvS3AccessKeyID     = "AWS_ACCESS_KEY_ID"
 	EnvS3SecretAccessKey = "AWS_SECRET_ACCESS_KEY"
@@ -100,6 +102,7 @@ const (
 	FlagSourceInsecure      = "source-insecure"       // I
 	FlagSourceStallTimeout  = "source-stall-timeout"  // I
 	FlagAllowMissingTrailer = "allow-missing-trailer" // I
+	FlagSourceFormat        = "source-format"         // I, one of the SourceFormat values
 	FlagS3Endpoint          = "s3-endpoint"           // I
 	FlagS3Bucket            = "s3-bucket"             // I
 	FlagS3Key               = "s3-key"                // I
@@ -110,6 +113,13 @@ const (
 	FlagTLSDir = "tls-dir" // S
 	// FlagRequireSecureTransport refuses TCP connections without TLS.
 	FlagRequireSecureTransport = "require-secure-transport" // S
+)
+
+// Formats of a source (FlagSourceFormat). Auto tells them apart by content.
+const (
+	SourceFormatAuto          = "auto"
+	SourceFormatSQL           = "sql"
+	SourceFormatMariaDBBackup = "mariadb-backup"
 )
 
 // Flag renders --name=value.
@@ -178,6 +188,8 @@ type Progress struct {
 const (
 	StepInitializing = "Initializing"
 	StepLoading      = "Loading"
+	// StepPreparing applies a physical backup's redo log (mariadb-backup --prepare).
+	StepPreparing    = "Preparing"
 	StepPostImport   = "PostImport"
 	StepShuttingDown = "ShuttingDown"
 	StepDone         = "Done"
@@ -214,6 +226,12 @@ const (
 	ReasonServerError         = "ServerError"
 	ReasonAgentStopped        = "AgentStopped"
 	ReasonInvalidOptions      = "InvalidOptions"
+	// Physical backups: the image lacks the backup tool, the backup is incomplete or not one,
+	// it comes from a newer server than the image's, or --prepare failed.
+	ReasonBackupToolMissing     = "BackupToolMissing"
+	ReasonInvalidBackup         = "InvalidBackup"
+	ReasonBackupFromNewerServer = "BackupFromNewerServer"
+	ReasonBackupPrepareFailed   = "BackupPrepareFailed"
 )
 
 // MaxMessageBytes bounds a failure message: it goes into status and events, and a longer one

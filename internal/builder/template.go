@@ -107,6 +107,8 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n, attempt int32, agentImage string)
 	env := []corev1.EnvVar{
 		memoryLimitEnv(ImportContainer),
 		cpuLimitEnv(ImportContainer),
+		// Named in the message when the image lacks a tool the source needs.
+		{Name: agentapi.EnvImage, Value: image},
 		// A quota-limited volume (btrfs qgroup, LVM thin) shows the whole pool to statfs.
 		{Name: agentapi.EnvVolumeBytes, Value: strconv.FormatInt(t.Spec.Storage.Size.Value(), 10)},
 	}
@@ -170,6 +172,9 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n, attempt int32, agentImage string)
 	}
 	if d := t.Spec.Import.SourceStallTimeout; d != nil && d.Duration > 0 {
 		args = append(args, agentapi.Flag(agentapi.FlagSourceStallTimeout, d.Duration.String()))
+	}
+	if f := t.Spec.Source.Format; f != "" {
+		args = append(args, agentapi.Flag(agentapi.FlagSourceFormat, string(f)))
 	}
 	if t.Spec.Import.AllowMissingTrailer {
 		args = append(args, agentapi.Flag(agentapi.FlagAllowMissingTrailer, "true"))

@@ -53,9 +53,11 @@ func TestImportJob(t *testing.T) {
 				d.Spec.Source = myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: "https://dumps/x.sql.zst", SecretRef: &corev1.LocalObjectReference{Name: "dump-auth"}}}
 				d.Spec.Import.Timeout = &metav1.Duration{Duration: 2 * time.Hour}
 				d.Spec.Import.KeepAccounts = []string{"reporting", "etl@10.%"}
+				d.Spec.Source.Format = myaasv1.SourceFormatMariaDBBackup
 			},
 			wantImage:  "mysql:8.0",
-			wantArgs:   []string{"--keep-account=reporting", "--keep-account=etl@10.%", "--engine=mysql", "--source-url=https://dumps/x.sql.zst", "--source-auth-dir=/etc/myaas/source-auth", "--server-option=innodb_log_file_size=1G", "--server-option=max_allowed_packet=1G"},
+			wantEnv:    map[string]string{"MYAAS_IMAGE": "mysql:8.0"},
+			wantArgs:   []string{"--source-format=mariadb-backup", "--keep-account=reporting", "--keep-account=etl@10.%", "--engine=mysql", "--source-url=https://dumps/x.sql.zst", "--source-auth-dir=/etc/myaas/source-auth", "--server-option=innodb_log_file_size=1G", "--server-option=max_allowed_packet=1G"},
 			wantMounts: []string{"/etc/myaas/source-auth"},
 			deadline:   ptr.To[int64](7200),
 		},

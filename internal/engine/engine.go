@@ -54,6 +54,10 @@ type MySQLFamily interface {
 	// ServerBinaries and ClientBinaries are the names to look for, newest first.
 	ServerBinaries() []string
 	ClientBinaries() []string
+	// BackupBinaries and StreamBinaries are the physical backup tool (it prepares a backup) and
+	// its stream extractor, newest names first.
+	BackupBinaries() []string
+	StreamBinaries() []string
 	// InitCommand initialises an empty datadir.
 	InitCommand(datadir string, runAsRoot bool) (name string, args []string, err error)
 	// BulkLoadOptions are server options for the import: fast, not durable until the clean shutdown.

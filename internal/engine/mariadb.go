@@ -16,6 +16,8 @@ func (MariaDB) DefaultImage(version string) string { return "mariadb:" + version
 func (MariaDB) Port() int32                        { return 3306 }
 func (MariaDB) ServerBinaries() []string           { return []string{"mariadbd", "mysqld"} }
 func (MariaDB) ClientBinaries() []string           { return []string{"mariadb", "mysql"} }
+func (MariaDB) BackupBinaries() []string           { return []string{"mariadb-backup", "mariabackup"} }
+func (MariaDB) StreamBinaries() []string           { return []string{"mbstream"} }
 
 // The JDBC scheme picks MariaDB's Connector/J, which spells a verified TLS connection its own way.
 func (MariaDB) ConnectionDetails(c Connection) map[string]string {

@@ -16,6 +16,8 @@ func (MySQL) DefaultImage(version string) string { return "mysql:" + version }
 func (MySQL) Port() int32                        { return 3306 }
 func (MySQL) ServerBinaries() []string           { return []string{"mysqld"} }
 func (MySQL) ClientBinaries() []string           { return []string{"mysql"} }
+func (MySQL) BackupBinaries() []string           { return []string{"xtrabackup"} }
+func (MySQL) StreamBinaries() []string           { return []string{"xbstream"} }
 
 // The JDBC scheme picks MySQL's Connector/J, which spells a verified TLS connection its own way.
 func (MySQL) ConnectionDetails(c Connection) map[string]string {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -31,7 +32,14 @@ func startDumpServer(t *testing.T, ns string, rate int) string {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 120*time.Second, "dump server ready", func() error {
+	waitDeploymentReady(t, dep, 120*time.Second)
+	return fmt.Sprintf("http://dumpserver.%s.svc.cluster.local:8080", ns)
+}
+
+// waitDeploymentReady waits for the one replica of a test server to be ready.
+func waitDeploymentReady(t *testing.T, dep *appsv1.Deployment, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, dep.Name+" ready", func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(dep), dep); err != nil {
 			return err
 		}
@@ -40,47 +48,50 @@ func startDumpServer(t *testing.T, ns string, rate int) string {
 		}
 		return nil
 	})
-	return fmt.Sprintf("http://dumpserver.%s.svc.cluster.local:8080", ns)
 }
 
 // dumpsPVC makes a PVC holding the dumps, written by a Job, as a backup system would leave them.
 func dumpsPVC(t *testing.T, ns string) string {
 	t.Helper()
+	return volumeWrittenByJob(t, ns, "nightly-dumps", "256Mi", corev1.PodSpec{
+		Containers: []corev1.Container{{
+			Name: "write", Image: fixture.DumpServerImage, ImagePullPolicy: corev1.PullIfNotPresent,
+			Command:      []string{"/dumpserver", "write", "--dir=/dumps", "--rows=" + strconv.Itoa(shopDump.Rows), "--seed=1"},
+			VolumeMounts: []corev1.VolumeMount{{Name: "dumps", MountPath: "/dumps"}},
+		}},
+	}, "dumps")
+}
+
+// volumeWrittenByJob makes a PVC of size and fills it with a Job running pod, in which the PVC is
+// the volume called volume. It returns once the Job has succeeded and is gone.
+func volumeWrittenByJob(t *testing.T, ns, name, size string, pod corev1.PodSpec, volume string) string {
+	t.Helper()
 	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nightly-dumps"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec: corev1.PersistentVolumeClaimSpec{
 			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
 			StorageClassName: ptr(storageClass),
-			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("256Mi")}},
+			Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)}},
 		},
 	}
+	pod.RestartPolicy = corev1.RestartPolicyNever
+	pod.Volumes = append(pod.Volumes, corev1.Volume{Name: volume, VolumeSource: corev1.VolumeSource{
+		PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc.Name}}})
 	job := &batchv1.Job{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "write-dumps"},
-		Spec: batchv1.JobSpec{
-			BackoffLimit: ptr[int32](0),
-			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
-				RestartPolicy: corev1.RestartPolicyNever,
-				Containers: []corev1.Container{{
-					Name: "write", Image: fixture.DumpServerImage, ImagePullPolicy: corev1.PullIfNotPresent,
-					Command:      []string{"/dumpserver", "write", "--dir=/dumps", "--rows=" + strconv.Itoa(shopDump.Rows), "--seed=1"},
-					VolumeMounts: []corev1.VolumeMount{{Name: "dumps", MountPath: "/dumps"}},
-				}},
-				Volumes: []corev1.Volume{{Name: "dumps", VolumeSource: corev1.VolumeSource{
-					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: pvc.Name}}}},
-			}},
-		},
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "write-" + name},
+		Spec:       batchv1.JobSpec{BackoffLimit: ptr[int32](0), Template: corev1.PodTemplateSpec{Spec: pod}},
 	}
 	for _, o := range []client.Object{pvc, job} {
 		if err := k8s.Create(ctx, o); err != nil {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 180*time.Second, "dumps written", func() error {
+	eventually(t, 300*time.Second, "volume "+name+" written", func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(job), job); err != nil {
 			return err
 		}
 		if job.Status.Failed > 0 {
-			t.Fatalf("writing the dumps failed: %+v", job.Status)
+			t.Fatalf("Job %s failed (see `kubectl -n %s logs job/%s`): %+v", job.Name, ns, job.Name, job.Status)
 		}
 		if job.Status.Succeeded != 1 {
 			return fmt.Errorf("not done")

@@ -34,6 +34,7 @@ func main() {
 	addr := fs.String("addr", ":8080", "serve: listen address")
 	rate := fs.Int("rate", 0, "serve: bytes per second per response, 0 for unlimited")
 	dir := fs.String("dir", "/dumps", "write: directory to write into")
+	filesDir := fs.String("files", "", "serve: also serve this directory's files under /files/ (backups other jobs made)")
 	_ = fs.Parse(os.Args[2:])
 
 	files, err := dumps(dumpgen.Spec{Database: "shop", Rows: *rows, Seed: *seed})
@@ -42,7 +43,7 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "serve":
-		log.Fatal(serve(*addr, *rate, files))
+		log.Fatal(serve(*addr, *rate, files, *filesDir))
 	case "write":
 		for name, content := range files {
 			path := filepath.Join(*dir, name)
@@ -136,8 +137,11 @@ func gzipped(b []byte) []byte {
 	return out.Bytes()
 }
 
-func serve(addr string, rate int, files map[string][]byte) error {
+func serve(addr string, rate int, files map[string][]byte, filesDir string) error {
 	mux := http.NewServeMux()
+	if filesDir != "" {
+		mux.Handle("/files/", http.StripPrefix("/files/", http.FileServer(http.Dir(filesDir))))
+	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
 	// Dumps too big to hold in memory are generated while they are sent:
 	// /generated.sql?rows=N&seed=S[&dialect=mariadb|postgresql].

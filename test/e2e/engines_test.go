@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"crypto/x509"
 	"database/sql"
 	"fmt"
 	"net"
@@ -173,6 +174,15 @@ func connectPostgres(t *testing.T, ns, instance string) *sql.DB {
 	cfg, err := pgx.ParseConfig(creds["uri"])
 	if err != nil {
 		t.Fatalf("the Secret's uri: %v", err)
+	}
+	// The uri asks for a verified server (sslmode=verify-full); ca.crt is what libpq's
+	// sslrootcert would name.
+	if cfg.TLSConfig != nil {
+		roots := x509.NewCertPool()
+		if !roots.AppendCertsFromPEM([]byte(creds["ca.crt"])) {
+			t.Fatalf("the Secret's ca.crt holds no certificate")
+		}
+		cfg.TLSConfig.RootCAs = roots
 	}
 	return openPostgresConfig(t, cfg, podAddr(t, ns, instance))
 }

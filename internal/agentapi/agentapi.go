@@ -63,6 +63,9 @@ const (
 const (
 	// EnvMemoryLimit is the container's memory limit in bytes: the buffer pool is sized from it.
 	EnvMemoryLimit = "MYAAS_MEMORY_LIMIT"
+	// EnvCPULimit is the container's CPU limit in whole cores, rounded up: PostgreSQL's parallel
+	// restore runs that many jobs.
+	EnvCPULimit = "MYAAS_CPU_LIMIT"
 	// EnvVolumeBytes is the template volume's declared size: quota-limited volumes show the whole
 	// pool to statfs.
 	EnvVolumeBytes = "MYAAS_VOLUME_BYTES"

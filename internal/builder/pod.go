@@ -67,6 +67,17 @@ func emptyDirVolume(name string) corev1.Volume {
 }
 
 // memoryLimitEnv lets the agent size the buffer pool from the container's limit.
+// cpuLimitEnv passes the container's CPU limit in whole cores (the downward API rounds up); without
+// a limit it reports the node's cores.
+func cpuLimitEnv(container string) corev1.EnvVar {
+	return corev1.EnvVar{
+		Name: agentapi.EnvCPULimit,
+		ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+			ContainerName: container, Resource: "limits.cpu",
+		}},
+	}
+}
+
 func memoryLimitEnv(container string) corev1.EnvVar {
 	return corev1.EnvVar{
 		Name: agentapi.EnvMemoryLimit,

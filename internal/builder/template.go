@@ -106,6 +106,7 @@ func ImportJob(t *myaasv1.DatabaseTemplate, n, attempt int32, agentImage string)
 	}
 	env := []corev1.EnvVar{
 		memoryLimitEnv(ImportContainer),
+		cpuLimitEnv(ImportContainer),
 		// A quota-limited volume (btrfs qgroup, LVM thin) shows the whole pool to statfs.
 		{Name: agentapi.EnvVolumeBytes, Value: strconv.FormatInt(t.Spec.Storage.Size.Value(), 10)},
 	}

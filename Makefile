@@ -88,7 +88,7 @@ test-chart: helm kustomize install-prometheus ## The chart alone: helm lint, def
 	MYAAS_REQUIRE_CHART=1 HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./test/chart -count=1 -v
 
 .PHONY: install-test-deps
-install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB server, btrfs tools, promtool).
+install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB server, mydumper, btrfs tools, promtool).
 	bash hack/install-mariadb.sh
 	bash hack/install-btrfs.sh
 

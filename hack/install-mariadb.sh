@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs Debian's MariaDB server and client for the agent and controller tests, idempotently.
+# Installs Debian's MariaDB server and client, and mydumper, for the agent and controller tests, idempotently.
 # The tests start their own servers on temporary datadirs; the packaged service must not run.
 set -euo pipefail
 need=()
 command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
+# mydumper writes the directories the agent's parallel loader reads; the benchmark compares myloader.
+command -v mydumper >/dev/null 2>&1 || need+=(mydumper)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # policy-rc.d keeps the package from starting its own server during installation.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/myaas/myaas/internal/agentapi"
@@ -206,11 +207,9 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	}
 
 	t.setStep(agentapi.StepLoading)
-	for _, f := range files {
-		if err := loadFile(ctx, eng, srv, f, t, &total, o.allowMissingTrailer); err != nil {
-			t.setStep(agentapi.StepFailed)
-			return agentapi.Report{}, err
-		}
+	if err := loadFiles(ctx, eng, srv, o, files, t, &total); err != nil {
+		t.setStep(agentapi.StepFailed)
+		return agentapi.Report{}, err
 	}
 
 	t.setStep(agentapi.StepPostImport)
@@ -257,37 +256,61 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	}, nil
 }
 
+// loadFiles loads the source's files one after the other, or a mydumper directory as a whole.
+func loadFiles(ctx context.Context, eng engine.MySQLFamily, srv *server, o importOptions, files []dumpFile, t *tracker, total *int64) error {
+	if dir, ok := o.source.mydumperDir(); ok {
+		return loadMydumper(ctx, eng, srv, dir, files, t, total, loadWorkers())
+	}
+	for _, f := range files {
+		if err := loadFile(ctx, eng, srv, f, t, total, o.allowMissingTrailer); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // loadFile streams one file through decompression into the server.
 func loadFile(ctx context.Context, eng engine.MySQLFamily, srv *server, f dumpFile, t *tracker, total *int64, allowMissingTrailer bool) error {
+	in, closeSQL, err := openSQL(ctx, f, t, total)
+	if err != nil {
+		return err
+	}
+	defer closeSQL()
+	in.dump, in.allowMissingTrailer = true, allowMissingTrailer
+	log.Printf("loading %s", f.Name)
+	return loadSplit(ctx, eng, srv.socket, in, loadWorkers())
+}
+
+// openSQL opens a file as SQL, decompressed, its bytes counted by the tracker.
+func openSQL(ctx context.Context, f dumpFile, t *tracker, total *int64) (sqlInput, func(), error) {
 	t.setFile(f.Name)
 	body, size, err := f.Open(ctx)
 	if err != nil {
-		return withDefaultReason(agentapi.ReasonSourceError, fmt.Errorf("open %s: %w", f.Name, err))
+		return sqlInput{}, nil, withDefaultReason(agentapi.ReasonSourceError, fmt.Errorf("open %s: %w", f.Name, err))
 	}
-	defer body.Close()
 	if f.Size == 0 && size > 0 {
-		*total += size
-		t.setTotal(*total)
+		t.setTotal(atomic.AddInt64(total, size))
 	}
 	counted := &countingReader{r: body, t: t}
 	// A 0-byte file is no dump: not even the decompressor's header is there to be checked.
 	raw := bufio.NewReaderSize(counted, 64<<10)
 	if _, err := raw.Peek(1); err == io.EOF {
-		return failWith(agentapi.ReasonEmptySource, fmt.Errorf("%s is empty: 0 bytes", f.Name))
+		body.Close()
+		return sqlInput{}, nil, failWith(agentapi.ReasonEmptySource, fmt.Errorf("%s is empty: 0 bytes", f.Name))
 	} else if err != nil {
-		return failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
+		body.Close()
+		return sqlInput{}, nil, failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
 	}
 	sqlStream, err := decompressor(f.Name, raw)
 	if err != nil {
-		return failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
+		body.Close()
+		return sqlInput{}, nil, failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
 	}
-	defer sqlStream.Close()
-	in := sqlInput{name: f.Name, r: sqlStream, dump: true, allowMissingTrailer: allowMissingTrailer}
+	in := sqlInput{name: f.Name, r: sqlStream}
 	if compression(f.Name) != "" {
 		in.file = counted
 	}
-	log.Printf("loading %s", f.Name)
-	return loadStream(ctx, eng, srv.socket, in)
+	return in, func() { sqlStream.Close(); body.Close() }, nil
 }
 
 // runPostImport runs the template's post-import SQL: the inline statements, then the script.

@@ -26,6 +26,21 @@ import (
 // routines, triggers, views, events, BLOBs, utf8mb4 text and several databases.
 func sourceDump(t *testing.T) (dump []byte, checksums map[string]string) {
 	t.Helper()
+	src, checksums := sourceServer(t)
+	out, err := exec.Command(dumpBinary(t), "--no-defaults", "--socket="+src.Socket, "-uroot",
+		"--databases", "shop", "audit", "--routines", "--triggers", "--events", "--single-transaction").Output()
+	if err != nil {
+		t.Fatalf("mariadb-dump: %v", err)
+	}
+	if !bytes.Contains(out, []byte("DELIMITER ;;")) || !bytes.Contains(out, []byte("/*!50001 CREATE")) {
+		t.Fatal("the dump lacks the constructs this test is about")
+	}
+	return out, checksums
+}
+
+// sourceServer is a running server holding the databases sourceDump dumps, and their checksums.
+func sourceServer(t *testing.T) (*mariadbtest.Server, map[string]string) {
+	t.Helper()
 	src := mariadbtest.Start(t)
 	src.Exec(t,
 		"CREATE DATABASE shop CHARACTER SET utf8mb4",
@@ -54,16 +69,7 @@ func sourceDump(t *testing.T) (dump []byte, checksums map[string]string) {
 	if _, err := db.Exec("INSERT INTO shop.orders (customer_id, total, note) SELECT seq % 200 + 1, seq % 1000, REPEAT('x', 100) FROM shop.seq_1_to_50000"); err != nil {
 		t.Fatal(err)
 	}
-	checksums = tableChecksums(t, db)
-	out, err := exec.Command(dumpBinary(t), "--no-defaults", "--socket="+src.Socket, "-uroot",
-		"--databases", "shop", "audit", "--routines", "--triggers", "--events", "--single-transaction").Output()
-	if err != nil {
-		t.Fatalf("mariadb-dump: %v", err)
-	}
-	if !bytes.Contains(out, []byte("DELIMITER ;;")) || !bytes.Contains(out, []byte("/*!50001 CREATE")) {
-		t.Fatal("the dump lacks the constructs this test is about")
-	}
-	return out, checksums
+	return src, tableChecksums(t, db)
 }
 
 func dumpBinary(t *testing.T) string {

@@ -41,6 +41,9 @@ type sourceConfig struct {
 func (c sourceConfig) files(ctx context.Context) ([]dumpFile, error) {
 	switch {
 	case c.glob != "":
+		if dir, ok := c.mydumperDir(); ok {
+			return dirFiles(c.dir, filepath.Join(dir, "*"))
+		}
 		return dirFiles(c.dir, c.glob)
 	case c.url != "":
 		return httpFiles(c.url, c.authDir, c.httpInsecure, c.stallTimeout)

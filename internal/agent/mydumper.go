@@ -217,7 +217,7 @@ func loadMydumper(ctx context.Context, eng engine.MySQLFamily, srv *server, dir 
 }
 
 // execByLine runs a file's statements one by one in one session, each ending with a line that
-// ends in ';'. A failure names the statement's first line and offset in the file.
+// ends in ';' and a newline. A failure names the statement's first line and offset in the file.
 func execByLine(ctx context.Context, srv *server, in sqlInput, database string) error {
 	db, err := srv.rootDB()
 	if err != nil {
@@ -246,7 +246,8 @@ func execByLine(ctx context.Context, srv *server, in sqlInput, database string) 
 			stmt = append(stmt, l...)
 			offset += int64(len(l))
 		}
-		if end := lastByte(l); (end == ';' || readErr == io.EOF) && len(bytes.TrimSpace(stmt)) > 0 {
+		// myloader's own rule: a line ending in "; " is inside a routine's body.
+		if (bytes.HasSuffix(l, []byte(";\n")) || readErr == io.EOF) && len(bytes.TrimSpace(stmt)) > 0 {
 			if _, err := conn.ExecContext(ctx, string(stmt)); err != nil {
 				e := &loadError{File: in.name, Line: stmtLine, Offset: stmtOffset, Decompressed: in.compressed(),
 					Statement: elideStatement(stmt[:min(len(stmt), statementPrefix)], len(stmt) > statementPrefix),

@@ -97,7 +97,7 @@ envtest: ## Build kube-apiserver and etcd for envtest from Go modules into bin/k
 	bash hack/build-k8s.sh kube-apiserver etcd
 
 .PHONY: bench-import
-bench-import: build ## Benchmark: the agent's import against a plain `mariadb < dump.sql`.
+bench-import: build ## Benchmark: the agent's import (one file, a mydumper directory) against `mariadb < dump.sql` (default and tuned server) and myloader.
 	bash hack/bench-import.sh
 
 .PHONY: bench-provision

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# make bench-import: the agent's import against `mariadb < dump.sql` into a default server, on the
-# same >= 1 GB deterministic dump. Prints both times, MB/s and the ratio. Needs about 6 GB of disk.
+# make bench-import: the agent's import against `mariadb < dump.sql` into a default and a tuned
+# server and against myloader, on the same >= 1 GB deterministic dump. Prints one table of times,
+# MB/s and ratios to the agent in one session. Needs about 8 GB of disk. Arguments go to the
+# command: -methods=2,4 runs those rows alone, -rows=N sizes the dump.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/install-mariadb.sh >/dev/null

@@ -61,7 +61,10 @@ type PVCDumpSource struct {
 	// +kubebuilder:validation:MinLength=1
 	ClaimName string `json:"claimName"`
 	// Path of the dump inside the volume, or a glob ("nightly/*.sql.gz"): several files load in
-	// name order. Files may be .sql, .sql.gz or .sql.zst.
+	// name order. Files may be .sql, .sql.gz or .sql.zst. A mysqldump or mariadb-dump file loads
+	// its tables in parallel sessions, one per CPU of the import's limit. A directory written by
+	// mydumper ("nightly/2026-11-26") loads as myloader does: schemas, then rows in parallel, then
+	// routines, views and triggers.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.contains('..')",message="path must be relative to the volume root and must not contain '..'"

@@ -179,10 +179,39 @@ func (b *bench) runAgent(name, source string, cpus int) (string, time.Duration, 
 	defer logFile.Close()
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	start := time.Now()
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return "", 0, err
+	}
+	peak := make(chan int64)
+	go func() { peak <- peakRSS(cmd.Process.Pid) }()
+	err = cmd.Wait()
+	took := time.Since(start)
+	if err != nil {
 		return "", 0, fmt.Errorf("%w (log: %s)", err, logFile.Name())
 	}
-	return datadir, time.Since(start), nil
+	fmt.Printf("    the agent's own peak memory (RSS, without the server and clients): %d MiB\n", <-peak>>20)
+	return datadir, took, nil
+}
+
+// peakRSS samples a process's resident memory until it exits: the agent's chunk buffers must stay
+// bounded whatever the dump's size.
+func peakRSS(pid int) int64 {
+	var peak int64
+	for {
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return peak
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+				var kb int64
+				if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
+					peak = max(peak, kb<<10)
+				}
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // tunedOptions are the agent's own server options for a datadir under base, by construction.

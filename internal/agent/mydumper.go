@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 
 	"github.com/go-sql-driver/mysql"
@@ -93,8 +92,6 @@ func parseMydumper(dir string, files []dumpFile) (*mydumperDump, error) {
 				dir, filepath.Base(f.Name), table, table))
 		}
 	}
-	// The largest first: the last files to start are short, and no worker waits long for another.
-	sort.SliceStable(d.rows, func(i, j int) bool { return d.rows[i].Size > d.rows[j].Size })
 	return d, nil
 }
 
@@ -199,14 +196,38 @@ func loadMydumper(ctx context.Context, eng engine.MySQLFamily, srv *server, dir 
 	if err := serially(d.schemas, true); err != nil {
 		return err
 	}
+	// The rows go in chunks of a few MB, each its own transaction, like a single file's: one
+	// transaction per file would hold the table's lock (InnoDB's bulk insert into an empty table
+	// takes it) while the table's other files wait.
 	pool := newLoadPool(ctx, max(1, workers))
+	var later []sqlInput
 	for _, f := range d.rows {
-		if !pool.submit(func(ctx context.Context) error { return load(ctx, f, mydumperDatabase(f.Name)) }) {
-			break
+		in, closeSQL, err := openSQL(ctx, f, t, total)
+		if err != nil {
+			pool.abort()
+			return err
 		}
+		in.database = mydumperDatabase(f.Name)
+		s := &splitLoader{ctx: ctx, eng: eng, socket: srv.socket, in: in, pool: pool}
+		err = s.readRows(bufio.NewReaderSize(in.r, 1<<20))
+		closeSQL()
+		if err != nil {
+			pool.abort()
+			var failure *importFailure
+			if errors.As(err, &failure) {
+				return err
+			}
+			return failWith(readFailureReason(err), fmt.Errorf("%s: line %d: %w", f.Name, s.line, err))
+		}
+		later = append(later, s.later...)
 	}
 	if err := pool.wait(); err != nil {
 		return err
+	}
+	for _, in := range later {
+		if err := loadStream(ctx, eng, srv.socket, in); err != nil {
+			return err
+		}
 	}
 	for _, files := range [][]dumpFile{d.post, d.views, d.triggers} {
 		if err := statementwise(files); err != nil {

@@ -83,6 +83,9 @@ type splitLoader struct {
 	afterRows bool
 	later     []sqlInput
 
+	// rowsOnly reads a file of one table's rows, as mydumper writes them: SETs, then INSERTs.
+	rowsOnly bool
+
 	line        int   // number of the line being read
 	offset      int64 // where it starts
 	inStatement bool
@@ -137,6 +140,19 @@ func loadSplit(ctx context.Context, eng engine.MySQLFamily, socket string, in sq
 	return nil
 }
 
+// readRows queues the chunks of a file of rows into the pool; what follows the rows is left in
+// s.later.
+func (s *splitLoader) readRows(src *bufio.Reader) error {
+	s.rowsOnly, s.database = true, s.in.database
+	if _, err := s.readHeader(src); err != nil {
+		if errors.Is(err, errNoSections) {
+			return nil // SETs alone: no rows to load
+		}
+		return err
+	}
+	return s.readSections(src)
+}
+
 // readHeader reads up to the first section marker. Anything but comments and SETs before it means
 // the dump has no markers: the lines read so far are returned for the caller to load.
 func (s *splitLoader) readHeader(src *bufio.Reader) ([]byte, error) {
@@ -149,7 +165,11 @@ func (s *splitLoader) readHeader(src *bufio.Reader) ([]byte, error) {
 			return nil, err
 		}
 		if !s.inStatement {
-			if section, ok := marker(first); ok {
+			section, ok := marker(first)
+			if !ok && s.rowsOnly && !headerLine(first) {
+				section, ok = sectionData, true
+			}
+			if ok {
 				s.headerLines, s.line, s.offset = s.line, s.line+1, int64(len(s.header))
 				s.start(section)
 				return nil, s.readLine(src, first, err)
@@ -205,7 +225,11 @@ func (s *splitLoader) readSections(src *bufio.Reader) error {
 		}
 		s.line++
 		if !s.inStatement {
-			if section, ok := marker(first); ok {
+			section, ok := marker(first)
+			if !ok && s.rowsOnly && !headerLine(first) {
+				section, ok = sectionData, true
+			}
+			if ok {
 				if err := s.finish(); err != nil {
 					return err
 				}

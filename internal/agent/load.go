@@ -92,8 +92,10 @@ func loadStream(ctx context.Context, eng engine.MySQLFamily, socket string, in s
 		"--binary-mode", "--batch", "--silent",
 		"--max-allowed-packet=1073741824", "--default-character-set=utf8mb4",
 		// One transaction per table (DDL commits implicitly) lets InnoDB fill an empty table in
-		// bulk, sorting its indexes instead of inserting row by row, and skip undo logging.
-		"--init-command=SET autocommit=0, unique_checks=0, foreign_key_checks=0")
+		// bulk, sorting its indexes instead of inserting row by row, and skip undo logging. That
+		// locks the table until the commit: in a parallel load, another session's chunk of the
+		// same table waits for it, however long the first chunk takes.
+		"--init-command=SET autocommit=0, unique_checks=0, foreign_key_checks=0, innodb_lock_wait_timeout=86400")
 	if in.database != "" {
 		cmd.Args = append(cmd.Args, "--database="+in.database)
 	}

@@ -77,10 +77,10 @@ shellcheck: install-shellcheck ## Run shellcheck on every shell script.
 
 # make test installs these dependencies itself, so a test that still finds one missing fails
 # instead of skipping (internal/testdeps). `make test TEST_REQUIRE=` lets them skip again.
-TEST_REQUIRE ?= MYAAS_REQUIRE_MARIADB=1 MYAAS_REQUIRE_BTRFS=1 MYAAS_REQUIRE_ENVTEST=1 MYAAS_REQUIRE_CHART=1
+TEST_REQUIRE ?= MYAAS_REQUIRE_MARIADB=1 MYAAS_REQUIRE_POSTGRES=1 MYAAS_REQUIRE_BTRFS=1 MYAAS_REQUIRE_ENVTEST=1 MYAAS_REQUIRE_CHART=1
 
 .PHONY: test
-test: manifests generate envtest install-test-deps helm kustomize ## Unit, envtest, agent (real MariaDB), CSI sanity and chart tests.
+test: manifests generate envtest install-test-deps helm kustomize ## Unit, envtest, agent (real MariaDB and PostgreSQL), CSI sanity and chart tests.
 	$(TEST_REQUIRE) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m
 
 .PHONY: test-chart
@@ -88,8 +88,9 @@ test-chart: helm kustomize install-prometheus ## The chart alone: helm lint, def
 	MYAAS_REQUIRE_CHART=1 HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./test/chart -count=1 -v
 
 .PHONY: install-test-deps
-install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB server, mydumper, btrfs tools, promtool).
+install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB server and mydumper, PostgreSQL server, btrfs tools, promtool).
 	bash hack/install-mariadb.sh
+	bash hack/install-postgresql.sh
 	bash hack/install-btrfs.sh
 
 .PHONY: envtest
@@ -99,6 +100,11 @@ envtest: ## Build kube-apiserver and etcd for envtest from Go modules into bin/k
 .PHONY: bench-import
 bench-import: build ## Benchmark: the agent's import (one file, a mydumper directory) against `mariadb < dump.sql` (default and tuned server) and myloader.
 	bash hack/bench-import.sh
+
+.PHONY: bench-clone-start
+bench-clone-start: build ## Benchmark: a PostgreSQL clone's `agent start` against `pg_ctl start` of the same datadir, to a login.
+	go run ./hack/bench-clone-start -agent $(LOCALBIN)/myaas
+	go run ./hack/bench-clone-start -agent $(LOCALBIN)/myaas -prepared=false
 
 .PHONY: bench-provision
 bench-provision: ## Benchmark: kubectl apply to Ready, sequential and concurrent, in the template's namespace and from others, and the disk cost of clones.
@@ -183,9 +189,12 @@ test-e2e: ## End-to-end suite on the local cluster (brings it up and down unless
 test-install: helm kustomize install-prometheus ## Install tests on the local cluster: helm install/upgrade/uninstall, metrics through Prometheus, dist/install.yaml.
 	HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) bash hack/test-install.sh
 
+# ENGINE=postgresql runs the demo on PostgreSQL.
+ENGINE ?= mariadb
+
 .PHONY: demo
-demo: ## Local cluster, operator, a template and an instance, and a real query against it.
-	bash hack/demo.sh
+demo: ## Local cluster, operator, a template and an instance, and a real query against it (ENGINE=mariadb|postgresql).
+	ENGINE=$(ENGINE) bash hack/demo.sh
 
 ##@ Deployment
 

@@ -29,4 +29,5 @@ const (
 	EventExpired               = "Expired"
 	EventCANotUsable           = "CANotUsable"
 	EventCertificateIssued     = "CertificateIssued"
+	EventUserNotSupported      = "UserNotSupported"
 )

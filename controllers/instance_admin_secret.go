@@ -2,11 +2,9 @@ package controllers
 
 import (
 	"context"
-	"fmt"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -25,45 +23,35 @@ const legacyRootPasswordKey = "root-password"
 // reconcileSecret, which then drops the legacy root-password key from the user's Secret.
 func (r *DatabaseInstanceReconciler) reconcileAdminSecret(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
 	inst := s.inst
-	name := builder.AdminSecretName(inst.Name)
-	secret := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: name}, secret)
-	if apierrors.IsNotFound(err) {
-		passwords := builder.AdminPasswords{RootPassword: r.legacyRootPassword(ctx, s)}
-		if err := r.fillAdminPasswords(&passwords); err != nil {
+	key := client.ObjectKey{Namespace: inst.Namespace, Name: builder.AdminSecretName(inst.Name)}
+	secret, made, res, err := ensureInstanceChild(ctx, r, s, key, &corev1.Secret{}, func() (*corev1.Secret, error) {
+		return r.adminSecret(s, builder.AdminPasswords{RootPassword: r.legacyRootPassword(ctx, s)})
+	})
+	if res != nil || err != nil {
+		return res, err
+	}
+	if !made {
+		want, err := r.adminSecret(s, builder.AdminPasswords{
+			Password:     string(secret.Data[agentapi.AdminKeyPassword]),
+			RootPassword: string(secret.Data[agentapi.AdminKeyRootPassword]),
+		})
+		if err != nil {
 			return nil, err
 		}
-		secret = builder.AdminSecret(inst, passwords)
-		if err := r.Create(ctx, secret); err != nil {
-			if apierrors.IsAlreadyExists(err) {
-				return r.secretCreateRefused(ctx, s, name)
-			}
-			return nil, fmt.Errorf("create Secret %s: %w", name, err)
+		if err := r.syncSecretData(ctx, secret, want); err != nil {
+			return nil, err
 		}
-		s.adminSecret = secret
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("get Secret %s: %w", name, err)
-	}
-	switch ownershipOf(secret, inst, instanceKind) {
-	case stale:
-		return r.waitForPreviousInstance(s, "Secret "+name)
-	case foreign:
-		return r.secretNotOwned(s, name)
-	}
-	passwords := builder.AdminPasswords{
-		Password:     string(secret.Data[agentapi.AdminKeyPassword]),
-		RootPassword: string(secret.Data[agentapi.AdminKeyRootPassword]),
-	}
-	if err := r.fillAdminPasswords(&passwords); err != nil {
-		return nil, err
-	}
-	if err := r.syncSecretData(ctx, secret, builder.AdminSecret(inst, passwords)); err != nil {
-		return nil, err
 	}
 	s.adminSecret = secret
 	return nil, nil
+}
+
+// adminSecret is the admin Secret with the given passwords, the missing ones generated.
+func (r *DatabaseInstanceReconciler) adminSecret(s *instancePass, passwords builder.AdminPasswords) (*corev1.Secret, error) {
+	if err := r.fillAdminPasswords(&passwords); err != nil {
+		return nil, err
+	}
+	return builder.AdminSecret(s.inst, passwords), nil
 }
 
 // legacyRootPassword is root's password in the user's Secret of an instance made before the

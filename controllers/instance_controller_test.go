@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -660,4 +661,52 @@ func TestForeignObjectsOfTheInstancesNamesAreNeverAdopted(t *testing.T) {
 			t.Errorf("Secret %s was changed: %v, owners %v", name, s.Data, s.OwnerReferences)
 		}
 	}
+}
+
+// The API takes every engine's privileges and user names; the template's engine decides which
+// an instance may have, before anything is cloned.
+func TestInstanceUserIsCheckedAgainstTheTemplatesEngine(t *testing.T) {
+	requireEnv(t)
+	startManager(t, Options{})
+	ns := newNamespace(t)
+	newTemplate(t, ns, "pg", func(d *myaasv1.DatabaseTemplate) { d.Spec.Engine.Type = myaasv1.EnginePostgreSQL })
+	importRevision(t, ns, "pg", 1)
+	newTemplate(t, ns, "maria")
+	importRevision(t, ns, "maria", 1)
+	for _, tc := range []struct {
+		name, template string
+		mutate         func(*myaasv1.DatabaseInstance)
+		want           string
+	}{
+		{"pg-process", "pg", func(i *myaasv1.DatabaseInstance) { i.Spec.ExtraPrivileges = []myaasv1.Privilege{"CREATEDB", "PROCESS"} }, `extraPrivileges[1] "PROCESS"`},
+		{"pg-postgres", "pg", func(i *myaasv1.DatabaseInstance) { i.Spec.Username = "postgres" }, `username "postgres" is kept`},
+		{"maria-createdb", "maria", func(i *myaasv1.DatabaseInstance) { i.Spec.ExtraPrivileges = []myaasv1.Privilege{"CREATEDB"} }, `extraPrivileges[0] "CREATEDB"`},
+	} {
+		newInstance(t, ns, tc.name, tc.template, tc.mutate)
+		eventually(t, 20*time.Second, tc.name+" refused", func() error {
+			got := getInstance(t, ns, tc.name)
+			if err := conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonUserNotSupported); err != nil {
+				return err
+			}
+			if msg := metaCondition(got.Status.Conditions, myaasv1.ConditionReady).Message; !strings.Contains(msg, tc.want) {
+				return fmt.Errorf("message %q, want it to contain %q", msg, tc.want)
+			}
+			return nil
+		})
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: tc.name}, &appsv1.StatefulSet{}); !apierrors.IsNotFound(err) {
+			t.Fatalf("%s: a StatefulSet for a refused instance: %v", tc.name, err)
+		}
+	}
+	newInstance(t, ns, "pg-createdb", "pg", func(i *myaasv1.DatabaseInstance) { i.Spec.ExtraPrivileges = []myaasv1.Privilege{"CREATEDB"} })
+	eventually(t, 20*time.Second, "a PostgreSQL clone with CREATEDB", func() error {
+		sts := &appsv1.StatefulSet{}
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "pg-createdb"}, sts); err != nil {
+			return err
+		}
+		args := strings.Join(sts.Spec.Template.Spec.Containers[0].Args, " ")
+		if !strings.Contains(args, "--engine=postgresql") || !strings.Contains(args, "--extra-privilege=CREATEDB") || !strings.Contains(args, "--port=5432") {
+			return fmt.Errorf("args %s", args)
+		}
+		return nil
+	})
 }

@@ -93,6 +93,15 @@ func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, s *ins
 	if err != nil {
 		return nil, fmt.Errorf("template %s: spec.engine.type: %w", t.Name, err)
 	}
+	// The API takes every engine's privileges and names: only the template says which apply.
+	privs := make([]string, len(inst.Spec.ExtraPrivileges))
+	for i, p := range inst.Spec.ExtraPrivileges {
+		privs[i] = string(p)
+	}
+	if err := eng.ValidateUser(inst.Spec.Username, privs); err != nil {
+		return waitFor(myaasv1.ReasonUserNotSupported, EventUserNotSupported,
+			fmt.Sprintf("template %s runs %s: spec: %v", t.Name, eng.Name(), err))
+	}
 	server := myaasv1.RevisionServer{Image: image, Config: t.Spec.Engine.Config, AgentImage: r.AgentImage}
 	if rev.Server != nil {
 		// What the revision was imported with, not what the template's spec says now.

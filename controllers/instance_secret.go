@@ -9,7 +9,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,39 +43,27 @@ func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, s *ins
 	inst := s.inst
 	name := builder.CredentialsSecretName(inst.Name)
 	inst.Status.SecretName = name
-	secret := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: name}, secret)
-	if apierrors.IsNotFound(err) {
-		return r.createSecret(ctx, s)
+	secret, made, res, err := ensureInstanceChild(ctx, r, s, client.ObjectKey{Namespace: inst.Namespace, Name: name}, &corev1.Secret{},
+		func() (*corev1.Secret, error) { return r.credentialsSecret(s, builder.Passwords{}) })
+	if res != nil || err != nil {
+		return res, err
 	}
-	if err != nil {
-		return nil, fmt.Errorf("get Secret %s: %w", name, err)
-	}
-	switch ownershipOf(secret, inst, instanceKind) {
-	case stale:
-		return r.waitForPreviousInstance(s, "Secret "+name)
-	case foreign:
-		return r.secretNotOwned(s, name)
-	}
-
-	passwords := builder.Passwords{Password: string(secret.Data[agentapi.SecretKeyPassword])}
-	if err := r.fillPasswords(&passwords); err != nil {
-		return nil, err
-	}
-	want := builder.CredentialsSecret(inst, s.src.engine, passwords)
-	if err := r.withTLS(s, want); err != nil {
-		return nil, err
-	}
-	keepLegacyRootPassword(ctx, r.Client, s, secret, want)
-	if err := r.syncSecretData(ctx, secret, want); err != nil {
-		return nil, err
+	if !made {
+		want, err := r.credentialsSecret(s, builder.Passwords{Password: string(secret.Data[agentapi.SecretKeyPassword])})
+		if err != nil {
+			return nil, err
+		}
+		keepLegacyRootPassword(ctx, r.Client, s, secret, want)
+		if err := r.syncSecretData(ctx, secret, want); err != nil {
+			return nil, err
+		}
 	}
 	s.secret = secret
 	return nil, nil
 }
 
-func (r *DatabaseInstanceReconciler) createSecret(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
-	var passwords builder.Passwords
+// credentialsSecret is the credentials Secret with the given passwords, the missing ones generated.
+func (r *DatabaseInstanceReconciler) credentialsSecret(s *instancePass, passwords builder.Passwords) (*corev1.Secret, error) {
 	if err := r.fillPasswords(&passwords); err != nil {
 		return nil, err
 	}
@@ -84,31 +71,33 @@ func (r *DatabaseInstanceReconciler) createSecret(ctx context.Context, s *instan
 	if err := r.withTLS(s, secret); err != nil {
 		return nil, err
 	}
-	if err := r.Create(ctx, secret); apierrors.IsAlreadyExists(err) {
-		return r.secretCreateRefused(ctx, s, secret.Name)
-	} else if err != nil {
-		return nil, fmt.Errorf("create Secret %s: %w", secret.Name, err)
-	}
-	s.secret = secret
-	return nil, nil
+	return secret, nil
 }
 
-// secretCreateRefused says what a Secret of the instance's that the cache did not show, yet the
-// API server has, is. The cache holds only the operator's labelled objects: it may be one made a
-// moment ago, or somebody else's, which is never adopted.
-func (r *DatabaseInstanceReconciler) secretCreateRefused(ctx context.Context, s *instancePass, name string) (*ctrl.Result, error) {
-	have := &corev1.Secret{}
-	if err := r.reader().Get(ctx, client.ObjectKey{Namespace: s.inst.Namespace, Name: name}, have); client.IgnoreNotFound(err) != nil {
-		return nil, fmt.Errorf("get Secret %s: %w", name, err)
-	} else if err == nil {
-		switch ownershipOf(have, s.inst, instanceKind) {
-		case stale:
-			return r.waitForPreviousInstance(s, "Secret "+name)
-		case foreign:
-			return r.secretNotOwned(s, name)
-		}
+// ensureInstanceChild creates the instance's child named key unless it exists (ensureChild), and
+// ends the pass at one the instance may not use: one the cache has not seen yet is looked at again
+// soon, one of a deleted instance of the same name is waited out, and anyone else's is refused,
+// never adopted. made says this call created it.
+func ensureInstanceChild[P client.Object](ctx context.Context, r *DatabaseInstanceReconciler, s *instancePass, key client.ObjectKey, blank P,
+	build func() (P, error)) (obj P, made bool, res *ctrl.Result, err error) {
+	obj, made, own, err := ensureChild(ctx, r.Client, r.reader(), key, blank, controlledBy(s.inst, instanceKind), build)
+	if err != nil || own == owned {
+		return obj, made, nil, err
 	}
-	return stop(requeueSoon), nil
+	res, err = r.refuseChild(s, own, kindName(r.Client, obj, key))
+	return obj, false, res, err
+}
+
+// refuseChild ends the pass at a child of the instance's name that it may not use, named by what
+// ("Secret alice-credentials").
+func (r *DatabaseInstanceReconciler) refuseChild(s *instancePass, own ownership, what string) (*ctrl.Result, error) {
+	switch own {
+	case pending:
+		return stop(requeueSoon), nil
+	case stale:
+		return r.waitForPreviousInstance(s, what)
+	}
+	return r.notOwned(s, what)
 }
 
 // fillPasswords generates the passwords that are missing: a user who empties one gets a new one.
@@ -121,13 +110,14 @@ func (r *DatabaseInstanceReconciler) fillPasswords(p *builder.Passwords) error {
 	return err
 }
 
-// secretNotOwned stops at a Secret of the instance's name that it does not own: never adopted.
-func (r *DatabaseInstanceReconciler) secretNotOwned(s *instancePass, name string) (*ctrl.Result, error) {
+// notOwned stops at a Secret (or the Certificate behind one) of the instance's name that it does
+// not own, named by what: never adopted.
+func (r *DatabaseInstanceReconciler) notOwned(s *instancePass, what string) (*ctrl.Result, error) {
 	inst := s.inst
 	inst.Status.Phase = myaasv1.InstanceFailed
 	setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
 		condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonSecretNotOwned,
-		message:   fmt.Sprintf("Secret %s exists and is not owned by this instance; it is never adopted: delete or rename it", name),
+		message:   what + " exists and is not owned by this instance; it is never adopted: delete or rename it",
 		eventType: corev1.EventTypeWarning, event: EventSecretNotOwned,
 	})
 	return stop(30 * time.Second), nil

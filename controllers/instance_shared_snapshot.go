@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -67,17 +68,23 @@ func (r *DatabaseInstanceReconciler) reconcileSharedSnapshot(ctx context.Context
 	}
 	t := src.template
 	copyOf := builder.SharedRevision{TemplateNamespace: t.Namespace, Template: t.Name, Revision: src.revision.Revision, Namespace: inst.Namespace}
-	wantSnap := builder.SharedSnapshot(copyOf)
-	snap := &snapshotv1.VolumeSnapshot{}
-	err := r.Get(ctx, client.ObjectKeyFromObject(wantSnap), snap)
-	if client.IgnoreNotFound(err) != nil {
-		return nil, fmt.Errorf("get copy %s of revision %d: %w", wantSnap.Name, copyOf.Revision, err)
-	}
-	if apierrors.IsNotFound(err) {
-		if err := r.createSharedCopy(ctx, src, copyOf); err != nil {
-			return nil, err
-		}
-		return r.waitForSharedSnapshot(inst, wantSnap.Name, "being made")
+	key := client.ObjectKey{Namespace: copyOf.Namespace, Name: builder.SharedSnapshotName(copyOf.TemplateNamespace, copyOf.Template, copyOf.Revision)}
+	snap, made, own, err := ensureChild(ctx, r.Client, r.reader(), key, &snapshotv1.VolumeSnapshot{}, labelled(builder.SharedSnapshotLabels(copyOf)),
+		func() (*snapshotv1.VolumeSnapshot, error) {
+			if err := r.ensureSharedContent(ctx, src, copyOf); err != nil {
+				return nil, err
+			}
+			return builder.SharedSnapshot(copyOf), nil
+		})
+	switch {
+	case errors.Is(err, errContentReplaced):
+		return r.waitForSharedSnapshot(inst, key.Name, "being made")
+	case err != nil:
+		return nil, fmt.Errorf("copy revision %d into this namespace: %w", copyOf.Revision, err)
+	case made || own == pending:
+		return r.waitForSharedSnapshot(inst, key.Name, "being made")
+	case own == foreign:
+		return r.waitForSharedSnapshot(inst, key.Name, "not the operator's copy (it lacks the operator's labels) and is never used: delete or rename it")
 	}
 	if !snap.DeletionTimestamp.IsZero() {
 		// The last instance here that used it went away a moment ago: a new copy follows.
@@ -91,34 +98,34 @@ func (r *DatabaseInstanceReconciler) reconcileSharedSnapshot(ctx context.Context
 	return nil, nil
 }
 
-// createSharedCopy creates the content, then the VolumeSnapshot bound to it. A content left by an
-// earlier copy whose VolumeSnapshot is gone stays bound to that one (by UID): it is deleted (its
-// Retain policy keeps the data) and made again.
-func (r *DatabaseInstanceReconciler) createSharedCopy(ctx context.Context, src *revisionSource, copyOf builder.SharedRevision) error {
-	name := builder.SharedContentName(copyOf.Namespace, copyOf.TemplateNamespace, copyOf.Template, copyOf.Revision)
-	have := &snapshotv1.VolumeSnapshotContent{}
-	err := r.Get(ctx, client.ObjectKey{Name: name}, have)
+// errContentReplaced: the content of an earlier copy is being deleted; the copy is made once it is gone.
+var errContentReplaced = errors.New("the content of an earlier copy is being deleted")
+
+// ensureSharedContent creates the content the copy's VolumeSnapshot binds to. A content left by
+// an earlier copy whose VolumeSnapshot is gone stays bound to that one (by UID): it is deleted
+// (its Retain policy keeps the data) and made again (errContentReplaced meanwhile).
+func (r *DatabaseInstanceReconciler) ensureSharedContent(ctx context.Context, src *revisionSource, copyOf builder.SharedRevision) error {
+	key := client.ObjectKey{Name: builder.SharedContentName(copyOf.Namespace, copyOf.TemplateNamespace, copyOf.Template, copyOf.Revision)}
+	have, made, own, err := ensureChild(ctx, r.Client, r.reader(), key, &snapshotv1.VolumeSnapshotContent{}, labelled(builder.SharedSnapshotLabels(copyOf)),
+		func() (*snapshotv1.VolumeSnapshotContent, error) {
+			if err := r.fillSharedSource(ctx, src, &copyOf); err != nil {
+				return nil, err
+			}
+			return builder.SharedSnapshotContent(copyOf), nil
+		})
 	switch {
-	case err == nil && (have.Spec.VolumeSnapshotRef.UID != "" || !have.DeletionTimestamp.IsZero()):
+	case err != nil || made || own == pending:
+		return err
+	case own == foreign:
+		// Binding the copy to it would hand this namespace somebody else's data.
+		return fmt.Errorf("VolumeSnapshotContent %s exists without the operator's labels: it is never used; delete it", key.Name)
+	case have.Spec.VolumeSnapshotRef.UID != "" || !have.DeletionTimestamp.IsZero():
 		if have.DeletionTimestamp.IsZero() {
 			if err := r.Delete(ctx, have); client.IgnoreNotFound(err) != nil {
-				return fmt.Errorf("delete stale VolumeSnapshotContent %s: %w", name, err)
+				return fmt.Errorf("delete stale VolumeSnapshotContent %s: %w", key.Name, err)
 			}
 		}
-		return nil // the snapshot is made once the content is gone
-	case client.IgnoreNotFound(err) != nil:
-		return fmt.Errorf("get VolumeSnapshotContent %s: %w", name, err)
-	case apierrors.IsNotFound(err):
-		if err := r.fillSharedSource(ctx, src, &copyOf); err != nil {
-			return err
-		}
-		if err := r.Create(ctx, builder.SharedSnapshotContent(copyOf)); client.IgnoreAlreadyExists(err) != nil {
-			return fmt.Errorf("create VolumeSnapshotContent %s: %w", name, err)
-		}
-	}
-	snap := builder.SharedSnapshot(copyOf)
-	if err := r.Create(ctx, snap); client.IgnoreAlreadyExists(err) != nil {
-		return fmt.Errorf("create VolumeSnapshot %s/%s: %w", snap.Namespace, snap.Name, err)
+		return errContentReplaced
 	}
 	return nil
 }

@@ -93,7 +93,8 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s
 		AgentInVolume:    agentInVolume,
 	}
 	claim := builder.InstanceClaim(inst, params)
-	switch own, err := ensureChild(ctx, r.Client, r.reader(), inst, instanceKind, claim, &corev1.PersistentVolumeClaim{}); {
+	switch _, _, own, err := ensureChild(ctx, r.Client, r.reader(), client.ObjectKeyFromObject(claim), &corev1.PersistentVolumeClaim{},
+		controlledBy(inst, instanceKind), func() (*corev1.PersistentVolumeClaim, error) { return claim, nil }); {
 	case err != nil:
 		return nil, err
 	case own == pending:

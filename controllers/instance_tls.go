@@ -48,45 +48,20 @@ func (r *DatabaseInstanceReconciler) reconcileTLS(ctx context.Context, s *instan
 	now := r.Clock.Now()
 	names := builder.ServiceDNSNames(inst)
 	name := builder.TLSSecretName(inst.Name)
-	have := &corev1.Secret{}
-	err = r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: name}, have)
-	switch {
-	case apierrors.IsNotFound(err):
+	issue := func() (*corev1.Secret, error) {
 		server, err := pki.IssueServer(ca, names, now)
 		if err != nil {
 			return nil, fmt.Errorf("issue the certificate of %s: %w", inst.Name, err)
 		}
-		if err := r.Create(ctx, builder.InstanceTLSSecret(inst, server, ca.CertPEM)); apierrors.IsAlreadyExists(err) {
-			return r.secretCreateRefused(ctx, s, name)
-		} else if err != nil {
-			return nil, fmt.Errorf("create Secret %s: %w", name, err)
-		}
-		have.Data = map[string][]byte{agentapi.TLSCertKey: server.CertPEM}
-	case err != nil:
-		return nil, fmt.Errorf("get Secret %s: %w", name, err)
-	default:
-		switch ownershipOf(have, inst, instanceKind) {
-		case stale:
-			return r.waitForPreviousInstance(s, "Secret "+name)
-		case foreign:
-			return r.secretNotOwned(s, name)
-		}
-		pair := pki.KeyPair{CertPEM: have.Data[agentapi.TLSCertKey], KeyPEM: have.Data[agentapi.TLSPrivateKeyKey]}
-		if problem := pki.ServerCertProblem(pair, ca.CertPEM, names, now); problem != "" || !pki.SameCert(have.Data[agentapi.TLSCAKey], ca.CertPEM) {
-			server, err := pki.IssueServer(ca, names, now)
-			if err != nil {
-				return nil, fmt.Errorf("issue the certificate of %s: %w", inst.Name, err)
-			}
-			want := builder.InstanceTLSSecret(inst, server, ca.CertPEM)
-			have.Data = want.Data
-			if err := r.Update(ctx, have); err != nil {
-				return nil, fmt.Errorf("renew the certificate in Secret %s: %w", name, err)
-			}
-			if problem == "" {
-				problem = "the CA changed"
-			}
-			r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventCertificateIssued,
-				"Certificate in Secret %s issued anew (%s); the server serves it from its next start", name, problem)
+		return builder.InstanceTLSSecret(inst, server, ca.CertPEM), nil
+	}
+	have, made, res, err := ensureInstanceChild(ctx, r, s, client.ObjectKey{Namespace: inst.Namespace, Name: name}, &corev1.Secret{}, issue)
+	if res != nil || err != nil {
+		return res, err
+	}
+	if !made {
+		if err := r.renewIfNeeded(ctx, inst, have, ca, names, now, issue); err != nil {
+			return nil, err
 		}
 	}
 	if cert, err := pki.ParseCert(have.Data[agentapi.TLSCertKey]); err == nil {
@@ -94,6 +69,31 @@ func (r *DatabaseInstanceReconciler) reconcileTLS(ctx context.Context, s *instan
 	}
 	s.tlsCA = ca.CertPEM
 	return nil, nil
+}
+
+// renewIfNeeded issues the certificate in have anew when it no longer fits: expiring, for other
+// names, or from another CA.
+func (r *DatabaseInstanceReconciler) renewIfNeeded(ctx context.Context, inst *myaasv1.DatabaseInstance, have *corev1.Secret, ca pki.KeyPair,
+	names []string, now time.Time, issue func() (*corev1.Secret, error)) error {
+	pair := pki.KeyPair{CertPEM: have.Data[agentapi.TLSCertKey], KeyPEM: have.Data[agentapi.TLSPrivateKeyKey]}
+	problem := pki.ServerCertProblem(pair, ca.CertPEM, names, now)
+	if problem == "" && pki.SameCert(have.Data[agentapi.TLSCAKey], ca.CertPEM) {
+		return nil
+	}
+	want, err := issue()
+	if err != nil {
+		return err
+	}
+	have.Data = want.Data
+	if err := r.Update(ctx, have); err != nil {
+		return fmt.Errorf("renew the certificate in Secret %s: %w", have.Name, err)
+	}
+	if problem == "" {
+		problem = "the CA changed"
+	}
+	r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventCertificateIssued,
+		"Certificate in Secret %s issued anew (%s); the server serves it from its next start", have.Name, problem)
+	return nil
 }
 
 // startedWithoutTLS: the instance's StatefulSet was made before the operator issued certificates.
@@ -116,32 +116,30 @@ func (r *DatabaseInstanceReconciler) startedWithoutTLS(ctx context.Context, inst
 // namespaceCA returns the operator's CA of the instance's namespace, making it on first need.
 // A Secret of that name without the operator's labels is never used nor overwritten.
 func (r *DatabaseInstanceReconciler) namespaceCA(ctx context.Context, inst *myaasv1.DatabaseInstance) (pki.KeyPair, *ctrl.Result, error) {
-	secret := &corev1.Secret{}
 	key := client.ObjectKey{Namespace: inst.Namespace, Name: builder.CASecretName}
-	// One of that name without the operator's labels is seen only by the API server, and must be
-	// refused, not collided with.
-	err := getChild(ctx, r.Client, r.reader(), key, secret)
-	if apierrors.IsNotFound(err) {
+	var made pki.KeyPair
+	// Instances of the namespace reconciled side by side: the API server keeps the first CA, and
+	// the others look again (pending). One of that name without the operator's labels is seen only
+	// by the API server, and is refused, not collided with.
+	secret, created, own, err := ensureChild(ctx, r.Client, r.reader(), key, &corev1.Secret{}, labelled(builder.CALabels()), func() (*corev1.Secret, error) {
 		ca, err := pki.NewCA("myaas CA "+inst.Namespace, r.Clock.Now())
 		if err != nil {
-			return pki.KeyPair{}, nil, fmt.Errorf("make the CA of namespace %s: %w", inst.Namespace, err)
+			return nil, fmt.Errorf("make the CA of namespace %s: %w", inst.Namespace, err)
 		}
-		// Instances of the namespace reconciled side by side: the API server keeps the first CA.
-		if err := r.Create(ctx, builder.CASecret(inst.Namespace, ca)); apierrors.IsAlreadyExists(err) {
-			return pki.KeyPair{}, stop(requeueSoon), nil
-		} else if err != nil {
-			return pki.KeyPair{}, nil, fmt.Errorf("create Secret %s: %w", builder.CASecretName, err)
-		}
-		return ca, nil, nil
-	}
-	if err != nil {
-		return pki.KeyPair{}, nil, fmt.Errorf("get Secret %s: %w", builder.CASecretName, err)
-	}
-	for k, v := range builder.CALabels() {
-		if secret.Labels[k] != v {
-			return pki.KeyPair{}, r.caNotUsable(inst, fmt.Sprintf("Secret %s exists without the label %s=%s: it is not the operator's CA and is never used; rename it, or delete it to let the operator make one",
-				builder.CASecretName, k, v)), nil
-		}
+		made = ca
+		return builder.CASecret(inst.Namespace, ca), nil
+	})
+	switch {
+	case err != nil:
+		return pki.KeyPair{}, nil, err
+	case created:
+		return made, nil, nil
+	case own == pending:
+		return pki.KeyPair{}, stop(requeueSoon), nil
+	case own != owned:
+		k, v, _ := missingLabel(secret, builder.CALabels())
+		return pki.KeyPair{}, r.caNotUsable(inst, fmt.Sprintf("Secret %s exists without the label %s=%s: it is not the operator's CA and is never used; rename it, or delete it to let the operator make one",
+			builder.CASecretName, k, v)), nil
 	}
 	ca := pki.KeyPair{CertPEM: secret.Data[agentapi.TLSCertKey], KeyPEM: secret.Data[agentapi.TLSPrivateKeyKey]}
 	if err := pki.ValidCA(ca, r.Clock.Now()); err != nil {
@@ -166,31 +164,18 @@ func (r *DatabaseInstanceReconciler) caNotUsable(inst *myaasv1.DatabaseInstance,
 func (r *DatabaseInstanceReconciler) reconcileCertManagerTLS(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
 	inst := s.inst
 	want := builder.Certificate(inst)
-	have := &unstructured.Unstructured{}
-	have.SetGroupVersionKind(want.GroupVersionKind())
-	err := r.Get(ctx, client.ObjectKeyFromObject(want), have)
+	blank := &unstructured.Unstructured{}
+	blank.SetGroupVersionKind(want.GroupVersionKind())
+	_, _, own, err := ensureChild(ctx, r.Client, r.reader(), client.ObjectKeyFromObject(want), blank, controlledBy(inst, instanceKind),
+		func() (*unstructured.Unstructured, error) { return want, nil })
 	switch {
 	case meta.IsNoMatchError(err):
 		return r.waitForCertificate(inst, "cert-manager is not installed (no Certificate kind in cert-manager.io/v1), yet spec.tls.issuerRef names an issuer")
-	case apierrors.IsNotFound(err):
-		if err := r.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("create Certificate %s: %w", want.GetName(), err)
-		}
 	case err != nil:
-		return nil, fmt.Errorf("get Certificate %s: %w", want.GetName(), err)
-	default:
-		switch ownershipOf(have, inst, instanceKind) {
-		case stale:
-			return r.waitForPreviousInstance(s, "Certificate "+want.GetName())
-		case foreign:
-			inst.Status.Phase = myaasv1.InstanceFailed
-			setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
-				condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonSecretNotOwned,
-				message:   fmt.Sprintf("Certificate %s exists and is not owned by this instance; it is never adopted: delete or rename it", want.GetName()),
-				eventType: corev1.EventTypeWarning, event: EventSecretNotOwned,
-			})
-			return stop(30 * time.Second), nil
-		}
+		return nil, err
+	case own == stale || own == foreign:
+		// One made a moment ago (pending) is waited for below, with the Secret cert-manager writes.
+		return r.refuseChild(s, own, "Certificate "+want.GetName())
 	}
 
 	name := builder.TLSSecretName(inst.Name)

@@ -306,25 +306,26 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 		s.wakeIn(requeueSoon)
 		return err
 	}
-	volume := &corev1.PersistentVolumeClaim{}
-	if ok, err := r.ensureTemplateChild(ctx, s, builder.TemplatePVC(t, ci.Revision), volume); err != nil || !ok {
+	volume, volumeMade, ok, err := ensureTemplateChild(ctx, r, s, builder.TemplatePVC(t, ci.Revision), &corev1.PersistentVolumeClaim{})
+	if err != nil || !ok {
 		return err
+	}
+	if volumeMade {
+		s.wakeIn(requeueSoon) // the API server fills in the default StorageClass: read it back
+		return nil
 	}
 	if pending, err := r.bindingPending(ctx, volume); err != nil || pending {
 		if pending {
 			ci.HoldReason = myaasv1.ReasonWaitingForVolume
-			ci.HoldMessage = fmt.Sprintf("PersistentVolumeClaim %s is being provisioned; the import starts once it is bound", builder.TemplatePVCName(t.Name, ci.Revision))
-		}
-		if volume.Name == "" {
-			s.wakeIn(requeueSoon)
+			ci.HoldMessage = fmt.Sprintf("PersistentVolumeClaim %s is being provisioned; the import starts once it is bound", volume.Name)
 		}
 		return err // the claim is the template's: its binding brings the next pass
 	}
-	job := &batchv1.Job{}
-	if ok, err := r.ensureTemplateChild(ctx, s, want, job); err != nil || !ok {
+	job, made, ok, err := ensureTemplateChild(ctx, r, s, want, &batchv1.Job{})
+	if err != nil || !ok {
 		return err
 	}
-	if job.Name == "" {
+	if made {
 		s.wakeIn(requeueSoon) // just created: the cache catches up
 		return nil
 	}
@@ -367,9 +368,6 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 // PersistentVolumeClaims"), and the scheduler may leave it so until its periodic retry, minutes
 // later. A claim bound when its pod is scheduled (WaitForFirstConsumer) needs the pod first.
 func (r *DatabaseTemplateReconciler) bindingPending(ctx context.Context, claim *corev1.PersistentVolumeClaim) (bool, error) {
-	if claim.Name == "" {
-		return true, nil // just created: the cache has not seen it yet
-	}
 	if claim.Status.Phase == corev1.ClaimBound || claim.Spec.StorageClassName == nil || claim.Spec.VolumeName != "" {
 		return false, nil
 	}
@@ -402,17 +400,19 @@ func (r *DatabaseTemplateReconciler) aboutToCreate(ctx context.Context, t *myaas
 	return lci != nil && lci.Revision == ci.Revision && lci.Attempt == ci.Attempt && lci.Phase == ci.Phase, nil
 }
 
-// ensureTemplateChild creates a child of the template unless it exists, and says whether the one
-// that exists may be used. Children of a deleted template of the same name are waited out.
-func (r *DatabaseTemplateReconciler) ensureTemplateChild(ctx context.Context, s *templatePass, want, existing client.Object) (bool, error) {
+// ensureTemplateChild creates want, a child of the template, unless it exists, and says whether
+// the one that exists (read into blank) may be used, and whether this call made it. Children of a
+// deleted template of the same name are waited out.
+func ensureTemplateChild[P client.Object](ctx context.Context, r *DatabaseTemplateReconciler, s *templatePass, want, blank P) (obj P, made, ok bool, err error) {
 	t := s.t
-	own, err := ensureChild(ctx, r.Client, r.uncached(), t, templateKind, want, existing)
+	obj, made, own, err := ensureChild(ctx, r.Client, r.uncached(), client.ObjectKeyFromObject(want), blank, controlledBy(t, templateKind),
+		func() (P, error) { return want, nil })
 	if err != nil || own == owned {
-		return err == nil, err
+		return obj, made, err == nil, err
 	}
 	if own == pending {
 		s.wakeIn(requeueSoon)
-		return false, nil
+		return obj, false, false, nil
 	}
 	msg := fmt.Sprintf("%T %s exists and belongs to %s: waiting for it to be deleted", want, want.GetName(), map[ownership]string{
 		stale: "a deleted template of the same name", foreign: "another owner; delete or rename it",
@@ -423,7 +423,7 @@ func (r *DatabaseTemplateReconciler) ensureTemplateChild(ctx context.Context, s 
 	}
 	ci.HoldReason, ci.HoldMessage = myaasv1.ReasonStaleChildren, msg
 	s.wakeIn(2 * time.Second)
-	return false, nil
+	return obj, false, false, nil
 }
 
 // importPod is the newest pod of the import Job, or nil.

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,23 +30,22 @@ func (r *DatabaseTemplateReconciler) reconcileRefreshCronJob(ctx context.Context
 	}
 
 	want := builder.RefreshCronJob(t, r.AgentImage)
-	have := &batchv1.CronJob{}
-	err := getChild(ctx, r.Client, r.uncached(), key, have)
+	have, made, own, err := ensureChild(ctx, r.Client, r.uncached(), key, &batchv1.CronJob{}, controlledBy(t, templateKind),
+		func() (*batchv1.CronJob, error) { return want, nil })
 	switch {
-	case apierrors.IsNotFound(err):
-		err = r.Create(ctx, want)
-	case err == nil && ownershipOf(have, t, templateKind) != owned:
+	case err == nil && !made && own != owned:
 		// The CronJob of a deleted template of the same name, not yet collected.
 		return stop(time.Second), nil
-	case err == nil && !equality.Semantic.DeepDerivative(want.Spec, have.Spec):
+	case err == nil && !made && !equality.Semantic.DeepDerivative(want.Spec, have.Spec):
 		have.Spec = want.Spec
 		err = r.Update(ctx, have)
 	}
-	if apierrors.IsInvalid(err) {
+	var status apierrors.APIStatus
+	if apierrors.IsInvalid(err) && errors.As(err, &status) {
 		// The API server rejects what the CRD's pattern let through (e.g. "61 * * * *").
 		setConditionAndNotify(r.Recorder, t, &t.Status.Conditions, t.Generation, notice{
 			condType: myaasv1.ConditionRefreshScheduled, status: metav1.ConditionFalse, reason: myaasv1.ReasonInvalidSchedule,
-			message:   fmt.Sprintf("spec.refresh: the refresh CronJob was rejected: %v", err),
+			message:   "spec.refresh: the refresh CronJob was rejected: " + status.Status().Message,
 			eventType: corev1.EventTypeWarning, event: EventRefreshScheduleFailed,
 		})
 		return nil, nil

@@ -39,8 +39,8 @@ func (r *DatabaseTemplateReconciler) reconcileSnapshot(ctx context.Context, s *t
 		s.wakeIn(requeueSoon)
 		return err
 	}
-	snap := &snapshotv1.VolumeSnapshot{}
-	if ok, err := r.ensureTemplateChild(ctx, s, want, snap); err != nil || !ok {
+	snap, _, ok, err := ensureTemplateChild(ctx, r, s, want, &snapshotv1.VolumeSnapshot{})
+	if err != nil || !ok {
 		return err
 	}
 	st := snap.Status

@@ -10,7 +10,7 @@ bash "$root/hack/install-mariadb.sh" >/dev/null
 exec 9>/tmp/myaas-cluster.lock
 flock 9
 if cluster_running; then
-  bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server
+  bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server postgresql
 else
   bash "$root/hack/dev-cluster.sh" up
 fi

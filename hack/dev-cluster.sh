@@ -250,6 +250,7 @@ start_containerd() {
 declare -A IMAGES=(
   [pause]=localhost/myaas/pause:3.10
   [mariadb]=localhost/myaas/mariadb:10.11
+  [postgresql]=localhost/myaas/postgres:15
   [manager]=localhost/myaas/manager:dev
   [dumpserver]=localhost/myaas/dumpserver:dev
   [s3server]=localhost/myaas/s3server:dev

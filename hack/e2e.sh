@@ -26,7 +26,8 @@ fi
 if [ $started = 0 ]; then
   # A cluster brought up before the NetworkPolicy enforcer was part of it gets it now.
   bash "$root/hack/dev-cluster.sh" netpol
-  bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server
+  # postgresql too: a cluster up from before the PostgreSQL image existed gets it (cached: seconds).
+  bash "$root/hack/dev-cluster.sh" load manager dumpserver s3server postgresql
 fi
 deploy_operator
 # Another build of the manager (another version, so another binary), for the test that redeploys

@@ -35,7 +35,7 @@ const (
 	ReasonImageNotAllowed       = "ImageNotAllowed"
 	ReasonStaleChildren         = "StaleChildren"
 
-	// ImportFailed; the agent's own reasons (TruncatedDump, SQLError, …) are used as they are.
+	// ImportFailed, besides the import agent's reasons below.
 	ReasonImportSucceeded = "ImportSucceeded"
 	ReasonImportJobFailed = "ImportJobFailed"
 	ReasonOOMKilled       = "OOMKilled"
@@ -47,6 +47,42 @@ const (
 	// RefreshScheduled.
 	ReasonScheduled       = "Scheduled"
 	ReasonInvalidSchedule = "InvalidSchedule"
+)
+
+// Reasons the import agent reports when an import fails or is interrupted: the reason of the
+// ImportFailed condition and of status.lastFailure. The agent (internal/agentapi) spells them
+// the same; it does not import this package, to keep the Kubernetes libraries out of it.
+const (
+	// ReasonNoSourceFile: the source yields no file (no match in the volume, an empty S3 prefix,
+	// an HTTP 404).
+	ReasonNoSourceFile = "NoSourceFile"
+	// ReasonEmptySource: a file of the source is empty (0 bytes), or decompresses to nothing.
+	ReasonEmptySource = "EmptySource"
+	// ReasonEmptyResponse: an HTTP source answered 200 with an empty body.
+	ReasonEmptyResponse = "EmptyResponse"
+	// ReasonTruncatedDump: a dump whose header names mysqldump or mariadb-dump lacks their
+	// closing "-- Dump completed" line, or a compressed file ends early.
+	ReasonTruncatedDump = "TruncatedDump"
+	// ReasonNoUserTables: the load left no table outside the server's own schemas.
+	ReasonNoUserTables = "NoUserTables"
+	// ReasonSQLError: the server refused a statement of the dump; the message names the file,
+	// line, byte offset and the start of the statement, without row values.
+	ReasonSQLError = "SQLError"
+	// ReasonSourceError: the source could not be read (refused, unreachable, not a valid
+	// compressed stream).
+	ReasonSourceError = "SourceError"
+	// ReasonSourceStalled: an HTTP or S3 source sent nothing for the stall timeout; the import is
+	// tried again.
+	ReasonSourceStalled = "SourceStalled"
+	// ReasonPostImportSQLFailed: the template's post-import SQL failed.
+	ReasonPostImportSQLFailed = "PostImportSQLFailed"
+	// ReasonServerError: the database server of the import failed to start or exited during the load.
+	ReasonServerError = "ServerError"
+	// ReasonAgentStopped: the import pod was stopped (SIGTERM) before it finished; the import is
+	// tried again.
+	ReasonAgentStopped = "AgentStopped"
+	// ReasonInvalidOptions: the import Job gave the agent options it cannot use.
+	ReasonInvalidOptions = "InvalidOptions"
 )
 
 // Reasons of DatabaseInstance conditions.
@@ -70,4 +106,6 @@ const (
 	ReasonWaitingForCertificate    = "WaitingForCertificate"
 	ReasonTemplateNotShared        = "TemplateNotShared"
 	ReasonWaitingForSharedSnapshot = "WaitingForSharedSnapshot"
+	// ReasonUserNotSupported: spec.username or spec.extraPrivileges are not for the template's engine.
+	ReasonUserNotSupported = "UserNotSupported"
 )

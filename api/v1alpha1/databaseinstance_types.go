@@ -72,7 +72,8 @@ type DatabaseInstanceSpec struct {
 	// ExtraPrivileges are granted to the application user on *.*, beyond what it holds on its
 	// database and the template's databases (every privilege a developer needs on a schema:
 	// DDL, DML, views, routines, triggers, events, temporary tables, locks). For teams that
-	// need more, e.g. PROCESS or SHOW DATABASES. Changing them restarts the server.
+	// need more, e.g. PROCESS or SHOW DATABASES; on PostgreSQL, e.g. CREATEDB or
+	// pg_read_all_data. Changing them restarts the server.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=32
@@ -138,8 +139,11 @@ type IssuerReference struct {
 	Kind string `json:"kind,omitempty"`
 }
 
-// Privilege is a server privilege that both engines know and that applies on *.*.
-// +kubebuilder:validation:Enum=SELECT;INSERT;UPDATE;DELETE;CREATE;DROP;RELOAD;SHUTDOWN;PROCESS;FILE;REFERENCES;INDEX;ALTER;SHOW DATABASES;SUPER;CREATE TEMPORARY TABLES;LOCK TABLES;EXECUTE;REPLICATION SLAVE;REPLICATION CLIENT;CREATE VIEW;SHOW VIEW;CREATE ROUTINE;ALTER ROUTINE;CREATE USER;EVENT;TRIGGER;CREATE TABLESPACE;GRANT OPTION
+// Privilege is a server privilege: on MariaDB and MySQL, one both know that applies on *.*; on
+// PostgreSQL, a role attribute (CREATEDB, REPLICATION, BYPASSRLS) or a predefined role the
+// application role is made a member of (pg_monitor, pg_read_all_data, …). The operator refuses
+// an instance asking for a privilege its template's engine does not have.
+// +kubebuilder:validation:Enum=SELECT;INSERT;UPDATE;DELETE;CREATE;DROP;RELOAD;SHUTDOWN;PROCESS;FILE;REFERENCES;INDEX;ALTER;SHOW DATABASES;SUPER;CREATE TEMPORARY TABLES;LOCK TABLES;EXECUTE;REPLICATION SLAVE;REPLICATION CLIENT;CREATE VIEW;SHOW VIEW;CREATE ROUTINE;ALTER ROUTINE;CREATE USER;EVENT;TRIGGER;CREATE TABLESPACE;GRANT OPTION;CREATEDB;REPLICATION;BYPASSRLS;pg_monitor;pg_read_all_data;pg_write_all_data;pg_read_all_settings;pg_read_all_stats;pg_signal_backend
 type Privilege string
 
 // IdleAction is what happens to an idle instance.

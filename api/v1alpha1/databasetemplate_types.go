@@ -7,23 +7,25 @@ import (
 )
 
 // EngineType is the database server family.
-// +kubebuilder:validation:Enum=mariadb;mysql
+// +kubebuilder:validation:Enum=mariadb;mysql;postgresql
 type EngineType string
 
 const (
-	EngineMariaDB EngineType = "mariadb"
-	EngineMySQL   EngineType = "mysql"
+	EngineMariaDB    EngineType = "mariadb"
+	EngineMySQL      EngineType = "mysql"
+	EnginePostgreSQL EngineType = "postgresql"
 )
 
 // EngineSpec selects the database server that imports the dump and serves the clones.
 // +kubebuilder:validation:XValidation:rule="self.type == oldSelf.type",message="engine.type is immutable: create a new DatabaseTemplate to change engines"
 type EngineSpec struct {
-	// Type is the server family: mariadb or mysql.
+	// Type is the server family: mariadb, mysql or postgresql.
 	// +required
 	Type EngineType `json:"type"`
 
-	// Version of the server, used to choose the default image (e.g. "11.4", "8.4").
-	// Defaults to the engine's current LTS.
+	// Version of the server, used to choose the default image (mariadb:<version>, mysql:<version>,
+	// postgres:<version>; e.g. "11.4", "8.4", "17"). Defaults to the engine's current LTS or, for
+	// PostgreSQL, its newest major version.
 	// +optional
 	// +kubebuilder:validation:MaxLength=32
 	Version string `json:"version,omitempty"`
@@ -33,8 +35,9 @@ type EngineSpec struct {
 	// +optional
 	Image string `json:"image,omitempty"`
 
-	// Config holds server options (as in my.cnf, without leading dashes) for the import and for
-	// every instance, e.g. {"max_connections": "500"}.
+	// Config holds server options for the import and for every instance, e.g.
+	// {"max_connections": "500"}: my.cnf names without leading dashes for MariaDB and MySQL,
+	// postgresql.conf names for PostgreSQL.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
 	Config map[string]string `json:"config,omitempty"`
@@ -189,7 +192,10 @@ type ImportSpec struct {
 	SnapshotTimeout *metav1.Duration `json:"snapshotTimeout,omitempty"`
 	// AllowMissingTrailer accepts dumps whose header names mysqldump or mariadb-dump but that do
 	// not end with their "-- Dump completed" trailer: hand-edited SQL. Without it such a dump is
-	// taken for a truncated one and fails the import.
+	// taken for a truncated one and fails the import. Only files whose first lines name one of
+	// those two tools are checked: other SQL loads without the check. A mydumper directory is
+	// checked by its metadata file, which mydumper finishes with "Finished dump at" last. A
+	// compressed file cut short fails either way.
 	// +optional
 	AllowMissingTrailer bool `json:"allowMissingTrailer,omitempty"`
 	// KeepFailedVolume keeps the half-loaded volume of a failed import and its Job (with the

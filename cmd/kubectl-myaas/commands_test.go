@@ -247,23 +247,68 @@ func TestNewestImportPod(t *testing.T) {
 
 func TestClientPod(t *testing.T) {
 	inst := &myaasv1.DatabaseInstance{ObjectMeta: metav1.ObjectMeta{Name: "pr-1", Namespace: "ci"}}
-	p := clientPod(inst, "mariadb:11.4", "pr-1-credentials", []string{"-e", "SELECT 1"}, false)
-	if _, ok := p.Labels[myaasv1.LabelInstance]; ok {
-		t.Error("the client pod carries the instance label: the instance's Service would send clients to it")
+	for _, tc := range []struct {
+		engine       myaasv1.EngineType
+		image        string
+		args         []string
+		passwordEnv  string
+		verifiesCert string
+	}{
+		{myaasv1.EngineMariaDB, "mariadb:11.4", []string{"-e", "SELECT 1"}, "MYSQL_PWD", "--ssl-verify-server-cert"},
+		{myaasv1.EngineMySQL, "mysql:8.4", []string{"-e", "SELECT 1"}, "MYSQL_PWD", "--ssl-mode=VERIFY_IDENTITY"},
+		{myaasv1.EnginePostgreSQL, "postgres:17", []string{"-c", "SELECT 1"}, "PGPASSWORD", "PGSSLMODE=verify-full"},
+	} {
+		t.Run(string(tc.engine), func(t *testing.T) {
+			p := clientPod(inst, clientFor(tc.engine), tc.image, "pr-1-credentials", tc.args, false)
+			if _, ok := p.Labels[myaasv1.LabelInstance]; ok {
+				t.Error("the client pod carries the instance label: the instance's Service would send clients to it")
+			}
+			c := p.Spec.Containers[0]
+			if !c.Stdin || !c.StdinOnce || c.Image != tc.image || !reflect.DeepEqual(c.Command[len(c.Command)-2:], tc.args) {
+				t.Errorf("container %+v", c)
+			}
+			password := false
+			for _, ev := range c.Env {
+				if ev.Value != "" {
+					t.Errorf("%s has a literal value: credentials come from the Secret", ev.Name)
+				}
+				if ev.Name == tc.passwordEnv && ev.ValueFrom.SecretKeyRef.Key == "password" {
+					password = true
+				}
+			}
+			if !password {
+				t.Errorf("no %s from the Secret's password in %+v", tc.passwordEnv, c.Env)
+			}
+			// The client verifies the server with the Secret's CA when it has one.
+			if v := p.Spec.Volumes; len(v) != 1 || v[0].Secret == nil || v[0].Secret.SecretName != "pr-1-credentials" || v[0].Secret.Optional == nil || !*v[0].Secret.Optional ||
+				!strings.Contains(c.Command[2], tc.verifiesCert) {
+				t.Errorf("CA volume %+v, script %s", v, c.Command[2])
+			}
+		})
 	}
-	c := p.Spec.Containers[0]
-	if !c.Stdin || !c.StdinOnce || c.Image != "mariadb:11.4" || !reflect.DeepEqual(c.Command[len(c.Command)-2:], []string{"-e", "SELECT 1"}) {
-		t.Errorf("container %+v", c)
-	}
-	for _, ev := range c.Env {
-		if ev.Value != "" {
-			t.Errorf("%s has a literal value: credentials come from the Secret", ev.Name)
+}
+
+// The local client logs in with the connection's values, the password never among its arguments.
+func TestLocalClientLogin(t *testing.T) {
+	for _, tc := range []struct {
+		engine   myaasv1.EngineType
+		bin      string
+		wantArgs []string
+		wantEnv  []string
+	}{
+		{myaasv1.EngineMariaDB, "mariadb", []string{"--host=pr-1.ci.svc", "--port=3306", "--user=app", "--protocol=TCP", "--database=app"}, []string{"MYSQL_PWD=" + testConn.Password}},
+		{myaasv1.EnginePostgreSQL, "psql", nil, []string{"PGHOST=pr-1.ci.svc", "PGPORT=3306", "PGUSER=app", "PGDATABASE=app", "PGPASSWORD=" + testConn.Password}},
+	} {
+		cl := clientFor(tc.engine)
+		if cl.binaries[0] != tc.bin {
+			t.Errorf("%s: client %v", tc.engine, cl.binaries)
 		}
-	}
-	// The client verifies the server with the Secret's CA when it has one.
-	if v := p.Spec.Volumes; len(v) != 1 || v[0].Secret == nil || v[0].Secret.SecretName != "pr-1-credentials" || v[0].Secret.Optional == nil || !*v[0].Secret.Optional ||
-		!strings.Contains(c.Command[2], "--ssl-verify-server-cert") {
-		t.Errorf("CA volume %+v, script %s", v, c.Command[2])
+		if args := cl.args(testConn); !reflect.DeepEqual(args, tc.wantArgs) || strings.Contains(strings.Join(args, " "), testConn.Password) {
+			t.Errorf("%s: args %q, want %q", tc.engine, args, tc.wantArgs)
+		}
+		if env := cl.env(testConn); !reflect.DeepEqual(env, tc.wantEnv) {
+			t.Errorf("%s: env %q, want %q", tc.engine, env, tc.wantEnv)
+		}
 	}
 }
 

@@ -34,10 +34,10 @@ func newConnectCmd(e *env) *cobra.Command {
 	o := &connectOptions{}
 	cmd := &cobra.Command{
 		Use:   "connect NAME [-- CLIENT_ARGS...]",
-		Short: "Open the engine's client (mariadb/mysql) against the instance",
+		Short: "Open the engine's client (mariadb/mysql/psql) against the instance",
 		Long: `Open the engine's command-line client against the instance, logged in with its credentials.
 
-With a local mariadb or mysql binary, the client runs here and reaches the server at the Service's
+With a local client (mariadb or mysql; psql for PostgreSQL), the client runs here and reaches the server at the Service's
 address if this machine can, else at the pod's address, else through a port-forward. Without one
 (or with --in-cluster) it runs in a short-lived pod with the template's engine image, attached to
 this terminal, and the pod is deleted afterwards. Arguments after -- go to the client; its exit
@@ -81,11 +81,12 @@ func (e *env) connect(ctx context.Context, name string, clientArgs []string, o *
 	if terr == nil {
 		engine = t.Spec.Engine.Type
 	}
+	cl := clientFor(engine)
 	bin := ""
 	if !o.inCluster {
-		bin = localClient(engine)
+		bin = cl.local()
 		if bin == "" && o.local {
-			return fmt.Errorf("no %s client on PATH (install it, or drop --local to run one in the cluster)", strings.Join(clientBinaries(engine), " or "))
+			return fmt.Errorf("no %s client on PATH (install it, or drop --local to run one in the cluster)", strings.Join(cl.binaries, " or "))
 		}
 	}
 	if bin == "" {
@@ -96,7 +97,7 @@ func (e *env) connect(ctx context.Context, name string, clientArgs []string, o *
 		if err != nil {
 			return err
 		}
-		return e.connectInPod(ctx, inst, image, clientArgs)
+		return e.connectInPod(ctx, inst, cl, image, clientArgs)
 	}
 
 	target, closeFn, err := e.reach(ctx, inst, conn)
@@ -104,24 +105,7 @@ func (e *env) connect(ctx context.Context, name string, clientArgs []string, o *
 		return err
 	}
 	defer closeFn()
-	return runLocalClient(ctx, bin, target, clientArgs, e.streams)
-}
-
-// clientBinaries are the client names of an engine, preferred first.
-func clientBinaries(engine myaasv1.EngineType) []string {
-	if engine == myaasv1.EngineMySQL {
-		return []string{"mysql"}
-	}
-	return []string{"mariadb", "mysql"}
-}
-
-func localClient(engine myaasv1.EngineType) string {
-	for _, b := range clientBinaries(engine) {
-		if p, err := exec.LookPath(b); err == nil {
-			return p
-		}
-	}
-	return ""
+	return runLocalClient(ctx, cl, bin, target, clientArgs, e.streams)
 }
 
 // reach finds an address of the server this machine can connect to: the Service (in-cluster
@@ -157,19 +141,9 @@ func canDial(ctx context.Context, addr string) bool {
 	return true
 }
 
-// clientArgsFor are the client's login options; the password goes in MYSQL_PWD, never on a
-// command line that `ps` shows.
-func clientArgsFor(c connection, extra []string) []string {
-	args := []string{"--host=" + c.Host, "--port=" + strconv.Itoa(c.Port), "--user=" + c.Username, "--protocol=TCP"}
-	if c.Database != "" {
-		args = append(args, "--database="+c.Database)
-	}
-	return append(args, extra...)
-}
-
-func runLocalClient(ctx context.Context, bin string, c connection, extra []string, s streams) error {
-	cmd := exec.CommandContext(ctx, bin, clientArgsFor(c, extra)...)
-	cmd.Env = append(os.Environ(), "MYSQL_PWD="+c.Password)
+func runLocalClient(ctx context.Context, cl dbClient, bin string, c connection, extra []string, s streams) error {
+	cmd := exec.CommandContext(ctx, bin, append(cl.args(c), extra...)...)
+	cmd.Env = append(os.Environ(), cl.env(c)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s.In, s.Out, s.Err
 	err := cmd.Run()
 	var exitErr *exec.ExitError
@@ -196,28 +170,14 @@ func clientImage(t *myaasv1.DatabaseTemplate, inst *myaasv1.DatabaseInstance) (s
 	return "", fmt.Errorf("template %s records no image for revision %d: run the client locally (--local)", t.Name, inst.Status.Revision)
 }
 
-// clientScript waits for the first line on stdin before it starts the client: it is sent once
-// the attach is established, so no output of a short query is lost before the attach. With the
-// instance's CA (ca.crt of its Secret) the client verifies the server's certificate and name: it
-// reaches the server by the Service's name, which the certificate is issued for. Network plugins
-// let a new pod through NetworkPolicies only once they have seen its address: the client waits,
-// a few seconds at most, until the server answers at all (ping succeeds even when a login is refused).
-const clientScript = `read -r _ || exit 1
-if command -v mariadb >/dev/null 2>&1; then c=mariadb a=mariadb-admin; else c=mysql a=mysqladmin; fi
-i=0
-while [ $i -lt 40 ] && ! "$a" --host="$MYAAS_HOST" --port="$MYAAS_PORT" --protocol=TCP --connect-timeout=1 ping >/dev/null 2>&1; do
-  i=$((i+1)); sleep 0.25
-done
-if [ -s /etc/myaas/tls/ca.crt ]; then
-  if [ "$c" = mariadb ]; then set -- --ssl --ssl-verify-server-cert "$@"; else set -- --ssl-mode=VERIFY_IDENTITY "$@"; fi
-  set -- --ssl-ca=/etc/myaas/tls/ca.crt "$@"
-fi
-exec "$c" --host="$MYAAS_HOST" --port="$MYAAS_PORT" --user="$MYAAS_USERNAME" --database="$MYAAS_DATABASE" --protocol=TCP "$@"`
-
-func clientPod(inst *myaasv1.DatabaseInstance, image, secret string, args []string, tty bool) *corev1.Pod {
+func clientPod(inst *myaasv1.DatabaseInstance, cl dbClient, image, secret string, args []string, tty bool) *corev1.Pod {
 	fromSecret := func(name, key string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: secret}, Key: key}}}
+	}
+	var env []corev1.EnvVar
+	for _, v := range cl.podEnv {
+		env = append(env, fromSecret(v[0], v[1]))
 	}
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -233,22 +193,19 @@ func clientPod(inst *myaasv1.DatabaseInstance, image, secret string, args []stri
 			TerminationGracePeriodSeconds: ptr.To[int64](0),
 			SecurityContext: &corev1.PodSecurityContext{
 				RunAsNonRoot:   ptr.To(true),
-				RunAsUser:      ptr.To[int64](999), // mysql in the engines' official images
+				RunAsUser:      ptr.To[int64](999), // mysql and postgres in the engines' official images
 				SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 			},
 			Containers: []corev1.Container{{
 				Name:            "client",
 				Image:           image,
 				ImagePullPolicy: corev1.PullIfNotPresent,
-				Command:         append([]string{"sh", "-c", clientScript, "sh"}, args...),
-				Env: []corev1.EnvVar{
-					fromSecret("MYAAS_HOST", "host"), fromSecret("MYAAS_PORT", "port"), fromSecret("MYAAS_USERNAME", "username"),
-					fromSecret("MYAAS_DATABASE", "database"), fromSecret("MYSQL_PWD", "password"),
-				},
-				VolumeMounts: []corev1.VolumeMount{{Name: "tls", MountPath: "/etc/myaas/tls", ReadOnly: true}},
-				Stdin:        true,
-				StdinOnce:    true,
-				TTY:          tty,
+				Command:         append([]string{"sh", "-c", cl.podScript, "sh"}, args...),
+				Env:             env,
+				VolumeMounts:    []corev1.VolumeMount{{Name: "tls", MountPath: "/etc/myaas/tls", ReadOnly: true}},
+				Stdin:           true,
+				StdinOnce:       true,
+				TTY:             tty,
 				SecurityContext: &corev1.SecurityContext{
 					AllowPrivilegeEscalation: ptr.To(false),
 					Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
@@ -264,7 +221,7 @@ func clientPod(inst *myaasv1.DatabaseInstance, image, secret string, args []stri
 
 // connectInPod runs the client in the cluster, as `kubectl run -i --rm` does: create the pod,
 // attach to it, and delete it however the session ends.
-func (e *env) connectInPod(ctx context.Context, inst *myaasv1.DatabaseInstance, image string, args []string) error {
+func (e *env) connectInPod(ctx context.Context, inst *myaasv1.DatabaseInstance, cl dbClient, image string, args []string) error {
 	in, isFile := e.In.(*os.File)
 	tty := isFile && term.IsTerminal(int(in.Fd()))
 	if out, ok := e.Out.(*os.File); !ok || !term.IsTerminal(int(out.Fd())) {
@@ -274,7 +231,7 @@ func (e *env) connectInPod(ctx context.Context, inst *myaasv1.DatabaseInstance, 
 	if secret == "" {
 		secret = inst.Name + "-credentials"
 	}
-	pod := clientPod(inst, image, secret, args, tty)
+	pod := clientPod(inst, cl, image, secret, args, tty)
 	if err := e.c.Create(ctx, pod); err != nil {
 		return apiError(err, "create client pod")
 	}

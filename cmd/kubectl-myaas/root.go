@@ -58,7 +58,7 @@ func newRoot(s streams) (*cobra.Command, *env) {
 	}
 	root := &cobra.Command{
 		Use:   "kubectl-myaas",
-		Short: "Throw-away MySQL/MariaDB databases cloned from nightly dumps",
+		Short: "Throw-away MariaDB, MySQL and PostgreSQL databases cloned from nightly dumps",
 		Long: `kubectl myaas creates, reaches, resets and deletes myaas database instances, and refreshes
 their templates. It reads the kubeconfig as kubectl does (--kubeconfig, --context, -n).`,
 		SilenceUsage:  true,

@@ -1,7 +1,8 @@
 // Command bench-provision measures how fast the operator hands out databases on the local cluster
-// (make bench-provision): the floor outside Kubernetes, sequential and concurrent provisioning for
-// a small and a large template, the same from another namespace (a template shared across
-// namespaces), and the disk cost of clones. It prints figures; it asserts nothing.
+// (make bench-provision): for MariaDB, the floor outside Kubernetes, sequential and concurrent
+// provisioning for a small and a large template, the same from another namespace (a template
+// shared across namespaces), and the disk cost of clones; for PostgreSQL, sequential provisioning
+// for a small and a large template. It prints figures; it asserts nothing.
 package main
 
 import (
@@ -37,10 +38,29 @@ import (
 const namespace = "myaas-bench"
 
 type bench struct {
-	c          client.Client
-	btrfsRoot  string
-	mariadbImg string
+	c         client.Client
+	btrfsRoot string
+	// databases are the instances' databases per template, where not the default.
+	databases map[string]string
 }
+
+// benchEngine is one engine's templates: its spec, the dump server's dialect of the generated
+// dump, and the database its instances get credentials for.
+type benchEngine struct {
+	engine   myaasv1.EngineSpec
+	dialect  string
+	database string
+}
+
+var (
+	mariadb    = benchEngine{engine: myaasv1.EngineSpec{Type: myaasv1.EngineMariaDB, Image: "localhost/myaas/mariadb:10.11"}, dialect: "mariadb"}
+	postgresql = benchEngine{
+		engine:  myaasv1.EngineSpec{Type: myaasv1.EngineType("postgresql"), Image: "localhost/myaas/postgres:15"},
+		dialect: "postgresql",
+		// The dump's own database: PostgreSQL has no queries across databases.
+		database: "shop",
+	}
+)
 
 func main() {
 	kubeconfig := flag.String("kubeconfig", "/var/lib/myaas-dev/kubeconfig", "kubeconfig of the local cluster")
@@ -50,7 +70,15 @@ func main() {
 	runs := flag.Int("runs", 20, "sequential instances per template")
 	concurrent := flag.Int("concurrent", 20, "instances applied at once")
 	crossOnly := flag.Bool("cross-namespace-only", false, "measure only the small template's instances, in its namespace and in others")
+	engines := flag.String("engines", "mariadb,postgresql", "engines to measure, comma-separated: mariadb (every figure), postgresql (sequential provisioning)")
 	flag.Parse()
+	measure := map[string]bool{}
+	for e := range strings.SplitSeq(*engines, ",") {
+		if e != "mariadb" && e != "postgresql" {
+			log.Fatalf("--engines: unknown engine %q: valid engines are mariadb, postgresql", e)
+		}
+		measure[e] = true
+	}
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
 	if err != nil {
@@ -65,43 +93,115 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	b := &bench{c: c, btrfsRoot: *btrfsRoot, mariadbImg: "localhost/myaas/mariadb:10.11"}
+	b := &bench{c: c, btrfsRoot: *btrfsRoot, databases: map[string]string{}}
 	ctx := context.Background()
-	run := func() error { return b.run(ctx, *smallRows, *largeRows, *runs, *concurrent) }
+	run := func() error {
+		// PostgreSQL first: MariaDB's last figures leave 20 clones running.
+		if measure["postgresql"] {
+			if err := b.runSequential(ctx, postgresql, *smallRows, *largeRows, *runs); err != nil {
+				return fmt.Errorf("postgresql: %w", err)
+			}
+		}
+		if measure["mariadb"] {
+			return b.run(ctx, *smallRows, *largeRows, *runs, *concurrent)
+		}
+		return nil
+	}
 	if *crossOnly {
 		run = func() error { return b.runCrossNamespace(ctx, *smallRows, *runs) }
+	}
+	if err := b.prepare(ctx); err != nil {
+		log.Fatal(err)
 	}
 	if err := run(); err != nil {
 		log.Fatal(err)
 	}
+	if err := b.c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}); err != nil {
+		log.Fatal(err)
+	}
 }
 
-func (b *bench) run(ctx context.Context, smallRows, largeRows, runs, concurrent int) error {
+// prepare makes the bench's namespace afresh, with the dump server in it.
+func (b *bench) prepare(ctx context.Context) error {
 	if err := b.freshNamespace(ctx); err != nil {
 		return err
 	}
-	if err := b.dumpServer(ctx); err != nil {
-		return err
-	}
-	templates := []struct {
-		name string
-		rows int
-		size string
-	}{{"small", smallRows, "2Gi"}, {"large", largeRows, "16Gi"}}
+	return b.dumpServer(ctx)
+}
+
+// benchTemplate is one template of a measurement: its name, the orders in its dump, its volume's size.
+type benchTemplate struct {
+	name string
+	rows int
+	size string
+}
+
+func sizedTemplates(prefix string, smallRows, largeRows int) []benchTemplate {
+	return []benchTemplate{{prefix + "small", smallRows, "2Gi"}, {prefix + "large", largeRows, "16Gi"}}
+}
+
+// importTemplates imports each template's revision 1 and returns the size of its datadir.
+func (b *bench) importTemplates(ctx context.Context, e benchEngine, templates []benchTemplate) (map[string]int64, error) {
 	sizes := map[string]int64{}
 	for _, t := range templates {
 		start := time.Now()
-		if err := b.template(ctx, t.name, t.rows, t.size); err != nil {
-			return err
+		if err := b.template(ctx, e, t.name, t.rows, t.size); err != nil {
+			return nil, err
 		}
 		size, err := b.templateBytes(ctx, t.name)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		sizes[t.name] = size
-		log.Printf("template %s: revision 1 in %s, datadir %s", t.name, time.Since(start).Round(time.Second), mib(size))
+		log.Printf("%s template %s: revision 1 in %s, datadir %s", e.engine.Type, t.name, time.Since(start).Round(time.Second), mib(size))
 	}
+	return sizes, nil
+}
 
+// sequential provisions runs instances of the template one after the other, prints their p50
+// and p95 (where, if not empty, says where the instances are) and returns the p50.
+func (b *bench) sequential(ctx context.Context, template string, runs int, where string) (time.Duration, error) {
+	var times []time.Duration
+	for i := range runs {
+		d, err := b.provision(ctx, fmt.Sprintf("%s-seq-%02d", template, i), template)
+		if err != nil {
+			return 0, err
+		}
+		times = append(times, d)
+	}
+	slices.Sort(times)
+	p50 := percentile(times, 50)
+	fmt.Printf("%-6s template, %d sequential instances%s: p50 %s  p95 %s  (min %s, max %s)\n", template, runs, where,
+		secs(p50), secs(percentile(times, 95)), secs(times[0]), secs(times[len(times)-1]))
+	return p50, nil
+}
+
+// runSequential is an engine's row: apply → Ready, one instance at a time, for a small and a
+// large template; the target is the same p50 for both (flat in template size).
+func (b *bench) runSequential(ctx context.Context, e benchEngine, smallRows, largeRows, runs int) error {
+	templates := sizedTemplates(string(e.engine.Type)+"-", smallRows, largeRows)
+	sizes, err := b.importTemplates(ctx, e, templates)
+	if err != nil {
+		return err
+	}
+	p50 := map[string]time.Duration{}
+	for _, t := range templates {
+		if p50[t.name], err = b.sequential(ctx, t.name, runs, ""); err != nil {
+			return err
+		}
+	}
+	small, large := templates[0].name, templates[1].name
+	fmt.Printf("%s: kubectl apply → Ready (credentials verified), p50: small %s (datadir %s), large %s (datadir %s); large/small %.2f\n\n",
+		e.engine.Type, secs(p50[small]), mib(sizes[small]), secs(p50[large]), mib(sizes[large]), float64(p50[large])/float64(p50[small]))
+	return nil
+}
+
+func (b *bench) run(ctx context.Context, smallRows, largeRows, runs, concurrent int) error {
+	templates := sizedTemplates("", smallRows, largeRows)
+	sizes, err := b.importTemplates(ctx, mariadb, templates)
+	if err != nil {
+		return err
+	}
 	floor, err := b.floor(ctx, "large", 5)
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
@@ -109,18 +209,9 @@ func (b *bench) run(ctx context.Context, smallRows, largeRows, runs, concurrent 
 
 	p50 := map[string]time.Duration{}
 	for _, t := range templates {
-		var times []time.Duration
-		for i := range runs {
-			d, err := b.provision(ctx, fmt.Sprintf("%s-seq-%02d", t.name, i), t.name)
-			if err != nil {
-				return err
-			}
-			times = append(times, d)
+		if p50[t.name], err = b.sequential(ctx, t.name, runs, ""); err != nil {
+			return err
 		}
-		slices.Sort(times)
-		p50[t.name] = percentile(times, 50)
-		fmt.Printf("%-6s template, %d sequential instances: p50 %s  p95 %s  (min %s, max %s)\n", t.name, runs,
-			secs(p50[t.name]), secs(percentile(times, 95)), secs(times[0]), secs(times[len(times)-1]))
 	}
 	if err := b.crossNamespace(ctx, "small", runs, p50["small"]); err != nil {
 		return err
@@ -147,36 +238,20 @@ func (b *bench) run(ctx context.Context, smallRows, largeRows, runs, concurrent 
 	fmt.Printf("%d instances of the large template applied at once: all Ready in %s\n", concurrent, secs(all))
 	fmt.Printf("disk added by %d running clones of the large template: %s, %.2f%% of its %s\n",
 		concurrent, mib(added), 100*float64(added)/float64(sizes["large"]), mib(sizes["large"]))
-	return b.c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})
+	return nil
 }
 
 // runCrossNamespace measures only what a template shared across namespaces costs: the small
 // template's instances in its own namespace, then in others.
 func (b *bench) runCrossNamespace(ctx context.Context, rows, runs int) error {
-	if err := b.freshNamespace(ctx); err != nil {
+	if err := b.template(ctx, mariadb, "small", rows, "2Gi"); err != nil {
 		return err
 	}
-	if err := b.dumpServer(ctx); err != nil {
+	p50, err := b.sequential(ctx, "small", runs, " in its namespace")
+	if err != nil {
 		return err
 	}
-	if err := b.template(ctx, "small", rows, "2Gi"); err != nil {
-		return err
-	}
-	var times []time.Duration
-	for i := range runs {
-		d, err := b.provision(ctx, fmt.Sprintf("small-seq-%02d", i), "small")
-		if err != nil {
-			return err
-		}
-		times = append(times, d)
-	}
-	slices.Sort(times)
-	fmt.Printf("small  template, %d sequential instances in its namespace: p50 %s  p95 %s  (min %s, max %s)\n", runs,
-		secs(percentile(times, 50)), secs(percentile(times, 95)), secs(times[0]), secs(times[len(times)-1]))
-	if err := b.crossNamespace(ctx, "small", runs, percentile(times, 50)); err != nil {
-		return err
-	}
-	return b.c.Delete(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})
+	return b.crossNamespace(ctx, "small", runs, p50)
 }
 
 // benchSharingLabel selects the namespaces the bench's templates are shared with.
@@ -248,14 +323,17 @@ func (b *bench) dumpServer(ctx context.Context) error {
 	})
 }
 
-func (b *bench) template(ctx context.Context, name string, rows int, size string) error {
+func (b *bench) template(ctx context.Context, e benchEngine, name string, rows int, size string) error {
 	sc := "myaas-btrfs"
+	if e.database != "" {
+		b.databases[name] = e.database
+	}
 	t := &myaasv1.DatabaseTemplate{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
 		Spec: myaasv1.DatabaseTemplateSpec{
-			Engine: myaasv1.EngineSpec{Type: myaasv1.EngineMariaDB, Image: b.mariadbImg},
+			Engine: e.engine,
 			Source: myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{
-				URL: fmt.Sprintf("http://dumpserver.%s.svc.cluster.local:8080/generated.sql?rows=%d&seed=1", namespace, rows)}},
+				URL: fmt.Sprintf("http://dumpserver.%s.svc.cluster.local:8080/generated.sql?rows=%d&seed=1&dialect=%s", namespace, rows, e.dialect)}},
 			Storage: myaasv1.TemplateStorage{StorageClassName: &sc, SnapshotClassName: &sc, Size: resource.MustParse(size)},
 			Import:  myaasv1.ImportSpec{Timeout: &metav1.Duration{Duration: 2 * time.Hour}},
 		},
@@ -353,7 +431,7 @@ func (b *bench) floor(ctx context.Context, template string, runs int) (time.Dura
 func (b *bench) instance(name, template string) *myaasv1.DatabaseInstance {
 	return &myaasv1.DatabaseInstance{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
-		Spec:       myaasv1.DatabaseInstanceSpec{TemplateRef: myaasv1.TemplateReference{Name: template}},
+		Spec:       myaasv1.DatabaseInstanceSpec{TemplateRef: myaasv1.TemplateReference{Name: template}, Database: b.databases[template]},
 	}
 }
 

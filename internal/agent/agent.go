@@ -93,13 +93,19 @@ func serverOptions(opts []string) ([]string, error) {
 // bufferPoolSize takes the larger part of the container's memory: the rest is left for the
 // server's other buffers and the agent. 128 MiB when the limit is unknown.
 func bufferPoolSize() int64 {
-	limit, _ := strconv.ParseInt(os.Getenv(agentapi.EnvMemoryLimit), 10, 64)
+	limit := memoryLimit()
 	const unknown = 128 << 20
 	// Without a limit the downward API reports the node's allocatable memory: not ours to take.
 	if limit <= 0 || limit > 64<<30 {
 		return unknown
 	}
 	return max(limit*6/10, 64<<20)
+}
+
+// memoryLimit is the container's memory limit in bytes, from the downward API; 0 when unknown.
+func memoryLimit() int64 {
+	limit, _ := strconv.ParseInt(os.Getenv(agentapi.EnvMemoryLimit), 10, 64)
+	return limit
 }
 
 // redoLogSize is a large redo log (fewer checkpoints while loading) that still leaves most of the

@@ -123,6 +123,9 @@ func TestImportRefusesIncompleteAndEmptySources(t *testing.T) {
 	stall := 300 * time.Millisecond
 	stalled := make(chan struct{})
 	gzShop := gz(t, shop)
+	// No header names a dump tool: only the compressed stream can tell that it was cut.
+	handWrittenGz := gz(t, []byte("CREATE DATABASE plain;\nCREATE TABLE plain.t (id INT, note VARCHAR(40));\n"+
+		strings.Repeat("INSERT INTO plain.t VALUES (1,'a note that compresses poorly: 8f3a'),(2,'x');\n", 20000)))
 	httpSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/empty.sql.gz":
@@ -169,12 +172,15 @@ func TestImportRefusesIncompleteAndEmptySources(t *testing.T) {
 		{"cut after a whole statement, trailer not required", append(fromDir("shop.sql", atBoundary), optOut), agentapi.OutcomeSucceeded, "", nil},
 		{"cut inside an INSERT, trailer not required", append(fromDir("shop.sql.gz", gz(t, midStatement)), optOut), agentapi.OutcomeFailed, agentapi.ReasonSQLError,
 			[]string{fmt.Sprintf("shop.sql.gz: line %d (byte ", insertLine), " of the decompressed SQL): ERROR 1064 (42000): ", "near '…'", "statement starts: INSERT INTO `orders` VALUES (…)"}},
+		{"hand-written SQL, its gzip cut short", fromDir("plain.sql.gz", handWrittenGz[:len(handWrittenGz)/2]), agentapi.OutcomeFailed, agentapi.ReasonTruncatedDump,
+			[]string{"plain.sql.gz: ", "the compressed stream ends early"}},
 		{"0-byte file", fromDir("shop.sql", nil), agentapi.OutcomeFailed, agentapi.ReasonEmptySource, []string{"shop.sql is empty: 0 bytes"}},
 		{"gzip of nothing", fromDir("shop.sql.gz", gz(t, nil)), agentapi.OutcomeFailed, agentapi.ReasonEmptySource,
 			[]string{"shop.sql.gz holds no SQL: 0 bytes after decompressing its "}},
 		{"glob matching no file", fromDir("shop.dump", shop), agentapi.OutcomeFailed, agentapi.ReasonNoSourceFile, []string{`"*.sql*" matches no file`}},
 		{"dump of a database without tables", fromDir("empty.sql", empty), agentapi.OutcomeFailed, agentapi.ReasonNoUserTables, []string{"no table outside mysql"}},
-		{"HTTP 200 without a body", fromURL("/empty.sql.gz"), agentapi.OutcomeFailed, agentapi.ReasonEmptySource, []string{"empty.sql.gz is empty: 0 bytes"}},
+		{"HTTP 200 without a body", fromURL("/empty.sql.gz?X-Amz-Signature=secret"), agentapi.OutcomeFailed, agentapi.ReasonEmptyResponse,
+			[]string{"GET " + httpSrv.URL + "/empty.sql.gz?REDACTED: the server answered 200 OK with an empty body"}},
 		{"HTTP 404", fromURL("/gone.sql.gz"), agentapi.OutcomeFailed, agentapi.ReasonNoSourceFile, []string{"/gone.sql.gz: 404 Not Found"}},
 		{"HTTP headers, then nothing", fromURL("/silent.sql.gz"), agentapi.OutcomeInterrupted, agentapi.ReasonSourceStalled, []string{"no data for " + stall.String()}},
 		{"HTTP stalls inside the gzip stream", fromURL("/stops.sql.gz"), agentapi.OutcomeInterrupted, agentapi.ReasonSourceStalled, []string{"stops.sql.gz: line ", "no data for " + stall.String()}},

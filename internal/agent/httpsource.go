@@ -43,6 +43,11 @@ func httpFiles(rawURL, authDir string, insecure bool, stall time.Duration) ([]du
 		return nil, failWith(agentapi.ReasonSourceError, fmt.Errorf("source URL %s is plain %s: the credentials of spec.source.http.secretRef would travel in clear text; use https:// or set spec.source.http.insecure", redactURL(u), u.Scheme))
 	}
 	client := &http.Client{CheckRedirect: keepCredentialsOnOrigin(u, auth)}
+	// answered is where the last GET was answered, and how: an empty answer is named with it.
+	var answered, status string
+	empty := func() error {
+		return failWith(agentapi.ReasonEmptyResponse, fmt.Errorf("GET %s: the server answered %s with an empty body: no dump to load", answered, status))
+	}
 	open := func(ctx context.Context) (io.ReadCloser, int64, error) {
 		g := newStallGuard(ctx, stall)
 		req, err := http.NewRequestWithContext(g.ctx, http.MethodGet, rawURL, nil)
@@ -59,6 +64,10 @@ func httpFiles(rawURL, authDir string, insecure bool, stall time.Duration) ([]du
 			g.release()
 			return nil, 0, failWith(readFailureReason(err), fmt.Errorf("GET %s: %w", redactURL(u), err))
 		}
+		answered, status = redactURL(u), resp.Status
+		if final := resp.Request.URL; final.String() != u.String() {
+			answered += " (redirected to " + redactURL(final) + ")"
+		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
 			g.release()
@@ -66,15 +75,11 @@ func httpFiles(rawURL, authDir string, insecure bool, stall time.Duration) ([]du
 			if resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusGone {
 				reason = agentapi.ReasonNoSourceFile
 			}
-			where := redactURL(u)
-			if final := resp.Request.URL; final.String() != u.String() {
-				where += " (redirected to " + redactURL(final) + ")"
-			}
-			return nil, 0, failWith(reason, fmt.Errorf("GET %s: %s", where, resp.Status))
+			return nil, 0, failWith(reason, fmt.Errorf("GET %s: %s", answered, resp.Status))
 		}
 		return &guardedBody{ReadCloser: resp.Body, g: g}, max(resp.ContentLength, 0), nil
 	}
-	return []dumpFile{{Name: path.Base(u.Path), Open: open}}, nil
+	return []dumpFile{{Name: path.Base(u.Path), Open: open, Empty: empty}}, nil
 }
 
 // keepCredentialsOnOrigin sends the Secret's credentials only to the URL's own scheme, host and

@@ -296,7 +296,7 @@ func openSQL(ctx context.Context, f dumpFile, t *tracker, total *int64) (sqlInpu
 	raw := bufio.NewReaderSize(counted, 64<<10)
 	if _, err := raw.Peek(1); err == io.EOF {
 		body.Close()
-		return sqlInput{}, nil, failWith(agentapi.ReasonEmptySource, fmt.Errorf("%s is empty: 0 bytes", f.Name))
+		return sqlInput{}, nil, f.emptyFailure()
 	} else if err != nil {
 		body.Close()
 		return sqlInput{}, nil, failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
@@ -340,7 +340,7 @@ func runPostImport(ctx context.Context, eng engine.MySQLFamily, srv *server, fil
 func postImportFailure(err error) error {
 	var f *importFailure
 	if errors.As(err, &f) && f.reason == agentapi.ReasonSQLError {
-		return failWith(agentapi.ReasonPostImportSQL, err)
+		return failWith(agentapi.ReasonPostImportSQLFailed, err)
 	}
 	return err
 }

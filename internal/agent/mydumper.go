@@ -56,11 +56,14 @@ func (c sourceConfig) mydumperDir() (string, bool) {
 func parseMydumper(dir string, files []dumpFile) (*mydumperDump, error) {
 	d := &mydumperDump{dir: dir}
 	tables := map[string]bool{}
+	partial := false
 	for i, f := range files {
 		base := withoutCompression(filepath.Base(f.Name))
 		switch {
 		case filepath.Base(f.Name) == "metadata":
 			d.metadata = &files[i]
+		case filepath.Base(f.Name) == "metadata.partial":
+			partial = true
 		case !strings.HasSuffix(base, ".sql"):
 			continue
 		default:
@@ -81,6 +84,9 @@ func parseMydumper(dir string, files []dumpFile) (*mydumperDump, error) {
 				d.rows = append(d.rows, f)
 			}
 		}
+	}
+	if d.metadata == nil && partial {
+		return nil, failWith(agentapi.ReasonTruncatedDump, fmt.Errorf("mydumper directory %s is incomplete: it has metadata.partial, which mydumper renames to metadata when the dump finishes", dir))
 	}
 	if d.metadata == nil {
 		return nil, failWith(agentapi.ReasonNoSourceFile, fmt.Errorf("source path %s is a directory but no mydumper dump: it has no metadata file", dir))

@@ -23,6 +23,17 @@ type dumpFile struct {
 	// Size in bytes, 0 when unknown until opened.
 	Size int64
 	Open func(ctx context.Context) (io.ReadCloser, int64, error)
+	// Empty is the failure of a file that opens with 0 bytes, for a source where that is more
+	// than an empty file (an HTTP server's answer); nil: an empty file.
+	Empty func() error
+}
+
+// emptyFailure is why f, opened with 0 bytes, is no dump.
+func (f dumpFile) emptyFailure() error {
+	if f.Empty != nil {
+		return f.Empty()
+	}
+	return failWith(agentapi.ReasonEmptySource, fmt.Errorf("%s is empty: 0 bytes", f.Name))
 }
 
 // sourceConfig is the template's source, as flags.

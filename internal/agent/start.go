@@ -47,7 +47,7 @@ func parseStartFlags(args []string) (startOptions, error) {
 	fs.Var(&o.extraPrivileges, agentapi.FlagExtraPrivilege, "privilege granted to the application user on *.* (repeatable)")
 	fs.UintVar(&o.serverID, agentapi.FlagServerID, 1, "server_id of this instance")
 	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
-	fs.IntVar(&o.port, agentapi.FlagPort, 3306, "TCP port")
+	fs.IntVar(&o.port, agentapi.FlagPort, 0, "TCP port; the engine's own by default")
 	fs.StringVar(&o.tlsDir, agentapi.FlagTLSDir, "", "the instance's mounted certificate Secret; TLS is off without it")
 	fs.BoolVar(&o.requireSecureTransport, agentapi.FlagRequireSecureTransport, false, "refuse TCP clients without TLS")
 	return o, fs.Parse(args)
@@ -164,11 +164,21 @@ func runStart(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	eng, err := engine.Lookup(o.engine)
+	if err != nil {
+		return err
+	}
+	if o.port == 0 {
+		o.port = int(eng.Port())
+	}
+	if pg, ok := eng.(engine.PostgreSQL); ok {
+		return runPostgresStart(ctx, pg, o)
+	}
 	bin, argv, err := startCommand(o)
 	if err != nil {
 		return err
 	}
-	eng, _ := engine.LookupMySQLFamily(o.engine) // startCommand checked it
+	mysqlEng := eng.(engine.MySQLFamily) // startCommand checked it
 	creds, err := readCredentials(o.credentialsDir, o.adminDir)
 	if err != nil {
 		return err
@@ -190,7 +200,14 @@ func runStart(ctx context.Context, args []string) error {
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
 	socket := filepath.Join(o.runDir, agentapi.SocketName)
-	go followCredentials(watchCtx, eng, secretDirs{o.credentialsDir, o.adminDir}, socket, creds, grants, credentialsPoll)
+	go followCredentials(watchCtx, secretDirs{o.credentialsDir, o.adminDir}, creds, func(ctx context.Context, applied, want engine.Credentials) error {
+		err := applyCredentials(ctx, mysqlEng, socket, applied.RootPassword, want, grants)
+		if err != nil && want.RootPassword != applied.RootPassword {
+			// Applied already, by a previous attempt whose answer was lost.
+			err = applyCredentials(ctx, mysqlEng, socket, want.RootPassword, want, grants)
+		}
+		return err
+	}, credentialsPoll)
 	if !accountsDropped(o.datadir) {
 		go dropLegacyAccounts(watchCtx, o.datadir, socket, creds)
 	}
@@ -214,10 +231,14 @@ func serverExit(err error) error {
 // operator tells the pod that the Secret changed, and the instance is not Ready until it applies.
 const credentialsPoll = 250 * time.Millisecond
 
+// applyFunc gives the running server the credentials want; applied are those it has.
+type applyFunc func(ctx context.Context, applied, want engine.Credentials) error
+
 // followCredentials gives the running server the Secret's passwords whenever the mounted copy
-// changes (edited, or the Secret deleted and made anew), logging in as root with the password it
-// applied last: the Secret is the source of truth, and a restart is never needed for it.
-func followCredentials(ctx context.Context, eng engine.MySQLFamily, dirs secretDirs, socket string, applied engine.Credentials, grants engine.Grants, every time.Duration) {
+// changes (edited, or the Secret deleted and made anew): the Secret is the source of truth, and
+// a restart is never needed for it. MySQL's apply logs in as root with the password it applied
+// last; PostgreSQL's as postgres on the socket.
+func followCredentials(ctx context.Context, dirs secretDirs, applied engine.Credentials, apply applyFunc, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	lastErr := ""
@@ -231,12 +252,7 @@ func followCredentials(ctx context.Context, eng engine.MySQLFamily, dirs secretD
 		if err != nil || want == applied {
 			continue // a Secret being replaced may be missing a moment
 		}
-		err = applyCredentials(ctx, eng, socket, applied.RootPassword, want, grants)
-		if err != nil && want.RootPassword != applied.RootPassword {
-			// Applied already, by a previous attempt whose answer was lost.
-			err = applyCredentials(ctx, eng, socket, want.RootPassword, want, grants)
-		}
-		if err != nil {
+		if err = apply(ctx, applied, want); err != nil {
 			if err.Error() != lastErr {
 				log.Printf("credentials from the Secret not applied yet: %v", err)
 				lastErr = err.Error()

@@ -15,6 +15,15 @@ import (
 // restarted for it. A missing file fails the start with its name rather than leaving a server
 // that clients cannot verify.
 func tlsOptions(eng engine.MySQLFamily, o startOptions) ([]string, error) {
+	files, err := tlsFiles(o)
+	if err != nil || files == nil {
+		return nil, err
+	}
+	return eng.TLSOptions(*files, o.requireSecureTransport), nil
+}
+
+// tlsFiles are the certificate Secret's files, checked; nil when the instance serves no TLS.
+func tlsFiles(o startOptions) (*engine.TLSFiles, error) {
 	if o.tlsDir == "" {
 		if o.requireSecureTransport {
 			return nil, errors.New("--" + agentapi.FlagRequireSecureTransport + " needs --" + agentapi.FlagTLSDir)
@@ -35,5 +44,5 @@ func tlsOptions(eng engine.MySQLFamily, o startOptions) ([]string, error) {
 			return nil, fmt.Errorf("TLS: %s is empty in the certificate Secret", filepath.Base(f))
 		}
 	}
-	return eng.TLSOptions(files, o.requireSecureTransport), nil
+	return &files, nil
 }

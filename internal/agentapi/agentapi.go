@@ -197,19 +197,23 @@ const (
 	OutcomeInterrupted Outcome = "Interrupted"
 )
 
-// Reasons of a failed or interrupted import, for conditions and events.
+// Reasons of a failed or interrupted import, for conditions and events. The API's catalogue
+// (api/v1alpha1, conditions.go) holds the same list, documented for users; this package does not
+// import it, to keep the Kubernetes libraries out of the agent. TestReasonsAreTheAPIs keeps the
+// two equal.
 const (
-	ReasonNoSourceFile   = "NoSourceFile"
-	ReasonEmptySource    = "EmptySource"
-	ReasonTruncatedDump  = "TruncatedDump"
-	ReasonNoUserTables   = "NoUserTables"
-	ReasonSQLError       = "SQLError"
-	ReasonSourceError    = "SourceError"
-	ReasonSourceStalled  = "SourceStalled"
-	ReasonPostImportSQL  = "PostImportSQLFailed"
-	ReasonServerError    = "ServerError"
-	ReasonAgentStopped   = "AgentStopped"
-	ReasonInvalidOptions = "InvalidOptions"
+	ReasonNoSourceFile        = "NoSourceFile"
+	ReasonEmptySource         = "EmptySource"
+	ReasonEmptyResponse       = "EmptyResponse"
+	ReasonTruncatedDump       = "TruncatedDump"
+	ReasonNoUserTables        = "NoUserTables"
+	ReasonSQLError            = "SQLError"
+	ReasonSourceError         = "SourceError"
+	ReasonSourceStalled       = "SourceStalled"
+	ReasonPostImportSQLFailed = "PostImportSQLFailed"
+	ReasonServerError         = "ServerError"
+	ReasonAgentStopped        = "AgentStopped"
+	ReasonInvalidOptions      = "InvalidOptions"
 )
 
 // MaxMessageBytes bounds a failure message: it goes into status and events, and a longer one

@@ -12,8 +12,8 @@ import (
 
 // Volume names and the uids of the pods; paths and ports come from the agent's contract.
 const (
-	// databaseUID is the mysql user of the engine images (hack/build-images.sh moves it to 999
-	// where an image has another id).
+	// databaseUID is the server user of the engine images, mysql or postgres (hack/build-images.sh
+	// moves it to 999 where an image has another id; the official images use 999 for both).
 	databaseUID = 999
 	// managerUID is the manager image's user (distroless nonroot).
 	managerUID       = 65532

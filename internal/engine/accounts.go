@@ -5,6 +5,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/myaas/myaas/internal/agentapi"
 )
 
 // DeveloperPrivileges are what the application user holds on its databases: everything a
@@ -42,14 +44,39 @@ type Grants struct {
 	Extra []string
 }
 
-// ValidatePrivileges names the first entry that is not a known privilege.
+// ValidatePrivileges names the first entry that is not a known privilege of MariaDB and MySQL.
 func ValidatePrivileges(privs []string) error {
+	return validatePrivileges(privs, ExtraPrivileges, "")
+}
+
+// validatePrivileges names the first entry of privs not in valid; engine, unless empty, says
+// whose privileges valid are.
+func validatePrivileges(privs, valid []string, engine string) error {
+	on := ""
+	if engine != "" {
+		on = " on " + engine
+	}
 	for i, p := range privs {
-		if !slices.Contains(ExtraPrivileges, p) {
-			return fmt.Errorf("extraPrivileges[%d] %q is not a privilege this operator grants: valid values are %s", i, p, strings.Join(ExtraPrivileges, ", "))
+		if !slices.Contains(valid, p) {
+			return fmt.Errorf("extraPrivileges[%d] %q is not a privilege this operator grants%s: valid values are %s", i, p, on, strings.Join(valid, ", "))
 		}
 	}
 	return nil
+}
+
+// AllExtraPrivileges are the values spec.extraPrivileges takes in the API: every engine's.
+func AllExtraPrivileges() []string {
+	return append(slices.Clone(ExtraPrivileges), PostgresExtraPrivileges...)
+}
+
+// reservedUsers are the names the MySQL family keeps: root, and the operator's admin account.
+var reservedUsers = []string{"root", agentapi.AdminUsername}
+
+func (mysqlFamily) ValidateUser(username string, extraPrivileges []string) error {
+	if slices.Contains(reservedUsers, username) {
+		return fmt.Errorf("username %q is kept for the server and the operator", username)
+	}
+	return ValidatePrivileges(extraPrivileges)
 }
 
 // remoteRootAccounts are the root logins over TCP that older initialisations created and an

@@ -146,7 +146,8 @@ func TestAccounts(t *testing.T) {
 	}
 }
 
-// The API refuses what the agent would refuse: spec.extraPrivileges' enum is ExtraPrivileges.
+// The API refuses what no engine's agent would take: spec.extraPrivileges' enum is every engine's
+// privileges; the operator refuses the others' for a template's engine (ValidateUser).
 func TestExtraPrivilegesAreTheAPIsEnum(t *testing.T) {
 	crd, err := os.ReadFile("../../config/crd/bases/myaas.io_databaseinstances.yaml")
 	if err != nil {
@@ -165,7 +166,33 @@ func TestExtraPrivilegesAreTheAPIsEnum(t *testing.T) {
 		}
 		enum = append(enum, item)
 	}
-	if !slices.Equal(enum, ExtraPrivileges) {
-		t.Fatalf("the CRD's enum %v differs from ExtraPrivileges %v", enum, ExtraPrivileges)
+	if !slices.Equal(enum, AllExtraPrivileges()) {
+		t.Fatalf("the CRD's enum %v differs from the engines' privileges %v", enum, AllExtraPrivileges())
+	}
+}
+
+func TestValidateUser(t *testing.T) {
+	for _, tc := range []struct {
+		engine   Engine
+		username string
+		privs    []string
+		wantErr  string
+	}{
+		{engine: MariaDB{}, username: "app", privs: []string{"PROCESS", "SHOW DATABASES"}},
+		{engine: MySQL{}, username: "postgres"},
+		{engine: MariaDB{}, username: "root", wantErr: `username "root" is kept`},
+		{engine: MariaDB{}, username: "app", privs: []string{"CREATEDB"}, wantErr: `extraPrivileges[0] "CREATEDB" is not a privilege this operator grants: valid values are SELECT`},
+		{engine: PostgreSQL{}, username: "app", privs: []string{"CREATEDB", "pg_read_all_data"}},
+		{engine: PostgreSQL{}, username: "root"},
+		{engine: PostgreSQL{}, username: "postgres", wantErr: `username "postgres" is kept`},
+		{engine: PostgreSQL{}, username: "myaas_admin", wantErr: `username "myaas_admin" is kept`},
+		{engine: PostgreSQL{}, username: "myaas_owner", wantErr: `username "myaas_owner" is kept`},
+		{engine: PostgreSQL{}, username: "pg_app", wantErr: "names starting with pg_"},
+		{engine: PostgreSQL{}, username: "app", privs: []string{"CREATEDB", "PROCESS"}, wantErr: `extraPrivileges[1] "PROCESS" is not a privilege this operator grants on PostgreSQL: valid values are CREATEDB`},
+	} {
+		err := tc.engine.ValidateUser(tc.username, tc.privs)
+		if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("%s %q %v: error %v, want %q", tc.engine.Name(), tc.username, tc.privs, err, tc.wantErr)
+		}
 	}
 }

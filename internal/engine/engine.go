@@ -41,6 +41,10 @@ type Engine interface {
 	// ClientSessions counts the sessions other than the caller's own, the server's own processes
 	// and the pod's own (its probe and agent, which come through the local socket): the idle check.
 	ClientSessions(ctx context.Context, l Login) (int, error)
+
+	// ValidateUser refuses an application user the engine cannot give an instance: a name it
+	// keeps for itself, or an extra privilege it does not have (spec.username, spec.extraPrivileges).
+	ValidateUser(username string, extraPrivileges []string) error
 }
 
 // MySQLFamily is what the agent asks of MariaDB and MySQL, which share a protocol, a client and

@@ -79,6 +79,11 @@ func (p PostgreSQL) connConfig(l Login) (*pgx.ConnConfig, error) {
 		return nil, err
 	}
 	cfg.User, cfg.Password, cfg.Database = l.Username, l.Password, l.Database
+	if cfg.Database == "" {
+		// A login that names no database (the operator's idle check) goes to the maintenance
+		// database rather than, as libpq would, to one named after the role.
+		cfg.Database = PostgresMaintenanceDB
+	}
 	cfg.TLSConfig, cfg.Fallbacks = l.TLS, nil
 	// A server starting on a clone refuses at once or answers in milliseconds: a short dial
 	// timeout keeps one unroutable attempt from holding Ready back by seconds.
@@ -143,8 +148,8 @@ func (p PostgreSQL) Login(ctx context.Context, l Login) error {
 }
 
 // ClientSessions counts client backends that came over TCP: the pod's own logins come through the
-// socket and have no client address. The operator's admin role holds pg_monitor, without which
-// other roles' sessions show no address.
+// socket and have no client address. The operator's admin role holds pg_read_all_stats (see
+// PostgresAdminRole), without which other roles' sessions show no address.
 func (p PostgreSQL) ClientSessions(ctx context.Context, l Login) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout())
 	defer cancel()

@@ -1,5 +1,5 @@
 // Package testdeps decides what a test does when something outside Go it needs is missing
-// (a MariaDB server, btrfs, envtest's kube-apiserver and etcd).
+// (a MariaDB or PostgreSQL server, btrfs, envtest's kube-apiserver and etcd).
 //
 // One convention for every such dependency: the test skips, unless MYAAS_REQUIRE_<DEP> is set,
 // which `make test` and CI do for the dependencies they install themselves. There a missing
@@ -16,9 +16,10 @@ import (
 type Dep string
 
 const (
-	MariaDB Dep = "MARIADB"
-	Btrfs   Dep = "BTRFS"
-	Envtest Dep = "ENVTEST"
+	MariaDB    Dep = "MARIADB"
+	PostgreSQL Dep = "POSTGRES"
+	Btrfs      Dep = "BTRFS"
+	Envtest    Dep = "ENVTEST"
 )
 
 // Env is the name of the variable that makes d required.

@@ -20,13 +20,15 @@ import (
 
 // 1-3: import from a PVC and from HTTP, progress while importing, Ready instances that log in with
 // their own credentials, hold the dump's data, and are isolated from each other.
-func TestImportCloneAndIsolation(t *testing.T) {
+func TestImportCloneAndIsolation(t *testing.T) { forEachEngine(t, testImportCloneAndIsolation) }
+
+func testImportCloneAndIsolation(t *testing.T, e engineCase) {
 	ns := newNamespace(t)
 	url := startDumpServer(t, ns, 100<<10) // the 1.1 MB dump at 100 KB/s: the import lasts over 10 s
 	claim := dumpsPVC(t, ns)
 
-	newTemplate(t, ns, "shop-http", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
-	newTemplate(t, ns, "shop", myaasv1.DumpSource{PersistentVolumeClaim: &myaasv1.PVCDumpSource{ClaimName: claim, Path: "shop/*"}})
+	newTemplate(t, ns, "shop-http", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: e.dump(url, "shop.sql.gz")}}, e.onEngine)
+	newTemplate(t, ns, "shop", myaasv1.DumpSource{PersistentVolumeClaim: &myaasv1.PVCDumpSource{ClaimName: claim, Path: e.dumps + "shop/*"}}, e.onEngine)
 
 	sawProgress := false
 	eventually(t, 300*time.Second, "HTTP template imported", func() error {
@@ -47,16 +49,16 @@ func TestImportCloneAndIsolation(t *testing.T) {
 	}
 	waitForRevision(t, ns, "shop", 1, 300*time.Second)
 	out := kubectl(t, "-n", ns, "get", "databasetemplate", "shop")
-	if !strings.Contains(out, "mariadb") || !strings.Contains(out, "True") {
+	if !strings.Contains(out, e.name()) || !strings.Contains(out, "True") {
 		t.Errorf("kubectl get shows:\n%s", out)
 	}
 
-	newInstance(t, ns, "alice", "shop")
-	newInstance(t, ns, "bob", "shop")
+	newInstance(t, ns, "alice", "shop", e.withDumpDatabase)
+	newInstance(t, ns, "bob", "shop", e.withDumpDatabase)
 	waitReady(t, ns, "alice")
 	waitReady(t, ns, "bob")
 
-	alice := connect(t, ns, "alice")
+	alice := e.connect(t, ns, "alice")
 	want := shopDump.Expect()
 	if got := queryInt(t, alice, "SELECT COUNT(*) FROM shop.orders"); got != int64(want.Orders) {
 		t.Fatalf("orders %d, want %d", got, want.Orders)
@@ -71,34 +73,35 @@ func TestImportCloneAndIsolation(t *testing.T) {
 	// Old and foreign credentials are refused.
 	aliceCreds := secretData(t, ns, "alice-credentials")
 	bobCreds := secretData(t, ns, "bob-credentials")
+	e.checkCredentials(t, ns, "alice", aliceCreds)
 	if aliceCreds["password"] == bobCreds["password"] {
 		t.Fatal("two instances share a password")
 	}
 	addr := podAddr(t, ns, "bob")
-	if err := open(t, addr, bobCreds["username"], aliceCreds["password"], "").PingContext(ctx); err == nil {
+	if err := e.open(t, addr, bobCreds["username"], aliceCreds["password"], "").PingContext(ctx); err == nil {
 		t.Fatal("bob accepts alice's password")
 	}
-	if err := open(t, addr, "root", "", "").PingContext(ctx); err == nil {
-		t.Fatal("bob accepts root without a password (the template's credentials)")
+	if err := e.open(t, addr, e.superuser, "", "").PingContext(ctx); err == nil {
+		t.Fatalf("bob accepts %s without a password (the template's credentials)", e.superuser)
 	}
 	if _, ok := bobCreds["root-password"]; ok {
 		t.Fatal("the application's Secret holds root's password")
 	}
-	if err := open(t, addr, "root", secretData(t, ns, "bob-admin")["root-password"], "").PingContext(ctx); err == nil {
-		t.Fatal("root logs in over TCP")
+	if err := e.open(t, addr, e.superuser, secretData(t, ns, "bob-admin")["root-password"], "").PingContext(ctx); err == nil {
+		t.Fatalf("%s logs in over TCP", e.superuser)
 	}
 
 	// A write in one clone is in neither the other clone nor the template.
 	if _, err := alice.ExecContext(ctx, "INSERT INTO shop.orders VALUES (9999999, 1, 1, 'alice only')"); err != nil {
 		t.Fatal(err)
 	}
-	bob := connect(t, ns, "bob")
+	bob := e.connect(t, ns, "bob")
 	if n := queryInt(t, bob, "SELECT COUNT(*) FROM shop.orders WHERE id = 9999999"); n != 0 {
 		t.Fatal("alice's write is visible in bob")
 	}
-	newInstance(t, ns, "carol", "shop")
+	newInstance(t, ns, "carol", "shop", e.withDumpDatabase)
 	waitReady(t, ns, "carol")
-	if n := queryInt(t, connect(t, ns, "carol"), "SELECT COUNT(*) FROM shop.orders WHERE id = 9999999"); n != 0 {
+	if n := queryInt(t, e.connect(t, ns, "carol"), "SELECT COUNT(*) FROM shop.orders WHERE id = 9999999"); n != 0 {
 		t.Fatal("alice's write reached the template")
 	}
 	for _, name := range []string{"alice", "bob", "carol"} {
@@ -111,16 +114,20 @@ func TestImportCloneAndIsolation(t *testing.T) {
 // 4-5: refresh by hand and by schedule while an instance keeps serving; new instances get the new
 // revision; the old one is collected after its last instance; reset in place keeps Secret and Service.
 func TestRefreshGarbageCollectionAndReset(t *testing.T) {
+	forEachEngine(t, testRefreshGarbageCollectionAndReset)
+}
+
+func testRefreshGarbageCollectionAndReset(t *testing.T, e engineCase) {
 	ns := newNamespace(t)
 	url := startDumpServer(t, ns, 0)
-	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}}, func(d *myaasv1.DatabaseTemplate) {
+	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: e.dump(url, "shop.sql.gz")}}, e.onEngine, func(d *myaasv1.DatabaseTemplate) {
 		d.Spec.RetainRevisions = 1
 		d.Spec.Refresh = &myaasv1.RefreshSpec{Schedule: "0 3 * * *"}
 	})
 	waitForRevision(t, ns, "shop", 1, 300*time.Second)
-	newInstance(t, ns, "old", "shop")
+	newInstance(t, ns, "old", "shop", e.withDumpDatabase)
 	waitReady(t, ns, "old")
-	old := connect(t, ns, "old")
+	old := e.connect(t, ns, "old")
 	if _, err := old.ExecContext(ctx, "CREATE TABLE shop.scratch (id int)"); err != nil {
 		t.Fatal(err)
 	}
@@ -130,7 +137,7 @@ func TestRefreshGarbageCollectionAndReset(t *testing.T) {
 	if n := queryInt(t, old, "SELECT COUNT(*) FROM shop.orders"); n == 0 {
 		t.Fatal("the instance on revision 1 stopped serving during the refresh")
 	}
-	newInstance(t, ns, "new", "shop")
+	newInstance(t, ns, "new", "shop", e.withDumpDatabase)
 	waitReady(t, ns, "new")
 	if r := getInstance(t, ns, "new").Status.Revision; r != 2 {
 		t.Fatalf("new instance on revision %d, want 2", r)
@@ -153,7 +160,7 @@ func TestRefreshGarbageCollectionAndReset(t *testing.T) {
 		}
 		return nil
 	})
-	reset := connect(t, ns, "old")
+	reset := e.connect(t, ns, "old")
 	if n := queryInt(t, reset, "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'shop' AND table_name = 'scratch'"); n != 0 {
 		t.Fatal("the reset kept the old data")
 	}
@@ -184,12 +191,14 @@ func TestRefreshGarbageCollectionAndReset(t *testing.T) {
 }
 
 // 6: an instance with a short TTL is deleted on time, with its PVC.
-func TestTTL(t *testing.T) {
+func TestTTL(t *testing.T) { forEachEngine(t, testTTL) }
+
+func testTTL(t *testing.T, e engineCase) {
 	ns := newNamespace(t)
 	url := startDumpServer(t, ns, 0)
-	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
+	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: e.dump(url, "shop.sql.gz")}}, e.onEngine)
 	waitForRevision(t, ns, "shop", 1, 300*time.Second)
-	newInstance(t, ns, "short", "shop", func(d *myaasv1.DatabaseInstance) { d.Spec.TTL = &metav1.Duration{Duration: 40 * time.Second} })
+	newInstance(t, ns, "short", "shop", e.withDumpDatabase, func(d *myaasv1.DatabaseInstance) { d.Spec.TTL = &metav1.Duration{Duration: 40 * time.Second} })
 	waitReady(t, ns, "short")
 	expires := getInstance(t, ns, "short").Status.ExpiresAt.Time
 	eventually(t, 120*time.Second, "instance and its data gone", func() error {
@@ -212,19 +221,23 @@ func TestTTL(t *testing.T) {
 
 // 7: broken dumps name the file and line; the previous revision keeps serving; nothing is deleted.
 func TestBrokenDumpKeepsPreviousRevision(t *testing.T) {
+	forEachEngine(t, testBrokenDumpKeepsPreviousRevision)
+}
+
+func testBrokenDumpKeepsPreviousRevision(t *testing.T, e engineCase) {
 	ns := newNamespace(t)
 	url := startDumpServer(t, ns, 0)
-	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
+	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: e.dump(url, "shop.sql.gz")}}, e.onEngine)
 	waitForRevision(t, ns, "shop", 1, 300*time.Second)
-	newInstance(t, ns, "dev", "shop")
+	newInstance(t, ns, "dev", "shop", e.withDumpDatabase)
 	waitReady(t, ns, "dev")
 
 	for _, tc := range []struct{ path, want string }{
-		{"/broken/truncated.sql.gz", "truncated.sql.gz"},
-		{"/broken/bad-statement.sql", "line 5"},
+		{"broken/truncated.sql.gz", "truncated.sql.gz"},
+		{"broken/bad-statement.sql", "line 5"},
 	} {
 		d := getTemplate(t, ns, "shop")
-		d.Spec.Source.HTTP.URL = url + tc.path
+		d.Spec.Source.HTTP.URL = e.dump(url, tc.path)
 		if err := k8s.Update(ctx, d); err != nil {
 			t.Fatal(err)
 		}
@@ -243,23 +256,25 @@ func TestBrokenDumpKeepsPreviousRevision(t *testing.T) {
 		if d.Status.LatestRevision != 1 {
 			t.Fatalf("latest revision moved to %d", d.Status.LatestRevision)
 		}
-		if n := queryInt(t, connect(t, ns, "dev"), "SELECT COUNT(*) FROM shop.orders"); n == 0 {
+		if n := queryInt(t, e.connect(t, ns, "dev"), "SELECT COUNT(*) FROM shop.orders"); n == 0 {
 			t.Fatal("the instance stopped serving")
 		}
 		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "shop-r1"}, &snapshotv1.VolumeSnapshot{}); err != nil {
 			t.Fatalf("revision 1's snapshot is gone: %v", err)
 		}
 	}
-	newInstance(t, ns, "after-failure", "shop")
+	newInstance(t, ns, "after-failure", "shop", e.withDumpDatabase)
 	waitReady(t, ns, "after-failure")
 }
 
 // 8: the manager is killed during an import and during a provisioning; everything converges
 // without duplicate Jobs, PVCs or snapshots.
-func TestManagerKilledMidway(t *testing.T) {
+func TestManagerKilledMidway(t *testing.T) { forEachEngine(t, testManagerKilledMidway) }
+
+func testManagerKilledMidway(t *testing.T, e engineCase) {
 	ns := newNamespace(t)
 	url := startDumpServer(t, ns, 100<<10) // slow enough to kill the manager while it loads
-	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
+	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: e.dump(url, "shop.sql.gz")}}, e.onEngine)
 	eventually(t, 180*time.Second, "import running", func() error {
 		ci := getTemplate(t, ns, "shop").Status.CurrentImport
 		if ci == nil || ci.Phase != myaasv1.ImportPhaseLoading {
@@ -270,7 +285,7 @@ func TestManagerKilledMidway(t *testing.T) {
 	killManager(t)
 	waitForRevision(t, ns, "shop", 1, 300*time.Second)
 
-	newInstance(t, ns, "dev", "shop")
+	newInstance(t, ns, "dev", "shop", e.withDumpDatabase)
 	killManager(t)
 	waitReady(t, ns, "dev")
 
@@ -292,13 +307,19 @@ func TestManagerKilledMidway(t *testing.T) {
 
 // 9: a CI pipeline: one database per branch, a migration and a query through the Secret from a pod,
 // then deletion; every child is gone afterwards.
-func TestCIPipelineFlow(t *testing.T) {
+func TestCIPipelineFlow(t *testing.T) { forEachEngine(t, testCIPipelineFlow) }
+
+func testCIPipelineFlow(t *testing.T, e engineCase) {
 	ns := newNamespace(t)
 	url := startDumpServer(t, ns, 0)
-	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: url + "/shop.sql.gz"}})
+	newTemplate(t, ns, "shop", myaasv1.DumpSource{HTTP: &myaasv1.HTTPDumpSource{URL: e.dump(url, "shop.sql.gz")}}, e.onEngine)
 	waitForRevision(t, ns, "shop", 1, 300*time.Second)
 
 	branch := "feature-login-42"
+	database := ""
+	if e.database != "" {
+		database = "\n  database: " + e.database
+	}
 	kubectlIn(t, fmt.Sprintf(`apiVersion: myaas.io/v1alpha1
 kind: DatabaseInstance
 metadata:
@@ -306,8 +327,8 @@ metadata:
 spec:
   templateRef:
     name: shop
-  ttl: 2h
-`, branch), "-n", ns, "apply", "-f", "-")
+  ttl: 2h%s
+`, branch, database), "-n", ns, "apply", "-f", "-")
 	waitReady(t, ns, branch)
 
 	// The pipeline's job reads the Secret and migrates through the Service, as CI would in-cluster.
@@ -320,10 +341,9 @@ spec:
 			Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
 				RestartPolicy: corev1.RestartPolicyNever,
 				Containers: []corev1.Container{{
-					Name: "migrate", Image: "localhost/myaas/mariadb:10.11", ImagePullPolicy: corev1.PullIfNotPresent,
+					Name: "migrate", Image: e.clientImage, ImagePullPolicy: corev1.PullIfNotPresent,
 					EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: branch + "-credentials"}}}},
-					Command: []string{"sh", "-ec", `for i in $(seq 30); do mariadb-admin -h"$host" -P"$port" -u"$username" -p"$password" --connect-timeout=2 ping >/dev/null 2>&1 && break; sleep 1; done
-mariadb -h"$host" -P"$port" -u"$username" -p"$password" "$database" -e "CREATE TABLE schema_migrations (version int PRIMARY KEY); INSERT INTO schema_migrations VALUES (20261124); SELECT COUNT(*) FROM shop.orders; SELECT version FROM schema_migrations;"`},
+					Command: []string{"sh", "-ec", e.migrate},
 				}},
 			}},
 		},

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -229,7 +230,14 @@ func podAddr(t *testing.T, ns, instance string) string {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: instance + "-0"}, pod); err != nil {
 		t.Fatal(err)
 	}
-	return net.JoinHostPort(pod.Status.PodIP, "3306")
+	// The database container's port is the engine's.
+	for _, c := range pod.Spec.Containers {
+		for _, p := range c.Ports {
+			return net.JoinHostPort(pod.Status.PodIP, strconv.Itoa(int(p.ContainerPort)))
+		}
+	}
+	t.Fatalf("pod %s/%s declares no port", ns, pod.Name)
+	return ""
 }
 
 func secretData(t *testing.T, ns, name string) map[string]string {

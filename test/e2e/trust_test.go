@@ -111,7 +111,7 @@ func TestBadDumpsNeverReplaceTheLastGoodRevision(t *testing.T) {
 	}{
 		{"broken/boundary.sql.gz", "TruncatedDump", []string{"Dump completed", "current.sql.gz"}},
 		{"broken/truncated.sql.gz", "TruncatedDump", []string{"current.sql.gz"}},
-		{"broken/empty.sql.gz", "EmptySource", []string{"current.sql.gz"}},
+		{"broken/empty.sql.gz", "EmptyResponse", []string{"current.sql.gz", "answered 200 OK with an empty body"}},
 	} {
 		switchDump(t, ns, tc.file)
 		before := getTemplate(t, ns, "shop").Status.NextRevision

@@ -1,6 +1,7 @@
-// Package dumpgen writes deterministic mysqldump-style SQL for end-to-end tests and benchmarks: the
-// same seed and size always give the same bytes, so a test knows what the loaded data must be
-// without keeping a dump in the repository.
+// Package dumpgen writes deterministic SQL dumps for end-to-end tests and benchmarks, laid out as
+// mariadb-dump or pg_dump write them: the same spec always gives the same bytes, and both dialects
+// hold the same data, so a test knows what the loaded data must be without keeping a dump in the
+// repository.
 package dumpgen
 
 import (
@@ -11,16 +12,32 @@ import (
 	"strings"
 )
 
+// Dialect is the dump tool whose output Write imitates.
+type Dialect int
+
+const (
+	// MariaDB is mariadb-dump's plain SQL: extended INSERTs, DELIMITER blocks.
+	MariaDB Dialect = iota
+	// PostgreSQL is `pg_dump --create` in plain format: COPY blocks, the database created and
+	// connected to by the dump itself, its tables in schema Database.
+	PostgreSQL
+)
+
 // Spec describes a dump.
 type Spec struct {
+	// Dialect of the dump; the data is the same in each.
+	Dialect Dialect
 	// Database the dump creates and loads.
 	Database string
 	// Rows in the orders table; customers get a tenth of that.
 	Rows int
 	// Seed of the pseudo-random data.
 	Seed uint64
-	// RowsPerInsert is the size of each extended INSERT.
+	// RowsPerInsert is the size of each extended INSERT (MariaDB).
 	RowsPerInsert int
+	// Owner is the role a PostgreSQL dump's OWNER TO statements name, as pg_dump writes them for
+	// the source server's roles; empty writes none, as pg_dump --no-owner does.
+	Owner string
 }
 
 // Expected is what a correct load of the dump contains.
@@ -36,8 +53,8 @@ func (s Spec) Expect() Expected {
 	e := Expected{Customers: s.customers(), Orders: s.Rows}
 	r := rand.New(rand.NewPCG(s.Seed, 2))
 	for i := 1; i <= s.Rows; i++ {
-		e.OrderTotalCents += orderTotal(r)
-		_ = r.IntN(s.customers()) // customer id, drawn in the same order as Write
+		total, _ := s.order(r)
+		e.OrderTotalCents += total
 	}
 	return e
 }
@@ -46,9 +63,30 @@ func (s Spec) customers() int { return max(1, s.Rows/10) }
 
 func orderTotal(r *rand.Rand) int64 { return int64(r.IntN(100000)) + 1 }
 
-// Write writes the dump: schema, a view, a trigger and a procedure in DELIMITER blocks, utf8mb4
-// text, and the data as extended INSERTs, as mariadb-dump lays it out.
+// The rows' text, the same in every dialect: accents, CJK and quotes in both quote styles.
+var customerNames = []string{"Zoë", "José", "Søren", "Łukasz", "Ana", "李雷", "Ærin", "Renée"}
+
+func customerName(i int) string  { return fmt.Sprintf("%s %d", customerNames[i%len(customerNames)], i) }
+func customerEmail(i int) string { return fmt.Sprintf("user%d@example.com", i) }
+func orderNote(i int) string     { return fmt.Sprintf(`order %d: it's "quoted" – ✓`, i) }
+
+// order draws order i's total and customer, in the order both dialects and Expect rely on.
+func (s Spec) order(r *rand.Rand) (total int64, customer int) {
+	total = orderTotal(r)
+	return total, r.IntN(s.customers()) + 1
+}
+
+// Write writes the dump in the spec's dialect.
 func (s Spec) Write(w io.Writer) error {
+	if s.Dialect == PostgreSQL {
+		return s.writePostgreSQL(w)
+	}
+	return s.writeMariaDB(w)
+}
+
+// writeMariaDB writes schema, a view, a trigger and a procedure in DELIMITER blocks, utf8mb4
+// text, and the data as extended INSERTs, as mariadb-dump lays it out.
+func (s Spec) writeMariaDB(w io.Writer) error {
 	if s.RowsPerInsert <= 0 {
 		s.RowsPerInsert = 500
 	}
@@ -71,18 +109,15 @@ func (s Spec) Write(w io.Writer) error {
 	section("Table structure for table `audit`")
 	p("DROP TABLE IF EXISTS `audit`;\nCREATE TABLE `audit` (`order_id` int NOT NULL, `at` varchar(20) NOT NULL) ENGINE=InnoDB;\n\n")
 
-	names := []string{"Zoë", "José", "Søren", "Łukasz", "Ana", "李雷", "Ærin", "Renée"}
 	section("Dumping data for table `customers`")
 	writeRows(bw, "customers", s.customers(), s.RowsPerInsert, func(i int) string {
-		n := names[i%len(names)]
-		return fmt.Sprintf("(%d,'%s %d','user%d@example.com')", i, n, i, i)
+		return fmt.Sprintf("(%d,%s,%s)", i, mariadbString(customerName(i)), mariadbString(customerEmail(i)))
 	})
 	r := rand.New(rand.NewPCG(s.Seed, 2))
 	section("Dumping data for table `orders`")
 	writeRows(bw, "orders", s.Rows, s.RowsPerInsert, func(i int) string {
-		total := orderTotal(r)
-		cust := r.IntN(s.customers()) + 1
-		return fmt.Sprintf("(%d,%d,%d,'order %d: it''s \\\"quoted\\\" – ✓')", i, cust, total, i)
+		total, customer := s.order(r)
+		return fmt.Sprintf("(%d,%d,%d,%s)", i, customer, total, mariadbString(orderNote(i)))
 	})
 
 	p("\nCREATE OR REPLACE VIEW `customer_totals` AS SELECT `customer_id`, SUM(`total_cents`) AS `total` FROM `orders` GROUP BY `customer_id`;\n\n")
@@ -92,6 +127,11 @@ func (s Spec) Write(w io.Writer) error {
 	p("DELIMITER ;\n")
 	p("/*!40014 SET FOREIGN_KEY_CHECKS=@OLD_FOREIGN_KEY_CHECKS */;\n\n-- Dump completed on 2026-11-26  3:00:00\n")
 	return bw.Flush()
+}
+
+// mariadbString is a string literal as mariadb-dump writes it: quotes doubled or escaped.
+func mariadbString(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `''`, `"`, `\"`).Replace(v) + "'"
 }
 
 func writeRows(w *bufio.Writer, table string, n, perInsert int, row func(i int) string) {

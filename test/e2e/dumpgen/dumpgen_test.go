@@ -11,17 +11,7 @@ import (
 
 func TestWriteIsDeterministicAndMatchesExpect(t *testing.T) {
 	s := Spec{Database: "shop", Rows: 1234, Seed: 7, RowsPerInsert: 100}
-	var a, b bytes.Buffer
-	if err := s.Write(&a); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.Write(&b); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(a.Bytes(), b.Bytes()) {
-		t.Fatal("same spec, different bytes")
-	}
-	if n := strings.Count(a.String(), "INSERT INTO `orders`"); n != 13 {
+	if n := strings.Count(writeTwice(t, s), "INSERT INTO `orders`"); n != 13 {
 		t.Fatalf("%d order INSERTs, want 13 of at most 100 rows", n)
 	}
 	e := s.Expect()
@@ -32,6 +22,22 @@ func TestWriteIsDeterministicAndMatchesExpect(t *testing.T) {
 	if other.OrderTotalCents == e.OrderTotalCents {
 		t.Fatal("the seed does not change the data")
 	}
+}
+
+// writeTwice writes the dump twice and returns it, failing unless both are the same bytes.
+func writeTwice(t *testing.T, s Spec) string {
+	t.Helper()
+	var a, b bytes.Buffer
+	if err := s.Write(&a); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatal("same spec, different bytes")
+	}
+	return a.String()
 }
 
 // TestDumpLoadsIntoRealServer loads the dump with the server's own client and checks Expect.

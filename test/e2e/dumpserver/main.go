@@ -21,6 +21,9 @@ import (
 	"github.com/myaas/myaas/test/e2e/dumpgen"
 )
 
+// pgOwner is the role of the source server that owns the PostgreSQL dumps' objects.
+const pgOwner = "shop_owner"
+
 func main() {
 	if len(os.Args) < 2 {
 		log.Fatal("usage: dumpserver serve|write [flags]")
@@ -56,32 +59,54 @@ func main() {
 	}
 }
 
-// dumps are the files served by name. shop/ holds the dump split in two files that must load in
-// name order (schema and data); broken/ holds the failure cases.
+// dumps are the files served by name: the MariaDB ones at the top, the PostgreSQL ones, of the
+// same data, under postgresql/. shop/ holds the dump split in two files that must load in name
+// order (schema and data); broken/ holds the failure cases; accounts/ a MariaDB dump with the
+// source server's accounts.
 func dumps(spec dumpgen.Spec) (map[string][]byte, error) {
+	spec.Dialect = dumpgen.MariaDB
+	files, sql, err := engineDumps(spec, "USE `shop`;\nCREATE TABLE `settings` (`k` varchar(20) PRIMARY KEY, `v` text);\nINSERT INTO `settings` VALUES ('loaded','yes');\n", dumpgen.BrokenSQL)
+	if err != nil {
+		return nil, err
+	}
+	// A dump of a production server with its accounts, as mariadb-dump --system=users writes them
+	// before its trailer.
+	trailer := bytes.LastIndex(sql, []byte("\n-- Dump completed"))
+	files["accounts/shop.sql.gz"] = gzipped(slices.Concat(sql[:trailer], []byte("\n"+dumpgen.AccountsSQL), sql[trailer:]))
+
+	// A second file of a plain PostgreSQL dump runs in a psql session of its own: it connects to
+	// the dump's database itself.
+	spec.Dialect, spec.Owner = dumpgen.PostgreSQL, pgOwner
+	pg, _, err := engineDumps(spec, "\\connect shop\nCREATE TABLE shop.settings (k varchar(20) PRIMARY KEY, v text);\nINSERT INTO shop.settings VALUES ('loaded', 'yes');\n", dumpgen.BrokenPostgreSQL)
+	if err != nil {
+		return nil, err
+	}
+	for name, content := range pg {
+		files["postgresql/"+name] = content
+	}
+	return files, nil
+}
+
+// engineDumps are one dialect's files, and its full dump uncompressed.
+func engineDumps(spec dumpgen.Spec, extra, broken string) (map[string][]byte, []byte, error) {
 	var full bytes.Buffer
 	if err := spec.Write(&full); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	gz := gzipped(full.Bytes())
 	sql := full.Bytes()
 	// Cut after the last complete statement before the middle: every statement in it is whole.
 	boundary := bytes.LastIndex(sql[:len(sql)/2], []byte(";\n")) + 2
-	// A dump of a production server with its accounts, as mariadb-dump --system=users writes them
-	// before its trailer.
-	trailer := bytes.LastIndex(sql, []byte("\n-- Dump completed"))
-	withAccounts := slices.Concat(sql[:trailer], []byte("\n"+dumpgen.AccountsSQL), sql[trailer:])
 	return map[string][]byte{
 		"shop.sql.gz":              gz,
 		"shop/01-shop.sql.gz":      gz,
-		"shop/02-extra.sql":        []byte("USE `shop`;\nCREATE TABLE `settings` (`k` varchar(20) PRIMARY KEY, `v` text);\nINSERT INTO `settings` VALUES ('loaded','yes');\n"),
-		"accounts/shop.sql.gz":     gzipped(withAccounts),
+		"shop/02-extra.sql":        []byte(extra),
 		"broken/truncated.sql.gz":  gz[:len(gz)/2],
 		"broken/boundary.sql.gz":   gzipped(sql[:boundary]),
 		"broken/empty.sql":         {},
 		"broken/empty.sql.gz":      {},
-		"broken/bad-statement.sql": []byte(dumpgen.BrokenSQL),
-	}, nil
+		"broken/bad-statement.sql": []byte(broken),
+	}, sql, nil
 }
 
 // current is the file /current.sql.gz serves, switched with POST /current?file=NAME: a nightly
@@ -114,7 +139,8 @@ func gzipped(b []byte) []byte {
 func serve(addr string, rate int, files map[string][]byte) error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok") })
-	// Dumps too big to hold in memory are generated while they are sent: /generated.sql?rows=N&seed=S.
+	// Dumps too big to hold in memory are generated while they are sent:
+	// /generated.sql?rows=N&seed=S[&dialect=mariadb|postgresql].
 	mux.HandleFunc("/generated.sql", func(w http.ResponseWriter, r *http.Request) {
 		rows, err := strconv.Atoi(r.URL.Query().Get("rows"))
 		if err != nil || rows <= 0 {
@@ -122,7 +148,16 @@ func serve(addr string, rate int, files map[string][]byte) error {
 			return
 		}
 		seed, _ := strconv.ParseUint(r.URL.Query().Get("seed"), 10, 64)
-		if err := (dumpgen.Spec{Database: "shop", Rows: rows, Seed: seed}).Write(w); err != nil {
+		spec := dumpgen.Spec{Database: "shop", Rows: rows, Seed: seed}
+		switch d := r.URL.Query().Get("dialect"); d {
+		case "", "mariadb":
+		case "postgresql":
+			spec.Dialect, spec.Owner = dumpgen.PostgreSQL, pgOwner
+		default:
+			http.Error(w, fmt.Sprintf("dialect %q: valid dialects are mariadb, postgresql", d), http.StatusBadRequest)
+			return
+		}
+		if err := spec.Write(w); err != nil {
 			log.Printf("generated.sql: %v", err)
 		}
 	})

@@ -88,7 +88,7 @@ test-chart: helm kustomize install-prometheus ## The chart alone: helm lint, def
 	MYAAS_REQUIRE_CHART=1 HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./test/chart -count=1 -v
 
 .PHONY: install-test-deps
-install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB and PostgreSQL servers, btrfs tools, promtool).
+install-test-deps: install-prometheus ## Install the Debian packages the tests need (MariaDB server and mydumper, PostgreSQL server, btrfs tools, promtool).
 	bash hack/install-mariadb.sh
 	bash hack/install-postgresql.sh
 	bash hack/install-btrfs.sh
@@ -98,9 +98,9 @@ envtest: ## Build kube-apiserver and etcd for envtest from Go modules into bin/k
 	bash hack/build-k8s.sh kube-apiserver etcd
 
 .PHONY: bench-import
-# ENGINES=postgresql runs the PostgreSQL rows only; ROWS=2000000 a smaller dump.
-bench-import: build ## Benchmark: the agent's import against `mariadb < dump.sql`, `psql -f dump.sql` and `pg_restore -j`.
-	bash hack/bench-import.sh $(if $(ENGINES),--engines=$(ENGINES)) $(if $(ROWS),--rows=$(ROWS))
+# ENGINES=postgresql runs the PostgreSQL rows only; ROWS=2000000 a smaller dump; METHODS=2,4 some MariaDB rows.
+bench-import: build ## Benchmark: the agent's import (one file, a mydumper directory, a mariadb-backup stream) against `mariadb < dump.sql` (default and tuned server), myloader, `psql -f dump.sql` and `pg_restore -j`.
+	bash hack/bench-import.sh $(if $(ENGINES),--engines=$(ENGINES)) $(if $(ROWS),--rows=$(ROWS)) $(if $(METHODS),--methods=$(METHODS))
 
 .PHONY: bench-clone-start
 bench-clone-start: build ## Benchmark: a PostgreSQL clone's `agent start` against `pg_ctl start` of the same datadir, to a login.

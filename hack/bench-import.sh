@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# make bench-import: the agent's import against `mariadb < dump.sql` into a default server, on the
-# same >= 1 GB deterministic dump, the agent on a mariadb-backup stream of the data it loaded, and
-# for PostgreSQL the agent against `psql -f dump.sql` and `pg_restore -j` on the same data. Prints
-# the times, MB/s and the ratios. Needs about 14 GB of disk. Arguments go to hack/bench-import:
-# --engines=postgresql, --rows=N, --only=agent,default,physical (the MariaDB rows).
+# make bench-import: the agent's import against `mariadb < dump.sql` into a default and a tuned
+# server, against myloader, and on a mariadb-backup stream, on the same >= 1 GB deterministic dump;
+# for PostgreSQL against `psql -f dump.sql` and `pg_restore -j` on the same data. Prints the times,
+# MB/s and ratios. Needs about 14 GB of disk. Arguments go to the command: -methods=2,4 runs those
+# MariaDB rows alone, -engines=postgresql the PostgreSQL rows alone, -rows=N sizes the dump.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash hack/install-mariadb.sh >/dev/null

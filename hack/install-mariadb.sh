@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs Debian's MariaDB server, client and backup tool for the agent and controller tests,
-# idempotently.
+# Installs Debian's MariaDB server, client and backup tool, and mydumper, for the agent and
+# controller tests, idempotently.
 # The tests start their own servers on temporary datadirs; the packaged service must not run.
 set -euo pipefail
 need=()
@@ -8,6 +8,8 @@ command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || need+=(maria
 command -v mariadb >/dev/null 2>&1 || need+=(mariadb-client)
 command -v mariadb-backup >/dev/null 2>&1 || need+=(mariadb-backup)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
+# mydumper writes the directories the agent's parallel loader reads; the benchmark compares myloader.
+command -v mydumper >/dev/null 2>&1 || need+=(mydumper)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # policy-rc.d keeps the package from starting its own server during installation.

@@ -88,8 +88,11 @@ type PVCDumpSource struct {
 	// +kubebuilder:validation:MinLength=1
 	ClaimName string `json:"claimName"`
 	// Path of the dump inside the volume, or a glob ("nightly/*.sql.gz"): several files load in
-	// name order. Files may be .sql, .sql.gz or .sql.zst. A physical backup is one file, or the
-	// path of its directory (see format).
+	// name order. Files may be .sql, .sql.gz or .sql.zst. A mysqldump or mariadb-dump file loads
+	// its tables in parallel sessions, one per CPU of the import's limit. A directory written by
+	// mydumper ("nightly/2026-11-26") loads as myloader does: schemas, then rows in parallel, then
+	// routines, views and triggers. A physical backup is one file, or the path of its directory
+	// (see format).
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.contains('..')",message="path must be relative to the volume root and must not contain '..'"
@@ -215,9 +218,9 @@ type ImportSpec struct {
 	// AllowMissingTrailer accepts dumps whose header names mysqldump or mariadb-dump but that do
 	// not end with their "-- Dump completed" trailer: hand-edited SQL. Without it such a dump is
 	// taken for a truncated one and fails the import. Only files whose first lines name one of
-	// those two tools are checked: other SQL, mydumper's included (it writes neither a header nor
-	// a trailer into its files, only its metadata file marks a finished dump), loads without the
-	// check. A compressed file cut short fails either way.
+	// those two tools are checked: other SQL loads without the check. A mydumper directory is
+	// checked by its metadata file, which mydumper finishes with "Finished dump at" last. A
+	// compressed file cut short fails either way.
 	// +optional
 	AllowMissingTrailer bool `json:"allowMissingTrailer,omitempty"`
 	// KeepFailedVolume keeps the half-loaded volume of a failed import and its Job (with the

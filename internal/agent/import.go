@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/myaas/myaas/internal/agentapi"
@@ -230,11 +231,9 @@ func importDumps(ctx context.Context, o importOptions, now func() time.Time) (ag
 	}
 
 	t.setStep(agentapi.StepLoading)
-	for _, f := range files {
-		if err := loadFile(ctx, eng, srv, f, t, &total, o.allowMissingTrailer); err != nil {
-			t.setStep(agentapi.StepFailed)
-			return agentapi.Report{}, err
-		}
+	if err := loadFiles(ctx, eng, srv, o, files, t, &total); err != nil {
+		t.setStep(agentapi.StepFailed)
+		return agentapi.Report{}, err
 	}
 
 	accountsDropped, err := finishImport(ctx, o, eng, srv, t, initialAccounts)
@@ -317,29 +316,41 @@ func (run importRun) succeeded(datadir string, accountsDropped int) (agentapi.Re
 	}, nil
 }
 
+// loadFiles loads the source's files one after the other, or a mydumper directory as a whole.
+func loadFiles(ctx context.Context, eng engine.MySQLFamily, srv *server, o importOptions, files []dumpFile, t *tracker, total *int64) error {
+	if dir, ok := o.source.mydumperDir(); ok {
+		return loadMydumper(ctx, eng, srv, dir, files, t, total, loadWorkers())
+	}
+	for _, f := range files {
+		if err := loadFile(ctx, eng, srv, f, t, total, o.allowMissingTrailer); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // loadFile streams one file through decompression into the server.
 func loadFile(ctx context.Context, eng engine.MySQLFamily, srv *server, f dumpFile, t *tracker, total *int64, allowMissingTrailer bool) error {
-	in, closeDump, err := openDump(ctx, f, t, total)
+	in, closeSQL, err := openSQL(ctx, f, t, total)
 	if err != nil {
 		return err
 	}
-	defer closeDump()
-	in.allowMissingTrailer = allowMissingTrailer
+	defer closeSQL()
+	in.dump, in.allowMissingTrailer = true, allowMissingTrailer
 	log.Printf("loading %s", f.Name)
-	return loadStream(ctx, eng, srv.socket, in)
+	return loadSplit(ctx, eng, srv.socket, in, loadWorkers())
 }
 
-// openDump opens one file of a source, counted for progress, checked not to be empty and
-// decompressed.
-func openDump(ctx context.Context, f dumpFile, t *tracker, total *int64) (sqlInput, func(), error) {
+// openSQL opens a file as SQL, decompressed, its bytes counted by the tracker, checked not to be
+// empty. What the SQL must end with is for the caller to say (sqlInput.dump).
+func openSQL(ctx context.Context, f dumpFile, t *tracker, total *int64) (sqlInput, func(), error) {
 	t.setFile(f.Name)
 	body, size, err := f.Open(ctx)
 	if err != nil {
 		return sqlInput{}, nil, withDefaultReason(agentapi.ReasonSourceError, fmt.Errorf("open %s: %w", f.Name, err))
 	}
 	if f.Size == 0 && size > 0 {
-		*total += size
-		t.setTotal(*total)
+		t.setTotal(atomic.AddInt64(total, size))
 	}
 	counted := &countingReader{r: body, t: t}
 	// A 0-byte file is no dump: not even the decompressor's header is there to be checked.
@@ -356,7 +367,7 @@ func openDump(ctx context.Context, f dumpFile, t *tracker, total *int64) (sqlInp
 		body.Close()
 		return sqlInput{}, nil, failWith(readFailureReason(err), fmt.Errorf("%s: byte 0: %w", f.Name, err))
 	}
-	in := sqlInput{name: f.Name, r: sqlStream, dump: true}
+	in := sqlInput{name: f.Name, r: sqlStream}
 	if compression(f.Name) != "" {
 		in.file = counted
 	}

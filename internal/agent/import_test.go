@@ -38,7 +38,7 @@ func sourceDump(t *testing.T) (dump []byte, checksums map[string]string) {
 	return out, checksums
 }
 
-// sourceServer is a running server holding the databases of sourceDump, and their checksums.
+// sourceServer is a running server holding the databases sourceDump dumps, and their checksums.
 func sourceServer(t *testing.T) (*mariadbtest.Server, map[string]string) {
 	t.Helper()
 	src := mariadbtest.Start(t)
@@ -50,7 +50,8 @@ func sourceServer(t *testing.T) (*mariadbtest.Server, map[string]string) {
 		"CREATE TABLE audit.log (id INT AUTO_INCREMENT PRIMARY KEY, msg VARCHAR(200))",
 		"CREATE VIEW shop.big_orders AS SELECT * FROM shop.orders WHERE total > 500",
 		"CREATE TRIGGER shop.orders_log AFTER INSERT ON shop.orders FOR EACH ROW INSERT INTO audit.log (msg) VALUES (CONCAT('order ', NEW.id))",
-		"CREATE PROCEDURE shop.order_count(OUT n INT) BEGIN SELECT COUNT(*) INTO n FROM shop.orders; END",
+		// Over several lines, as mydumper writes it: its lines end in "; " inside the body.
+		"CREATE PROCEDURE shop.order_count(OUT n INT)\nBEGIN\n  SELECT COUNT(*) INTO n FROM shop.orders;\nEND",
 		"CREATE FUNCTION shop.double_it(x INT) RETURNS INT DETERMINISTIC RETURN x * 2",
 		"CREATE EVENT shop.nightly ON SCHEDULE EVERY 1 DAY DISABLE DO DELETE FROM audit.log",
 	)

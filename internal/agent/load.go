@@ -62,6 +62,10 @@ type sqlInput struct {
 	allowMissingTrailer bool
 	// file reads the source under a decompressor; nil when the SQL is the file.
 	file *countingReader
+	// database is the client's default database; "" for none.
+	database string
+	// origin places a part of a file, loaded on its own, back in the file for messages.
+	origin *sqlOrigin
 }
 
 func (in sqlInput) compressed() bool { return in.file != nil }
@@ -88,8 +92,13 @@ func loadStream(ctx context.Context, eng engine.MySQLFamily, socket string, in s
 		"--binary-mode", "--batch", "--silent",
 		"--max-allowed-packet=1073741824", "--default-character-set=utf8mb4",
 		// One transaction per table (DDL commits implicitly) lets InnoDB fill an empty table in
-		// bulk, sorting its indexes instead of inserting row by row, and skip undo logging.
-		"--init-command=SET autocommit=0, unique_checks=0, foreign_key_checks=0")
+		// bulk, sorting its indexes instead of inserting row by row, and skip undo logging. That
+		// locks the table until the commit: in a parallel load, another session's chunk of the
+		// same table waits for it, however long the first chunk takes.
+		"--init-command=SET autocommit=0, unique_checks=0, foreign_key_checks=0, innodb_lock_wait_timeout=86400")
+	if in.database != "" {
+		cmd.Args = append(cmd.Args, "--database="+in.database)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 64 << 10}
 	stdin, err := cmd.StdinPipe()
@@ -225,6 +234,7 @@ func clientFailure(in sqlInput, idx *lineIndex, stderr string) *sqlFailure {
 		head += " (" + state + ")"
 	}
 	off, stmt := idx.at(line)
+	line, off = in.origin.place(line, off)
 	return &sqlFailure{reason: reason, loadError: &loadError{
 		File: in.name, Line: line, Offset: off, Decompressed: in.compressed(),
 		Statement: stmt, Message: head + ": " + clip(text, maxQuotedText),

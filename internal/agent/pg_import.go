@@ -155,7 +155,7 @@ func pgLoadFile(ctx context.Context, o importOptions, srv *pgServer, f dumpFile,
 		t.add(size)
 		return nil
 	}
-	in, closeDump, err := openDump(ctx, f, t, total)
+	in, closeDump, err := openSQL(ctx, f, t, total)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,7 @@ func pgLoadFile(ctx context.Context, o importOptions, srv *pgServer, f dumpFile,
 	}
 	format := pgArchiveFormat(head)
 	if format == "" {
-		in.r, in.allowMissingTrailer = r, o.allowMissingTrailer
+		in.r, in.dump, in.allowMissingTrailer = r, true, o.allowMissingTrailer
 		log.Printf("loading %s", f.Name)
 		return pgLoad{srv: srv, in: in, ensured: ensured}.load(ctx)
 	}

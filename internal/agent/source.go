@@ -67,7 +67,12 @@ type sourceConfig struct {
 func (c sourceConfig) files(ctx context.Context) ([]dumpFile, error) {
 	switch {
 	case c.glob != "":
-		return dirFiles(c.dir, c.glob, c.format != agentapi.SourceFormatSQL)
+		backups := c.format != agentapi.SourceFormatSQL
+		// A directory named alone is mydumper's, unless it holds a physical backup.
+		if dir, ok := c.mydumperDir(); ok && (!backups || findFile(filepath.Join(c.dir, dir), checkpointsFiles) == "") {
+			return dirFiles(c.dir, filepath.Join(dir, "*"), false)
+		}
+		return dirFiles(c.dir, c.glob, backups)
 	case c.url != "":
 		return httpFiles(c.url, c.authDir, c.httpInsecure, c.stallTimeout)
 	case c.bucket != "":

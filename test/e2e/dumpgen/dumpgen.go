@@ -98,15 +98,23 @@ func (s Spec) writeMariaDB(w io.Writer) error {
 	p("-- MariaDB dump 10.19  Distrib 10.11.14-MariaDB, for debian-linux-gnu (x86_64)\n--\n")
 	p("-- myaas test dump, seed %d, %d rows\n", s.Seed, s.Rows)
 	p("/*!40101 SET NAMES utf8mb4 */;\n/*!40014 SET @OLD_FOREIGN_KEY_CHECKS=@@FOREIGN_KEY_CHECKS, FOREIGN_KEY_CHECKS=0 */;\n")
+	// mariadb-dump's section comments: the agent splits a dump at them to load tables in parallel.
+	section := func(title string) { p("\n--\n-- %s\n--\n\n", title) }
+	section("Current Database: `" + db + "`")
 	p("CREATE DATABASE /*!32312 IF NOT EXISTS*/ `%s` /*!40100 DEFAULT CHARACTER SET utf8mb4 */;\nUSE `%s`;\n\n", db, db)
+	section("Table structure for table `customers`")
 	p("DROP TABLE IF EXISTS `customers`;\nCREATE TABLE `customers` (\n  `id` int NOT NULL,\n  `name` varchar(100) NOT NULL,\n  `email` varchar(200) NOT NULL,\n  PRIMARY KEY (`id`),\n  KEY `email` (`email`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n\n")
+	section("Table structure for table `orders`")
 	p("DROP TABLE IF EXISTS `orders`;\nCREATE TABLE `orders` (\n  `id` int NOT NULL,\n  `customer_id` int NOT NULL,\n  `total_cents` bigint NOT NULL,\n  `note` text,\n  PRIMARY KEY (`id`),\n  KEY `customer` (`customer_id`)\n) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;\n\n")
+	section("Table structure for table `audit`")
 	p("DROP TABLE IF EXISTS `audit`;\nCREATE TABLE `audit` (`order_id` int NOT NULL, `at` varchar(20) NOT NULL) ENGINE=InnoDB;\n\n")
 
+	section("Dumping data for table `customers`")
 	writeRows(bw, "customers", s.customers(), s.RowsPerInsert, func(i int) string {
 		return fmt.Sprintf("(%d,%s,%s)", i, mariadbString(customerName(i)), mariadbString(customerEmail(i)))
 	})
 	r := rand.New(rand.NewPCG(s.Seed, 2))
+	section("Dumping data for table `orders`")
 	writeRows(bw, "orders", s.Rows, s.RowsPerInsert, func(i int) string {
 		total, customer := s.order(r)
 		return fmt.Sprintf("(%d,%d,%d,%s)", i, customer, total, mariadbString(orderNote(i)))

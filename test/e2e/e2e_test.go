@@ -344,7 +344,11 @@ spec:
 					Name: "migrate", Image: e.clientImage, ImagePullPolicy: corev1.PullIfNotPresent,
 					EnvFrom: []corev1.EnvFromSource{{SecretRef: &corev1.SecretEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: branch + "-credentials"}}}},
 					Command: []string{"sh", "-ec", e.migrate},
+					// The Secret as files too, as a servicebinding.io runtime mounts it: ca.crt is
+					// the CA a verifying client names.
+					VolumeMounts: []corev1.VolumeMount{{Name: "db", MountPath: "/etc/db", ReadOnly: true}},
 				}},
+				Volumes: []corev1.Volume{{Name: "db", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{SecretName: branch + "-credentials"}}}},
 			}},
 		},
 	}

@@ -77,8 +77,9 @@ mariadb -h"$host" -P"$port" -u"$username" -p"$password" "$database" -e "CREATE T
 			return connection{addr: net.JoinHostPort(c.Host, strconv.Itoa(int(c.Port))), user: c.User, password: c.Password, database: c.Database}, nil
 		},
 		clientImage: "localhost/myaas/postgres:15",
+		// The uri asks for sslmode=verify-full: libpq verifies with the Secret's ca.crt.
 		migrate: `for i in $(seq 30); do pg_isready -h "$host" -p "$port" -t 2 >/dev/null 2>&1 && break; sleep 1; done
-psql "$uri" -v ON_ERROR_STOP=1 -c "CREATE TABLE schema_migrations (version int PRIMARY KEY)" -c "INSERT INTO schema_migrations VALUES (20261124)" -c "SELECT COUNT(*) FROM shop.orders" -c "SELECT version FROM schema_migrations"`,
+PGSSLROOTCERT=/etc/db/ca.crt psql "$uri" -v ON_ERROR_STOP=1 -c "CREATE TABLE schema_migrations (version int PRIMARY KEY)" -c "INSERT INTO schema_migrations VALUES (20261124)" -c "SELECT COUNT(*) FROM shop.orders" -c "SELECT version FROM schema_migrations"`,
 	},
 }
 

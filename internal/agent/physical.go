@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -576,8 +577,10 @@ func checkBackupVersion(backup, server, name string) error {
 		return nil
 	}
 	s, _ := parseVersion(server)
-	if b[0] > s[0] || (b[0] == s[0] && b[1] > s[1]) {
-		return failWith(agentapi.ReasonBackupFromNewerServer, fmt.Errorf("%s comes from a newer server than the image's: the backup is of %s, the image's server is %s; use an image of %d.%d or later in spec.engine.image", name, backup, server, b[0], b[1]))
+	// mariadb-backup prepares only what a server of its own version or an older one wrote: a newer
+	// release, even of the same series, may have changed the redo log it must apply.
+	if slices.Compare(b[:], s[:]) > 0 {
+		return failWith(agentapi.ReasonBackupFromNewerServer, fmt.Errorf("%s comes from a newer server than the image's: the backup is of %s, the image's server is %s; use an image of %d.%d.%d or later in spec.engine.image", name, backup, server, b[0], b[1], b[2]))
 	}
 	return nil
 }

@@ -257,19 +257,22 @@ func (b *bench) runTunedClient() (string, time.Duration, error) {
 // runClient times a user's way: an initialised datadir, a server with the options given, the
 // client reading the dump, and a clean shutdown (slow, as the agent's, when the server is tuned).
 func (b *bench) runClient(name string, opts []string) (string, time.Duration, error) {
-	return b.runServer(name, opts, func(socket string) error {
-		in, err := os.Open(b.dump)
-		if err != nil {
-			return err
-		}
-		defer in.Close()
-		client := exec.Command("mariadb", "--no-defaults", "--socket="+socket, "-uroot")
-		client.Stdin = in
-		if out, err := client.CombinedOutput(); err != nil {
-			return fmt.Errorf("mariadb: %w: %s", err, out)
-		}
-		return nil
-	})
+	return b.runServer(name, opts, b.loadDump)
+}
+
+// loadDump pipes the dump into the mariadb client, as a user loads it by hand.
+func (b *bench) loadDump(socket string) error {
+	in, err := os.Open(b.dump)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	client := exec.Command("mariadb", "--no-defaults", "--socket="+socket, "-uroot")
+	client.Stdin = in
+	if out, err := client.CombinedOutput(); err != nil {
+		return fmt.Errorf("mariadb: %w: %s", err, out)
+	}
+	return nil
 }
 
 // runMyloader times myloader on the mydumper copy, into a tuned server, with as many threads as
@@ -305,15 +308,8 @@ func (b *bench) ensureMydumper() error {
 	}
 	fmt.Println("    (untimed) writing the mydumper copy of the dump ...")
 	_, _, err = b.runServer("mydumper-source", opts, func(socket string) error {
-		in, err := os.Open(b.dump)
-		if err != nil {
+		if err := b.loadDump(socket); err != nil {
 			return err
-		}
-		defer in.Close()
-		client := exec.Command("mariadb", "--no-defaults", "--socket="+socket, "-uroot")
-		client.Stdin = in
-		if out, err := client.CombinedOutput(); err != nil {
-			return fmt.Errorf("mariadb: %w: %s", err, out)
 		}
 		out, err := exec.Command("mydumper", "--socket="+socket, "--user=root", "--outputdir="+dir,
 			"--database=bench", "--rows=1000000", "--triggers", "--routines", "--events").CombinedOutput()

@@ -5,7 +5,6 @@ import (
 	"log"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -188,16 +187,11 @@ func tail(s string) string {
 }
 
 func postgresUser() *syscall.Credential {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	u, err := user.Lookup("postgres")
+	u, err := engine.PostgresOSUser()
 	if err != nil {
-		log.Fatal("running as root needs the postgres user: ", err)
+		log.Fatal(err)
 	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
+	return u
 }
 
 func chownToPostgres(dir string) {

@@ -7,9 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -30,21 +28,7 @@ type pgServer struct {
 // pgCredential is whom initdb and postgres run as when the agent is root (tests, a bench): both
 // refuse root. The image's postgres user if there is one, else nobody. nil when not root: in a
 // pod the agent already runs as the image's user.
-func pgCredential() (*syscall.Credential, error) {
-	if !runAsRoot() {
-		return nil, nil
-	}
-	cred := &syscall.Credential{Uid: 65534, Gid: 65534}
-	if u, err := user.Lookup(engine.PostgresSuperuser); err == nil {
-		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
-		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
-		if err := errors.Join(err1, err2); err != nil {
-			return nil, fmt.Errorf("user %s: %w", u.Username, err)
-		}
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	}
-	return cred, nil
-}
+func pgCredential() (*syscall.Credential, error) { return engine.PostgresOSUser() }
 
 // pgCommand runs one of PostgreSQL's programs, as cred when the agent is root.
 func pgCommand(ctx context.Context, eng engine.PostgreSQL, cred *syscall.Credential, name string, args ...string) (*exec.Cmd, error) {

@@ -2,14 +2,17 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -193,4 +196,23 @@ func (PostgreSQL) Binary(name string) (string, error) {
 func versionOf(binDir string) int {
 	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(binDir)))
 	return n
+}
+
+// PostgresOSUser is who PostgreSQL's programs must run as when the caller is root, as initdb and
+// postgres refuse to: the image's postgres user, or nobody where there is none. Nil when the
+// caller is not root (the pods run as the image's user already).
+func PostgresOSUser() (*syscall.Credential, error) {
+	if os.Geteuid() != 0 {
+		return nil, nil
+	}
+	u, err := user.Lookup(PostgresSuperuser)
+	if err != nil {
+		return &syscall.Credential{Uid: 65534, Gid: 65534}, nil
+	}
+	uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+	gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, fmt.Errorf("user %s: %w", u.Username, err)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }

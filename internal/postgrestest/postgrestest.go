@@ -11,9 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -36,15 +34,11 @@ func Binary(t testing.TB, name string) string {
 
 // ServerUser is who PostgreSQL's programs run as: nil when not root, else the postgres user.
 func ServerUser() *syscall.Credential {
-	if os.Geteuid() != 0 {
-		return nil
+	u, err := engine.PostgresOSUser()
+	if err != nil {
+		panic(err)
 	}
-	if u, err := user.Lookup("postgres"); err == nil {
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-	}
-	return &syscall.Credential{Uid: 65534, Gid: 65534}
+	return u
 }
 
 // Command runs a PostgreSQL program as ServerUser.

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 
+	"github.com/myaas/myaas/internal/postgrestest"
 	"github.com/myaas/myaas/internal/testdeps"
 )
 
@@ -114,18 +114,9 @@ func startPostgres(t *testing.T) *pgServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	var cred *syscall.Credential
-	if os.Geteuid() == 0 {
-		u, err := user.Lookup("postgres")
-		if err != nil {
-			testdeps.Missing(t, testdeps.PostgreSQL, "running as root, and there is no postgres user to run the server as")
-		}
-		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
-		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
-		cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-		if err := os.Chown(dir, int(uid), int(gid)); err != nil {
-			t.Fatal(err)
-		}
+	cred := postgrestest.ServerUser()
+	if err := postgrestest.Give(dir); err != nil {
+		t.Fatal(err)
 	}
 	s := &pgServer{binDir: binDir, dir: dir}
 	asServer := func(name string, args ...string) {

@@ -174,16 +174,9 @@ func (s pgServer) run(name string, args ...string) string {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tail(stderr.String()))
+		log.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, tailOf([]byte(stderr.String()), 2000))
 	}
 	return string(out)
-}
-
-func tail(s string) string {
-	if len(s) > 2000 {
-		return s[len(s)-2000:]
-	}
-	return s
 }
 
 func postgresUser() *syscall.Credential {

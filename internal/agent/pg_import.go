@@ -57,7 +57,7 @@ func restoreJobs() int {
 // name it to sort first, as the roles it creates must exist before the dumps name them.
 func importPostgres(ctx context.Context, o importOptions, eng engine.PostgreSQL, run importRun) (agentapi.Report, error) {
 	t := run.tracker
-	cred, err := pgCredential()
+	cred, err := engine.PostgresOSUser()
 	if err != nil {
 		return agentapi.Report{}, err
 	}

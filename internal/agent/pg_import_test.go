@@ -60,7 +60,7 @@ func pgTestCommand(t *testing.T, name string, args ...string) *exec.Cmd {
 func startPGServer(t *testing.T, datadir string, init bool) *pgTestServer {
 	t.Helper()
 	s := &pgTestServer{dir: pgTempDir(t), datadir: datadir}
-	cred, _ := pgCredential()
+	cred, _ := engine.PostgresOSUser()
 	if init {
 		if err := os.MkdirAll(datadir, 0o700); err != nil {
 			t.Fatal(err)

@@ -25,11 +25,6 @@ type pgServer struct {
 	exited    chan error
 }
 
-// pgCredential is whom initdb and postgres run as when the agent is root (tests, a bench): both
-// refuse root. The image's postgres user if there is one, else nobody. nil when not root: in a
-// pod the agent already runs as the image's user.
-func pgCredential() (*syscall.Credential, error) { return engine.PostgresOSUser() }
-
 // pgCommand runs one of PostgreSQL's programs, as cred when the agent is root.
 func pgCommand(ctx context.Context, eng engine.PostgreSQL, cred *syscall.Credential, name string, args ...string) (*exec.Cmd, error) {
 	bin, err := eng.Binary(name)

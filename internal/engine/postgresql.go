@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -112,15 +113,15 @@ func (p PostgreSQL) connConfig(l Login) (*pgx.ConnConfig, error) {
 }
 
 func splitHostPort(addr string) (string, uint16, error) {
-	i := strings.LastIndexByte(addr, ':')
-	if i < 0 {
-		return "", 0, fmt.Errorf("address %q has no port", addr)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
 	}
-	n, err := strconv.ParseUint(addr[i+1:], 10, 16)
+	n, err := strconv.ParseUint(port, 10, 16)
 	if err != nil {
 		return "", 0, fmt.Errorf("address %q: port: %w", addr, err)
 	}
-	return strings.Trim(addr[:i], "[]"), uint16(n), nil
+	return host, uint16(n), nil
 }
 
 func (p PostgreSQL) connect(ctx context.Context, l Login) (*pgx.Conn, error) {

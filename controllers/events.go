@@ -30,4 +30,6 @@ const (
 	EventCANotUsable           = "CANotUsable"
 	EventCertificateIssued     = "CertificateIssued"
 	EventUserNotSupported      = "UserNotSupported"
+	EventPoolMemberReplaced    = "PoolMemberReplaced"
+	EventClaimed               = "Claimed"
 )

@@ -116,6 +116,7 @@ func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
 		{"expiry", r.reconcileTTL},                     // instance_ttl.go
 		{"reset", r.reconcileReset},                    // instance_reset.go
 		{"revision", r.resolveRevision},                // instance_revision.go
+		{"warm pool", r.reconcilePool},                 // instance_pool.go
 		{"shared snapshot", r.reconcileSharedSnapshot}, // instance_shared_snapshot.go
 		{"TLS certificate", r.reconcileTLS},            // instance_tls.go
 		{"admin Secret", r.reconcileAdminSecret},       // instance_admin_secret.go

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -104,8 +105,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 	if err != nil {
 		return nil, err
 	}
-	user, password, db := string(secret.Data[agentapi.SecretKeyUsername]), string(secret.Data[agentapi.SecretKeyPassword]), string(secret.Data[agentapi.SecretKeyDatabase])
-	login := engine.Login{Addr: addr, Username: user, Password: password, Database: db, TLS: serverTLS(s)}
+	login := loginWith(secret, addr, serverTLS(s))
 	if err := r.Verifier.Verify(ctx, src.engine, login); err != nil {
 		fresh := r.Clock.Since(serverStartedAt(pod)) < credentialsApplyGrace
 		switch {
@@ -130,6 +130,20 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 	}
 
 	s.serverAddr = addr
+	r.markReady(s, fmt.Sprintf("logged in as %s to revision %d of %s", login.Username, src.revision.Revision, src.template.Name))
+	return nil, nil
+}
+
+// loginWith is the login the Secret's credentials make at addr.
+func loginWith(secret *corev1.Secret, addr string, tlsConfig *tls.Config) engine.Login {
+	return engine.Login{Addr: addr, Username: string(secret.Data[agentapi.SecretKeyUsername]), Password: string(secret.Data[agentapi.SecretKeyPassword]),
+		Database: string(secret.Data[agentapi.SecretKeyDatabase]), TLS: tlsConfig}
+}
+
+// markReady records a verified login: the Ready condition saying msg, and the time to Ready of
+// the current data volume.
+func (r *DatabaseInstanceReconciler) markReady(s *instancePass, msg string) {
+	inst, src := s.inst, s.src
 	inst.Status.Phase = myaasv1.InstanceReady
 	if inst.Status.ReadyAt == nil {
 		now := metav1.NewTime(r.Clock.Now())
@@ -139,9 +153,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		}
 		r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventReady, "Revision %d of %s is ready at %s:%d", src.revision.Revision, src.template.Name, inst.Status.Endpoint.Host, inst.Status.Endpoint.Port)
 	}
-	setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified,
-		fmt.Sprintf("logged in as %s to revision %d of %s", user, src.revision.Revision, src.template.Name))
-	return nil, nil
+	setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified, msg)
 }
 
 // followSecret tells the pod that its Secret changed (edited, or deleted and made anew): the

@@ -35,17 +35,41 @@ func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, s *inst
 	if err != nil || !gone {
 		return stop(time.Second), err
 	}
+	if err := r.releasePoolMember(ctx, inst); err != nil {
+		return nil, err
+	}
 	inst.Status.HandledReset = want
 	inst.Status.Resets++
+	forgetData(inst)
+	// The new clone is made by the next reconcile, once this status is stored: were the write lost
+	// after the new StatefulSet existed, the retry would take the fresh clone for the old data.
+	return stop(time.Millisecond), nil
+}
+
+// forgetData clears what the status says of the instance's current server, so that the next
+// pass provisions a new one: a claim or a clone of the latest revision.
+func forgetData(inst *myaasv1.DatabaseInstance) {
 	inst.Status.Revision = 0
 	inst.Status.SnapshotName = ""
 	inst.Status.ReadyAt = nil
 	inst.Status.TimeToReady = nil
 	inst.Status.ProvisioningStartedAt = nil
 	inst.Status.AgentSHA256 = ""
-	// The new clone is made by the next reconcile, once this status is stored: were the write lost
-	// after the new StatefulSet existed, the retry would take the fresh clone for the old data.
-	return stop(time.Millisecond), nil
+	inst.Status.Provisioning = nil
+}
+
+// releasePoolMember deletes the warm pool member a reset instance claimed: its data goes, as a
+// clone's does.
+func (r *DatabaseInstanceReconciler) releasePoolMember(ctx context.Context, inst *myaasv1.DatabaseInstance) error {
+	p := inst.Status.Provisioning
+	if p == nil || p.PoolMember == "" {
+		return nil
+	}
+	member := &myaasv1.DatabaseInstance{ObjectMeta: metav1.ObjectMeta{Namespace: inst.Namespace, Name: p.PoolMember}}
+	if err := r.Delete(ctx, member); client.IgnoreNotFound(err) != nil {
+		return fmt.Errorf("delete claimed member %s: %w", p.PoolMember, err)
+	}
+	return nil
 }
 
 // deleteData deletes the StatefulSet and the instance's clone PVCs. It reports done once the

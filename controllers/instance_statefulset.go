@@ -25,15 +25,8 @@ import (
 // reconcileService applies the instance's Service and records the endpoint clients use.
 func (r *DatabaseInstanceReconciler) reconcileService(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
 	inst := s.inst
-	if t := serviceType(inst); r.AllowedServiceTypes != nil && !slices.Contains(r.AllowedServiceTypes, t) {
-		inst.Status.Phase = myaasv1.InstanceFailed
-		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
-			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonServiceTypeNotAllowed,
-			message: fmt.Sprintf("spec.serviceType %s is not allowed by this operator's --allowed-service-types (Helm value allowedServiceTypes; allowed: %s)",
-				t, joinTypes(r.AllowedServiceTypes)),
-			eventType: corev1.EventTypeWarning, event: EventServiceTypeNotAllowed,
-		})
-		return stop(0), nil
+	if res, err := r.checkServiceType(s); res != nil || err != nil {
+		return res, err
 	}
 	svc := builder.InstanceService(inst, s.src.engine)
 	have := &corev1.Service{}
@@ -48,6 +41,22 @@ func (r *DatabaseInstanceReconciler) reconcileService(ctx context.Context, s *in
 		return nil, fmt.Errorf("apply Service %s: %w", svc.Name, err)
 	}
 	inst.Status.Endpoint = &myaasv1.Endpoint{Host: builder.ServiceHost(inst), Port: s.src.engine.Port()}
+	return nil, nil
+}
+
+// checkServiceType ends the pass at a Service type the operator does not allow.
+func (r *DatabaseInstanceReconciler) checkServiceType(s *instancePass) (*ctrl.Result, error) {
+	inst := s.inst
+	if t := serviceType(inst); r.AllowedServiceTypes != nil && !slices.Contains(r.AllowedServiceTypes, t) {
+		inst.Status.Phase = myaasv1.InstanceFailed
+		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
+			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonServiceTypeNotAllowed,
+			message: fmt.Sprintf("spec.serviceType %s is not allowed by this operator's --allowed-service-types (Helm value allowedServiceTypes; allowed: %s)",
+				t, joinTypes(r.AllowedServiceTypes)),
+			eventType: corev1.EventTypeWarning, event: EventServiceTypeNotAllowed,
+		})
+		return stop(0), nil
+	}
 	return nil, nil
 }
 

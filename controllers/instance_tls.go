@@ -29,8 +29,8 @@ const certificatePoll = 2 * time.Second
 
 // reconcileTLS gives the instance its server certificate, in the Secret its pod mounts: issued by
 // the namespace's CA (made on first need) and renewed at two thirds of its life, or by cert-manager
-// when spec.tls.issuerRef names an issuer. The server reads the certificate when it starts: a
-// renewed one is served from the next start on, and no running server is restarted for it.
+// when spec.tls.issuerRef names an issuer. The agent has the running server load a certificate
+// issued anew once the kubelet refreshes the mounted Secret: no server is restarted for it.
 func (r *DatabaseInstanceReconciler) reconcileTLS(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
 	inst := s.inst
 	plain, err := r.startedWithoutTLS(ctx, inst)
@@ -92,7 +92,7 @@ func (r *DatabaseInstanceReconciler) renewIfNeeded(ctx context.Context, inst *my
 		problem = "the CA changed"
 	}
 	r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventCertificateIssued,
-		"Certificate in Secret %s issued anew (%s); the server serves it from its next start", have.Name, problem)
+		"Certificate in Secret %s issued anew (%s); the server loads it once the kubelet refreshes the mounted Secret", have.Name, problem)
 	return nil
 }
 

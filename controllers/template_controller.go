@@ -112,6 +112,7 @@ func (r *DatabaseTemplateReconciler) steps() []step[*templatePass] {
 		{"shared copies", r.reconcileSharedCopies},               // template_shared.go
 		{"import NetworkPolicy", r.reconcileImportNetworkPolicy}, // template_networkpolicy.go
 		{"import", r.reconcileImport},                            // template_import.go, template_snapshot.go
+		{"warm pool", r.reconcileWarmPool},                       // template_pool.go
 		{"revision garbage collection", r.reconcileGC},           // template_gc.go
 	}
 }

@@ -212,6 +212,9 @@ func (r *DatabaseTemplateReconciler) reconcileDelete(ctx context.Context, t *mya
 		return ctrl.Result{}, nil
 	}
 	before := t.DeepCopy()
+	if err := r.deletePoolMembers(ctx, t); err != nil {
+		return ctrl.Result{}, err
+	}
 	users, _, err := r.revisionUsers(ctx, t)
 	if err != nil {
 		return ctrl.Result{}, err

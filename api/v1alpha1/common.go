@@ -24,6 +24,25 @@ const (
 	// AnnotationReset asks for an in-place reset: set it to a new value (a timestamp, say) and the
 	// instance is recreated from the template's latest revision, keeping its name, Secret and Service.
 	AnnotationReset = "myaas.io/reset"
+
+	// LabelPool names the template whose warm pool a DatabaseInstance belongs, or belonged, to:
+	// `kubectl get dbi -l myaas.io/pool=<template>` lists the pool's members.
+	LabelPool = "myaas.io/pool"
+	// LabelPoolState is PoolAvailable on an unclaimed member and PoolClaimed once an instance
+	// has claimed it.
+	LabelPoolState = "myaas.io/pool-state"
+	// LabelClaimedByUID, on a claimed member, is the UID of the instance that claimed it: the
+	// claim is found again even if the instance's status write was lost.
+	LabelClaimedByUID = "myaas.io/claimed-by-uid"
+	// AnnotationClaimedBy, on a claimed member, names the instance that claimed it: the member's
+	// certificate is issued for that instance's Service too.
+	AnnotationClaimedBy = "myaas.io/claimed-by"
+)
+
+// Values of LabelPoolState.
+const (
+	PoolAvailable = "available"
+	PoolClaimed   = "claimed"
 )
 
 // Values of LabelRole.

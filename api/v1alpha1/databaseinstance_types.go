@@ -242,6 +242,40 @@ type DatabaseInstanceStatus struct {
 	// older one: an operator upgrade restarts no instance, a reset moves it to the current agent.
 	// +optional
 	Agent AgentState `json:"agent,omitempty"`
+	// Provisioning says how the instance got its server: claimed from the template's warm pool,
+	// or cloned and started for it (and why, when the template has a pool).
+	// +optional
+	Provisioning *Provisioning `json:"provisioning,omitempty"`
+}
+
+// DefaultUsername and DefaultDatabase are what spec.username and spec.database default to.
+const (
+	DefaultUsername = "app"
+	DefaultDatabase = "app"
+)
+
+// ProvisioningPath is how an instance got its server.
+// +kubebuilder:validation:Enum=WarmPool;Cold
+type ProvisioningPath string
+
+const (
+	// ProvisionedFromPool: a running, verified member of the template's warm pool was claimed.
+	ProvisionedFromPool ProvisioningPath = "WarmPool"
+	// ProvisionedCold: the revision was cloned and a server started for this instance.
+	ProvisionedCold ProvisioningPath = "Cold"
+)
+
+// Provisioning records the path an instance's current server came by.
+type Provisioning struct {
+	// Path: WarmPool or Cold.
+	Path ProvisioningPath `json:"path"`
+	// Reason the pool was not used, when the template has one.
+	// +optional
+	Reason string `json:"reason,omitempty"`
+	// PoolMember is the claimed pool member (a DatabaseInstance the instance owns) whose server
+	// this instance's Service and Secret lead to.
+	// +optional
+	PoolMember string `json:"poolMember,omitempty"`
 }
 
 // AgentState tells whether an instance runs the operator's current agent.
@@ -265,6 +299,7 @@ const (
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint.host`
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.status.agent`
+// +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.status.provisioning.path`,priority=1
 // +kubebuilder:printcolumn:name="Last Active",type=date,JSONPath=`.status.lastActiveAt`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type DatabaseInstance struct {

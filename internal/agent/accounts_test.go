@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"database/sql"
 	"fmt"
 	"os"
@@ -235,23 +234,7 @@ func TestOlderRevisionLosesTheDumpsAccountsAtStart(t *testing.T) {
 	})
 	creds := map[string]string{"username": "alice", "password": "pw-alice", "database": "app", "root-password": "root-alice"}
 	credDir, adminDir := credentialDirs(t, creds)
-	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- runStart(ctx, []string{
-			agentapi.Flag(agentapi.FlagDatadir, datadir),
-			agentapi.Flag(agentapi.FlagRunDir, filepath.Join(t.TempDir(), "run")),
-			agentapi.Flag(agentapi.FlagCredentialsDir, credDir),
-			agentapi.Flag(agentapi.FlagAdminCredentialsDir, adminDir),
-			agentapi.Flag(agentapi.FlagPort, fmt.Sprint(port)),
-		})
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	addr, _, _ := agentStart(t, datadir, credDir, adminDir)
 	deadline := time.Now().Add(60 * time.Second)
 	for login(addr, "prod_admin", "prod-secret", "") == nil || !accountsDropped(datadir) {
 		if time.Now().After(deadline) {

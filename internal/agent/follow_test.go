@@ -25,9 +25,9 @@ func writeSecretFiles(t *testing.T, dir string, creds map[string]string) {
 	}
 }
 
-// The Secret is the source of truth: a password edited in it reaches the running server, with no
-// restart, and the old one stops working.
-func TestStartedServerFollowsTheSecret(t *testing.T) {
+// smallTemplate is a template datadir the small dump was imported into.
+func smallTemplate(t *testing.T) string {
+	t.Helper()
 	dump, _ := sourceDumpSmall()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "d.sql"), dump, 0o644); err != nil {
@@ -37,27 +37,41 @@ func TestStartedServerFollowsTheSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	creds := map[string]string{"username": "alice", "password": "pw-1", "database": "app", "root-password": "root-1"}
-	credDir, adminDir := credentialDirs(t, creds)
+	return template
+}
+
+// agentStart runs `agent start` on datadir, as the pod does, until cancel is called or the test
+// ends. It returns the server's TCP address and where the agent's result arrives.
+func agentStart(t *testing.T, datadir, credDir, adminDir string, extraFlags ...string) (addr string, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
 	port := freePort(t)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	ctx, cancel := context.WithCancel(context.Background())
-	var startErr error
-	done := make(chan struct{})
+	result := make(chan error, 1)
 	go func() {
-		defer close(done)
-		startErr = runStart(ctx, []string{
-			agentapi.Flag(agentapi.FlagDatadir, copyDir(t, template)),
+		result <- runStart(ctx, append([]string{
+			agentapi.Flag(agentapi.FlagDatadir, datadir),
 			agentapi.Flag(agentapi.FlagRunDir, filepath.Join(t.TempDir(), "run")),
 			agentapi.Flag(agentapi.FlagCredentialsDir, credDir),
 			agentapi.Flag(agentapi.FlagAdminCredentialsDir, adminDir),
 			agentapi.Flag(agentapi.FlagPort, fmt.Sprint(port)),
-		})
+		}, extraFlags...))
 	}()
+	ended := make(chan error, 1)
+	go func() { err := <-result; ended <- err; close(ended) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		<-ended
 	})
+	return fmt.Sprintf("127.0.0.1:%d", port), cancel, ended
+}
+
+// The Secret is the source of truth: a password edited in it reaches the running server, with no
+// restart, and the old one stops working.
+func TestStartedServerFollowsTheSecret(t *testing.T) {
+	template := smallTemplate(t)
+	creds := map[string]string{"username": "alice", "password": "pw-1", "database": "app", "root-password": "root-1"}
+	credDir, adminDir := credentialDirs(t, creds)
+	addr, cancel, done := agentStart(t, copyDir(t, template), credDir, adminDir)
 	waitLogin := func(user, password, db string) {
 		t.Helper()
 		deadline := time.Now().Add(60 * time.Second)
@@ -89,9 +103,9 @@ func TestStartedServerFollowsTheSecret(t *testing.T) {
 	// SIGTERM (the context) reaches the server, which shuts down cleanly.
 	cancel()
 	select {
-	case <-done:
-		if startErr != nil {
-			t.Fatalf("agent start after SIGTERM: %v", startErr)
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("agent start after SIGTERM: %v", err)
 		}
 	case <-time.After(60 * time.Second):
 		t.Fatal("the server did not stop after SIGTERM")

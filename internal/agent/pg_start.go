@@ -34,13 +34,22 @@ func runPostgresStart(ctx context.Context, eng engine.PostgreSQL, o startOptions
 	}
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
-	go followCredentials(watchCtx, secretDirs{o.credentialsDir, o.adminDir}, srv.applied, func(ctx context.Context, _, want engine.Credentials) error {
+	go followCredentials(watchCtx, secretDirs{o.credentialsDir, o.adminDir, o.tlsDir}, srv.applied, func(ctx context.Context, _, want engine.Credentials) error {
 		conn, err := eng.SuperuserSession(ctx, pgSocket(o), engine.PostgresMaintenanceDB)
 		if err != nil {
 			return err
 		}
 		defer conn.Close(context.WithoutCancel(ctx))
 		return applyPostgresRoles(ctx, eng, conn, want, o.extraPrivileges)
+	}, func(ctx context.Context, _ engine.Credentials) error {
+		conn, err := eng.SuperuserSession(ctx, pgSocket(o), engine.PostgresMaintenanceDB)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.WithoutCancel(ctx))
+		// The server reads its ssl_* files again on a reload.
+		_, err = conn.Exec(ctx, "SELECT pg_reload_conf()")
+		return err
 	}, credentialsPoll)
 	select {
 	case err := <-srv.exited:

@@ -385,11 +385,23 @@ func TestPostgresCloneServesVerifiedTLS(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{agentapi.TLSCertKey, agentapi.TLSPrivateKeyKey, agentapi.TLSCAKey} {
-		if err := os.Chmod(filepath.Join(tlsDir, k), 0o440); err != nil {
-			t.Fatal(err)
+	mountCertificate := func(pair pki.KeyPair) {
+		t.Helper()
+		writeSecretFiles(t, tlsDir, map[string]string{
+			agentapi.TLSCertKey: string(pair.CertPEM), agentapi.TLSPrivateKeyKey: string(pair.KeyPEM), agentapi.TLSCAKey: string(ca.CertPEM),
+		})
+		for _, k := range []string{agentapi.TLSCertKey, agentapi.TLSPrivateKeyKey, agentapi.TLSCAKey} {
+			if u := postgrestest.ServerUser(); u != nil {
+				if err := os.Chown(filepath.Join(tlsDir, k), 0, int(u.Gid)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chmod(filepath.Join(tlsDir, k), 0o440); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
+	mountCertificate(server)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.CertPEM)
 	verified := &tls.Config{RootCAs: roots, ServerName: "shop.team-a.svc", MinVersion: tls.VersionTLS12}
@@ -425,6 +437,27 @@ func TestPostgresCloneServesVerifiedTLS(t *testing.T) {
 			}
 		})
 	}
+
+	// A certificate issued anew, as for an instance that claims a warm pool member, is served
+	// by the running server without a restart.
+	t.Run("certificate issued anew", func(t *testing.T) {
+		mountCertificate(server)
+		c := startPGClone(t, true, creds, agentapi.Flag(agentapi.FlagTLSDir, tlsDir))
+		c.waitLogin(t, "alice", "pw", "app", verified)
+		claimant := &tls.Config{RootCAs: roots, ServerName: "pr-12.team-a.svc", MinVersion: tls.VersionTLS12}
+		if err := c.login("alice", "pw", "app", claimant); err == nil {
+			t.Fatal("the first certificate already names pr-12")
+		}
+		renamed, err := pki.IssueServer(ca, append(pki.ServiceDNSNames("shop", "team-a"), pki.ServiceDNSNames("pr-12", "team-a")...), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mountCertificate(renamed)
+		c.waitLogin(t, "alice", "pw", "app", claimant)
+		if err := c.stop(); err != nil {
+			t.Fatalf("the server restarted or failed while loading the certificate: %v", err)
+		}
+	})
 }
 
 func TestPostgresStartRefuses(t *testing.T) {

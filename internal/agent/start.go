@@ -200,13 +200,15 @@ func runStart(ctx context.Context, args []string) error {
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
 	socket := filepath.Join(o.runDir, agentapi.SocketName)
-	go followCredentials(watchCtx, secretDirs{o.credentialsDir, o.adminDir}, creds, func(ctx context.Context, applied, want engine.Credentials) error {
+	go followCredentials(watchCtx, secretDirs{o.credentialsDir, o.adminDir, o.tlsDir}, creds, func(ctx context.Context, applied, want engine.Credentials) error {
 		err := applyCredentials(ctx, mysqlEng, socket, applied.RootPassword, want, grants)
 		if err != nil && want.RootPassword != applied.RootPassword {
 			// Applied already, by a previous attempt whose answer was lost.
 			err = applyCredentials(ctx, mysqlEng, socket, want.RootPassword, want, grants)
 		}
 		return err
+	}, func(ctx context.Context, applied engine.Credentials) error {
+		return asRoot(ctx, socket, applied.RootPassword, mysqlEng.ReloadTLSSQL())
 	}, credentialsPoll)
 	if !accountsDropped(o.datadir) {
 		go dropLegacyAccounts(watchCtx, o.datadir, socket, creds)
@@ -227,21 +229,33 @@ func serverExit(err error) error {
 	return nil
 }
 
-// credentialsPoll is how often the mounted Secret is read: the kubelet refreshes it as soon as the
-// operator tells the pod that the Secret changed, and the instance is not Ready until it applies.
-const credentialsPoll = 250 * time.Millisecond
+// credentialsPoll is how often the mounted Secrets are read: the kubelet refreshes them as soon as
+// the operator tells the pod that a Secret changed, and the instance is not Ready until the server
+// has taken the change (a claimed warm pool member waits on exactly this).
+const credentialsPoll = 100 * time.Millisecond
 
 // applyFunc gives the running server the credentials want; applied are those it has.
 type applyFunc func(ctx context.Context, applied, want engine.Credentials) error
 
+// reloadFunc has the running server read its certificate files again, logged in with applied.
+type reloadFunc func(ctx context.Context, applied engine.Credentials) error
+
 // followCredentials gives the running server the Secret's passwords whenever the mounted copy
 // changes (edited, or the Secret deleted and made anew): the Secret is the source of truth, and
 // a restart is never needed for it. MySQL's apply logs in as root with the password it applied
-// last; PostgreSQL's as postgres on the socket.
-func followCredentials(ctx context.Context, dirs secretDirs, applied engine.Credentials, apply applyFunc, every time.Duration) {
+// last; PostgreSQL's as postgres on the socket. A certificate issued anew (renewed, or naming the
+// instance that claimed a warm pool member) is loaded the same way, without a restart.
+func followCredentials(ctx context.Context, dirs secretDirs, applied engine.Credentials, apply applyFunc, reload reloadFunc, every time.Duration) {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	lastErr := ""
+	logOnce := func(what string, err error) {
+		if err.Error() != lastErr {
+			log.Printf("%s: %v", what, err)
+			lastErr = err.Error()
+		}
+	}
+	loadedCert := certificateOf(dirs.tls)
 	for {
 		select {
 		case <-ctx.Done():
@@ -249,25 +263,50 @@ func followCredentials(ctx context.Context, dirs secretDirs, applied engine.Cred
 		case <-tick.C:
 		}
 		want, err := readCredentials(dirs.user, dirs.admin)
-		if err != nil || want == applied {
-			continue // a Secret being replaced may be missing a moment
-		}
-		if err = apply(ctx, applied, want); err != nil {
-			if err.Error() != lastErr {
-				log.Printf("credentials from the Secret not applied yet: %v", err)
-				lastErr = err.Error()
+		if err == nil && want != applied { // a Secret being replaced may be missing a moment
+			if err = apply(ctx, applied, want); err != nil {
+				logOnce("credentials from the Secret not applied yet", err)
+				continue
 			}
-			continue
+			log.Print("the server now has the Secret's credentials")
+			applied, lastErr = want, ""
 		}
-		log.Print("the server now has the Secret's credentials")
-		applied, lastErr = want, ""
+		if cert := certificateOf(dirs.tls); cert != "" && cert != loadedCert {
+			if err := reload(ctx, applied); err != nil {
+				logOnce("the certificate Secret's new certificate not loaded yet", err)
+				continue
+			}
+			log.Print("the server now serves the certificate Secret's certificate")
+			loadedCert, lastErr = cert, ""
+		}
 	}
 }
 
-// secretDirs are where the instance's two Secrets are mounted.
-type secretDirs struct{ user, admin string }
+// certificateOf is the mounted certificate in dir; "" without TLS, or while the kubelet swaps it.
+func certificateOf(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(dir, agentapi.TLSCertKey))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// secretDirs are where the instance's Secrets are mounted: its credentials, the operator's admin
+// credentials, and its certificate ("" when it serves no TLS).
+type secretDirs struct{ user, admin, tls string }
 
 func applyCredentials(ctx context.Context, eng engine.MySQLFamily, socket, rootPassword string, c engine.Credentials, g engine.Grants) error {
+	if err := asRoot(ctx, socket, rootPassword, eng.CredentialSQL(c, g)...); err != nil {
+		return fmt.Errorf("apply credentials: %w", err)
+	}
+	return nil
+}
+
+// asRoot runs stmts as root on the server's socket.
+func asRoot(ctx context.Context, socket, rootPassword string, stmts ...string) error {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr = "root", rootPassword, "unix", socket
 	cfg.Timeout = 2 * time.Second
@@ -279,9 +318,9 @@ func applyCredentials(ctx context.Context, eng engine.MySQLFamily, socket, rootP
 	defer db.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	for _, stmt := range eng.CredentialSQL(c, g) {
+	for _, stmt := range stmts {
 		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("apply credentials: %w", err)
+			return err
 		}
 	}
 	return nil

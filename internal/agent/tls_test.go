@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -166,4 +167,66 @@ func TestCloneServesVerifiedTLS(t *testing.T) {
 			t.Fatalf("start without the key: %v", err)
 		}
 	})
+}
+
+// A certificate issued anew, as for an instance that claims a warm pool member, is served by the
+// running server without a restart.
+func TestStartedServerLoadsACertificateIssuedAnew(t *testing.T) {
+	template := smallTemplate(t)
+	now := time.Now()
+	ca, err := pki.NewCA("test CA", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mount := func(tlsDir string, names ...[]string) {
+		t.Helper()
+		server, err := pki.IssueServer(ca, slices.Concat(names...), now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeSecretFiles(t, tlsDir, map[string]string{
+			agentapi.TLSCertKey: string(server.CertPEM), agentapi.TLSPrivateKeyKey: string(server.KeyPEM), agentapi.TLSCAKey: string(ca.CertPEM),
+		})
+	}
+	tlsDir := t.TempDir()
+	mount(tlsDir, pki.ServiceDNSNames("shop-pool-3", "team-a"))
+	roots := x509.NewCertPool()
+	roots.AppendCertsFromPEM(ca.CertPEM)
+	creds := map[string]string{"username": "alice", "password": "pw-1", "database": "app", "root-password": "root-1"}
+	credDir, adminDir := credentialDirs(t, creds)
+	addr, _, done := agentStart(t, copyDir(t, template), credDir, adminDir, agentapi.Flag(agentapi.FlagTLSDir, tlsDir))
+	waitTLSLogin := func(serverName string, creds map[string]string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			db, err := tlsLogin(addr, serverName, roots, creds)
+			if err == nil {
+				db.Close()
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no verified login to %s: %v", serverName, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitTLSLogin("shop-pool-3.team-a.svc", creds)
+	if db, err := tlsLogin(addr, "pr-12.team-a.svc", roots, creds); err == nil {
+		db.Close()
+		t.Fatal("the first certificate already names pr-12")
+	}
+
+	// The claim: new names and a new password at once, as the operator gives them.
+	mount(tlsDir, pki.ServiceDNSNames("shop-pool-3", "team-a"), pki.ServiceDNSNames("pr-12", "team-a"))
+	creds["password"] = "pw-claimed"
+	writeSecrets(t, credDir, adminDir, creds)
+	waitTLSLogin("pr-12.team-a.svc", creds)
+	select {
+	case err := <-done:
+		t.Fatalf("the server stopped while loading the certificate: %v", err)
+	default:
+	}
+	if err := login(addr, "alice", "pw-1", "app"); err == nil {
+		t.Fatal("the temporary password still works after the claim")
+	}
 }

@@ -108,6 +108,17 @@ const DatabaseContainer = "database"
 
 // InstanceService exposes the instance's server.
 func InstanceService(inst *myaasv1.DatabaseInstance, eng engine.Engine) *corev1.Service {
+	return serviceTo(inst, selectorLabels(inst), eng)
+}
+
+// ClaimedInstanceService is the Service of an instance that claimed a warm pool member: the
+// instance's own name, labels and owner, leading to the member's pod.
+func ClaimedInstanceService(inst, member *myaasv1.DatabaseInstance, eng engine.Engine) *corev1.Service {
+	return serviceTo(inst, selectorLabels(member), eng)
+}
+
+// serviceTo is inst's Service, leading to the pod that selector picks.
+func serviceTo(inst *myaasv1.DatabaseInstance, selector map[string]string, eng engine.Engine) *corev1.Service {
 	svcType := inst.Spec.ServiceType
 	if svcType == "" {
 		svcType = corev1.ServiceTypeClusterIP
@@ -122,7 +133,7 @@ func InstanceService(inst *myaasv1.DatabaseInstance, eng engine.Engine) *corev1.
 		},
 		Spec: corev1.ServiceSpec{
 			Type:     svcType,
-			Selector: selectorLabels(inst),
+			Selector: selector,
 			// The instance's Ready condition, set once the operator has logged in, is the gate
 			// clients wait for; it may come before the kubelet's next probe marks the pod Ready.
 			PublishNotReadyAddresses: true,

@@ -32,9 +32,14 @@ const (
 
 const volumeTLS = "tls"
 
-// ServiceDNSNames are the names the instance's certificate is issued for: those of its Service.
+// ServiceDNSNames are the names the instance's certificate is issued for: those of its Service,
+// and on a claimed warm pool member, those of the claiming instance's Service, which leads to it.
 func ServiceDNSNames(inst *myaasv1.DatabaseInstance) []string {
-	return pki.ServiceDNSNames(inst.Name, inst.Namespace)
+	names := pki.ServiceDNSNames(inst.Name, inst.Namespace)
+	if claimant := inst.Annotations[myaasv1.AnnotationClaimedBy]; claimant != "" && inst.Labels[myaasv1.LabelPool] != "" {
+		names = append(names, pki.ServiceDNSNames(claimant, inst.Namespace)...)
+	}
+	return names
 }
 
 // CALabels mark the namespace's CA Secret as the operator's: one without them is never used.

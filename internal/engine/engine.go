@@ -70,6 +70,8 @@ type MySQLFamily interface {
 	// TLSOptions make an instance's server speak TLS with the certificate, key and CA in those
 	// files; requireSecure refuses TCP clients that do not use it.
 	TLSOptions(t TLSFiles, requireSecure bool) []string
+	// ReloadTLSSQL has the running server read its certificate files again.
+	ReloadTLSSQL() string
 	// BeforeLoadSQL and AfterLoadSQL run around the load (MySQL disables its redo log).
 	BeforeLoadSQL() []string
 	AfterLoadSQL() []string

@@ -72,6 +72,9 @@ func (MariaDB) ServingOptions(bufferPool int64, serverID uint32, scratchDir, fil
 func (MariaDB) BeforeLoadSQL() []string { return nil }
 func (MariaDB) AfterLoadSQL() []string  { return nil }
 
+// ReloadTLSSQL implements MySQLFamily.
+func (MariaDB) ReloadTLSSQL() string { return "FLUSH SSL" }
+
 func (MariaDB) TLSOptions(t TLSFiles, requireSecure bool) []string {
 	return tlsOptions(t, requireSecure)
 }

@@ -68,6 +68,9 @@ func (MySQL) ServingOptions(bufferPool int64, serverID uint32, scratchDir, files
 func (MySQL) BeforeLoadSQL() []string { return []string{"ALTER INSTANCE DISABLE INNODB REDO_LOG"} }
 func (MySQL) AfterLoadSQL() []string  { return []string{"ALTER INSTANCE ENABLE INNODB REDO_LOG"} }
 
+// ReloadTLSSQL implements MySQLFamily.
+func (MySQL) ReloadTLSSQL() string { return "ALTER INSTANCE RELOAD TLS" }
+
 func (MySQL) TLSOptions(t TLSFiles, requireSecure bool) []string { return tlsOptions(t, requireSecure) }
 
 func (MySQL) CredentialSQL(c Credentials, g Grants) []string { return credentialSQL(c, g) }

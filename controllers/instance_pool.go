@@ -1,0 +1,270 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/agentapi"
+	"github.com/myaas/myaas/internal/builder"
+)
+
+// claimPollInterval paces the logins after a claim: the member's server is running already and
+// only has to take the instance's passwords, so every poll saved shows in the time to Ready.
+const claimPollInterval = 50 * time.Millisecond
+
+// reconcilePool decides, once, how a new instance gets its server: by claiming a running,
+// verified member of its template's warm pool, or by cloning and starting its own (the steps
+// after this one). A claimed instance is served here, and its pass ends here.
+func (r *DatabaseInstanceReconciler) reconcilePool(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst := s.inst
+	if inst.Labels[myaasv1.LabelPool] != "" {
+		return nil, nil // a member runs its own server, claimed or not
+	}
+	if inst.Status.Provisioning == nil {
+		p, err := r.choosePath(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		inst.Status.Provisioning = p
+	}
+	if inst.Status.Provisioning.Path != myaasv1.ProvisionedFromPool {
+		return nil, nil
+	}
+	return r.serveFromMember(ctx, s)
+}
+
+// choosePath claims a pool member when the instance asks for what the pool holds, else records
+// why it takes the cold path.
+func (r *DatabaseInstanceReconciler) choosePath(ctx context.Context, s *instancePass) (*myaasv1.Provisioning, error) {
+	inst, t := s.inst, s.src.template
+	cold := func(reason string) (*myaasv1.Provisioning, error) {
+		return &myaasv1.Provisioning{Path: myaasv1.ProvisionedCold, Reason: reason}, nil
+	}
+	if t.Spec.WarmPool == nil || t.Spec.WarmPool.Size == 0 {
+		return cold("")
+	}
+	if inst.Status.AgentSHA256 != "" || inst.Status.ReadyAt != nil {
+		return cold("the instance was cloned before its template had a warm pool")
+	}
+	if reason := unclaimable(inst, t); reason != "" {
+		return cold(reason)
+	}
+	m, err := r.claimMember(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return cold(fmt.Sprintf("the warm pool had no verified member of revision %d free", t.Status.LatestRevision))
+	}
+	r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventClaimed, "Claimed %s from the warm pool of %s (revision %d)", m.Name, t.Name, *m.Spec.Revision)
+	return &myaasv1.Provisioning{Path: myaasv1.ProvisionedFromPool, PoolMember: m.Name}, nil
+}
+
+// unclaimable says why a pool member cannot serve inst: a member has the instance defaults and
+// the latest revision, and lives in the template's namespace. "" when one can.
+func unclaimable(inst *myaasv1.DatabaseInstance, t *myaasv1.DatabaseTemplate) string {
+	spec := inst.Spec
+	switch {
+	case inst.CrossNamespace():
+		return "the warm pool serves only the template's own namespace"
+	case inst.Status.Revision != t.Status.LatestRevision:
+		return fmt.Sprintf("spec.revision asks for revision %d, the warm pool holds the latest, %d", inst.Status.Revision, t.Status.LatestRevision)
+	case len(spec.Resources.Limits) > 0 || len(spec.Resources.Requests) > 0:
+		return "spec.resources differ from the warm pool's defaults"
+	case orDefault(spec.Username, myaasv1.DefaultUsername) != myaasv1.DefaultUsername || orDefault(spec.Database, myaasv1.DefaultDatabase) != myaasv1.DefaultDatabase:
+		return "spec.username or spec.database differ from the warm pool's defaults"
+	case len(spec.ExtraPrivileges) > 0:
+		return "spec.extraPrivileges are set; the warm pool's members have none"
+	case spec.RequireSecureTransport:
+		return "spec.requireSecureTransport is set; the warm pool's servers do not require it"
+	case spec.TLS != nil && spec.TLS.IssuerRef != nil:
+		return "spec.tls.issuerRef names an issuer; the warm pool's certificates come from the namespace's CA"
+	case spec.Idle != nil:
+		return "spec.idle is set"
+	case spec.Network != nil && len(spec.Network.AllowFrom) > 0:
+		return "spec.network.allowFrom is set; the warm pool's members have the default NetworkPolicy"
+	case spec.Suspend:
+		return "spec.suspend is set"
+	}
+	return ""
+}
+
+// claimMember takes a verified member of the latest revision for inst. The update carries the
+// member's resource version: of instances racing for one member, exactly one update succeeds, and
+// the others try the next member. A claim whose status write was lost is found again by its label.
+func (r *DatabaseInstanceReconciler) claimMember(ctx context.Context, s *instancePass) (*myaasv1.DatabaseInstance, error) {
+	inst, t := s.inst, s.src.template
+	mine := &myaasv1.DatabaseInstanceList{}
+	if err := r.reader().List(ctx, mine, client.InNamespace(inst.Namespace),
+		client.MatchingLabels{myaasv1.LabelPool: t.Name, myaasv1.LabelClaimedByUID: string(inst.UID)}); err != nil {
+		return nil, fmt.Errorf("look for a member already claimed: %w", err)
+	}
+	if len(mine.Items) > 0 {
+		return &mine.Items[0], nil
+	}
+	free := &myaasv1.DatabaseInstanceList{}
+	if err := r.List(ctx, free, client.InNamespace(inst.Namespace), client.MatchingLabels(builder.PoolMemberLabels(t.Name))); err != nil {
+		return nil, fmt.Errorf("list the warm pool of %s: %w", t.Name, err)
+	}
+	var candidates []*myaasv1.DatabaseInstance
+	for i := range free.Items {
+		m := &free.Items[i]
+		ref := metav1.GetControllerOfNoCopy(m)
+		if ref != nil && ref.UID == t.UID && m.DeletionTimestamp.IsZero() && m.Spec.Revision != nil &&
+			*m.Spec.Revision == t.Status.LatestRevision && poolMemberReady(m) &&
+			m.Spec.Username == inst.Spec.Username && m.Spec.Database == inst.Spec.Database {
+			candidates = append(candidates, m)
+		}
+	}
+	// Racing instances start at different members, so that most first tries succeed.
+	start := 0
+	if n := len(candidates); n > 0 {
+		h := fnv.New32a()
+		_, _ = h.Write([]byte(inst.UID))
+		start = int(h.Sum32() % uint32(n))
+	}
+	for i := range candidates {
+		m := candidates[(start+i)%len(candidates)].DeepCopy()
+		m.Labels[myaasv1.LabelPoolState] = myaasv1.PoolClaimed
+		m.Labels[myaasv1.LabelClaimedByUID] = string(inst.UID)
+		if m.Annotations == nil {
+			m.Annotations = map[string]string{}
+		}
+		m.Annotations[myaasv1.AnnotationClaimedBy] = inst.Name
+		// The instance owns the member from now on: deleting it deletes the member, and the
+		// template's pool no longer counts it.
+		m.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(inst, myaasv1.GroupVersion.WithKind(instanceKind))}
+		err := r.Update(ctx, m)
+		if apierrors.IsConflict(err) || apierrors.IsNotFound(err) {
+			continue // claimed by another instance, or replaced, a moment ago
+		}
+		if err != nil {
+			return nil, fmt.Errorf("claim warm pool member %s: %w", m.Name, err)
+		}
+		return m, nil
+	}
+	return nil, nil
+}
+
+// serveFromMember makes a claimed member the instance's server: the instance's own Secret with
+// fresh passwords, which the member's server takes in place of its temporary ones, and the
+// instance's own Service, leading to the member's pod. Ready means what it means on the cold
+// path: the operator logged in with the Secret's credentials through the instance's Service.
+func (r *DatabaseInstanceReconciler) serveFromMember(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
+	inst := s.inst
+	name := inst.Status.Provisioning.PoolMember
+	member := &myaasv1.DatabaseInstance{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: name}, member)
+	if apierrors.IsNotFound(err) || (err == nil && !ownedBy(member, inst)) {
+		// Deleted under it: the instance starts over, with a claim or a clone of its own.
+		r.Recorder.Eventf(inst, corev1.EventTypeWarning, EventResetStarted, "Warm pool member %s is gone: provisioning again", name)
+		forgetData(inst)
+		return stop(time.Millisecond), nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get claimed member %s: %w", name, err)
+	}
+	if member.Spec.Suspend != inst.Spec.Suspend {
+		patch := []byte(fmt.Sprintf(`{"spec":{"suspend":%t}}`, inst.Spec.Suspend))
+		if err := r.Patch(ctx, member, client.RawPatch(types.MergePatchType, patch)); err != nil {
+			return nil, fmt.Errorf("pass spec.suspend on to member %s: %w", name, err)
+		}
+	}
+	ca, res, err := r.namespaceCA(ctx, inst)
+	if res != nil || err != nil {
+		return res, err
+	}
+	s.tlsCA = ca.CertPEM
+	if res, err := r.reconcileSecret(ctx, s); res != nil || err != nil {
+		return res, err
+	}
+	if err := r.giveMemberThePassword(ctx, member, s.secret); err != nil {
+		return nil, err
+	}
+	if res, err := r.checkServiceType(s); res != nil || err != nil {
+		return res, err
+	}
+	svc := builder.ClaimedInstanceService(inst, member, s.src.engine)
+	if err := r.Patch(ctx, svc, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("apply Service %s: %w", svc.Name, err)
+	}
+	inst.Status.Endpoint = &myaasv1.Endpoint{Host: builder.ServiceHost(inst), Port: s.src.engine.Port()}
+	inst.Status.AgentSHA256, inst.Status.Agent = member.Status.AgentSHA256, member.Status.Agent
+	return r.claimedReadiness(ctx, s, member)
+}
+
+// giveMemberThePassword writes the instance's password into the Secret the member's pod mounts:
+// the member's own readiness step then has the running server take it, and the member's
+// temporary password stops working.
+func (r *DatabaseInstanceReconciler) giveMemberThePassword(ctx context.Context, member *myaasv1.DatabaseInstance, secret *corev1.Secret) error {
+	mounted := &corev1.Secret{}
+	key := client.ObjectKey{Namespace: member.Namespace, Name: builder.CredentialsSecretName(member.Name)}
+	if err := r.Get(ctx, key, mounted); err != nil {
+		return fmt.Errorf("get Secret %s of claimed member %s: %w", key.Name, member.Name, err)
+	}
+	want := secret.Data[agentapi.SecretKeyPassword]
+	if string(mounted.Data[agentapi.SecretKeyPassword]) == string(want) {
+		return nil
+	}
+	mounted.Data[agentapi.SecretKeyPassword] = want
+	if err := r.Update(ctx, mounted); err != nil {
+		return fmt.Errorf("give claimed member %s the instance's password: %w", member.Name, err)
+	}
+	return nil
+}
+
+// claimedReadiness logs in through the instance's Service with its Secret's credentials, which
+// succeeds once the member's server has taken them and its certificate names the instance.
+func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *instancePass, member *myaasv1.DatabaseInstance) (*ctrl.Result, error) {
+	inst, src := s.inst, s.src
+	if inst.Spec.Suspend {
+		inst.Status.Phase = myaasv1.InstanceSuspended
+		setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonSuspended,
+			"spec.suspend is true: the server is stopped and the data kept")
+		return stop(0), nil
+	}
+	pod := &corev1.Pod{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: member.Namespace, Name: builder.InstancePodName(member.Name)}, pod); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	addr, err := r.serverAddress(ctx, inst, pod, src.engine.Port())
+	if err != nil {
+		return nil, err
+	}
+	secret := s.secret
+	login := loginWith(secret, addr, serverTLS(s))
+	if err := r.Verifier.Verify(ctx, src.engine, login); err != nil {
+		claimedAt := inst.CreationTimestamp.Time
+		if inst.Status.ProvisioningStartedAt != nil {
+			claimedAt = inst.Status.ProvisioningStartedAt.Time
+		}
+		if r.Clock.Since(claimedAt) < credentialsApplyGrace || inst.Status.ReadyAt != nil && r.Clock.Since(credentialsRequestedAt(pod)) < credentialsApplyGrace {
+			inst.Status.Phase = myaasv1.InstanceStarting
+			setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonApplyingCredentials,
+				fmt.Sprintf("warm pool member %s is taking the passwords of Secret %s", member.Name, secret.Name))
+			return stop(claimPollInterval), nil
+		}
+		recordLoginFailure(inst)
+		inst.Status.Phase = myaasv1.InstanceStarting
+		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
+			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonLoginFailed,
+			message:   fmt.Sprintf("warm pool member %s runs but the Secret's credentials do not work: %v", member.Name, err),
+			eventType: corev1.EventTypeWarning, event: EventLoginFailed,
+		})
+		return stop(time.Second), nil
+	}
+	s.serverAddr = addr
+	r.markReady(s, fmt.Sprintf("logged in as %s to revision %d of %s, served by warm pool member %s",
+		login.Username, src.revision.Revision, src.template.Name, member.Name))
+	return stop(0), nil
+}

@@ -1,0 +1,174 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/builder"
+)
+
+// poolMemberDeadline is how long a pool member may take to become Ready before it is replaced: a
+// clone starts in seconds, so one still not verified after this is broken, and is never handed out.
+const poolMemberDeadline = 3 * time.Minute
+
+// reconcileWarmPool keeps spec.warmPool.size unclaimed instances of the latest revision running
+// and verified. Members of an older revision are replaced (claimed ones belong to their instance
+// now and are never touched), and so is a member that fails its login.
+func (r *DatabaseTemplateReconciler) reconcileWarmPool(ctx context.Context, s *templatePass) (*ctrl.Result, error) {
+	t := s.t
+	members, err := r.poolMembers(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	var size int32
+	if t.Spec.WarmPool != nil {
+		size = t.Spec.WarmPool.Size
+	}
+	latest := t.Status.LatestRevision
+	var keep []myaasv1.DatabaseInstance
+	for _, m := range members {
+		switch problem := poolMemberProblem(&m, r.Clock.Now()); {
+		case size == 0 || m.Spec.Revision == nil || *m.Spec.Revision != latest:
+			// The pool was removed or shrunk to nothing, or rolls to the latest revision.
+			err = r.deletePoolMember(ctx, t, &m, "")
+		case problem != "":
+			err = r.deletePoolMember(ctx, t, &m, problem)
+		default:
+			keep = append(keep, m)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if t.Spec.WarmPool == nil {
+		t.Status.WarmPool = nil
+		return nil, nil
+	}
+	st := t.Status.WarmPool
+	if st == nil {
+		st = &myaasv1.WarmPoolStatus{}
+		t.Status.WarmPool = st
+	}
+	st.Size, st.Revision = size, latest
+	// The newest first: of too many, the ones least likely to be verified already go.
+	sort.Slice(keep, func(i, j int) bool { return keep[j].CreationTimestamp.Before(&keep[i].CreationTimestamp) })
+	for int32(len(keep)) > size {
+		if err := r.deletePoolMember(ctx, t, &keep[0], ""); err != nil {
+			return nil, err
+		}
+		keep = keep[1:]
+	}
+	for missing := size - int32(len(keep)); missing > 0 && latest > 0; missing-- {
+		if err := r.createPoolMember(ctx, t, latest); err != nil {
+			return nil, err
+		}
+	}
+	st.Ready, st.Starting = 0, size-int32(len(keep))
+	for i := range keep {
+		if poolMemberReady(&keep[i]) {
+			st.Ready++
+		} else {
+			st.Starting++
+		}
+	}
+	if st.Starting > 0 {
+		// Members report through the instance watch; this covers the deadline of a stuck one.
+		s.wakeIn(poolMemberDeadline / 6)
+	}
+	return nil, nil
+}
+
+// poolMembers are the template's unclaimed members, read from the API server: a member claimed a
+// moment ago must not be counted, nor deleted, on the word of a stale cache.
+func (r *DatabaseTemplateReconciler) poolMembers(ctx context.Context, t *myaasv1.DatabaseTemplate) ([]myaasv1.DatabaseInstance, error) {
+	list := &myaasv1.DatabaseInstanceList{}
+	if err := r.uncached().List(ctx, list, client.InNamespace(t.Namespace), client.MatchingLabels(builder.PoolMemberLabels(t.Name))); err != nil {
+		return nil, fmt.Errorf("list the warm pool of %s: %w", t.Name, err)
+	}
+	var own []myaasv1.DatabaseInstance
+	for _, m := range list.Items {
+		if ref := metav1.GetControllerOfNoCopy(&m); ref != nil && ref.UID == t.UID && m.DeletionTimestamp.IsZero() {
+			own = append(own, m)
+		}
+	}
+	return own, nil
+}
+
+// poolMemberProblem says why a member must be replaced: a failed login, or no verified login
+// after poolMemberDeadline; "" for a good one.
+func poolMemberProblem(m *myaasv1.DatabaseInstance, now time.Time) string {
+	ready := meta.FindStatusCondition(m.Status.Conditions, myaasv1.ConditionReady)
+	switch {
+	case ready != nil && ready.Status == metav1.ConditionTrue:
+		return ""
+	case m.Status.Phase == myaasv1.InstanceFailed || (ready != nil && ready.Reason == myaasv1.ReasonLoginFailed):
+		return fmt.Sprintf("it failed verification (%s: %s)", ready.Reason, ready.Message)
+	case now.Sub(m.CreationTimestamp.Time) > poolMemberDeadline:
+		return fmt.Sprintf("it was not verified within %s", poolMemberDeadline)
+	}
+	return ""
+}
+
+func poolMemberReady(m *myaasv1.DatabaseInstance) bool {
+	return meta.IsStatusConditionTrue(m.Status.Conditions, myaasv1.ConditionReady)
+}
+
+func (r *DatabaseTemplateReconciler) createPoolMember(ctx context.Context, t *myaasv1.DatabaseTemplate, revision int32) error {
+	st := t.Status.WarmPool
+	// A number whose status write was lost is taken already: the next one is tried, so no name
+	// is ever reused for another member.
+	for tries := 0; tries < 100; tries++ {
+		m := builder.PoolMember(t, st.NextMember, revision)
+		st.NextMember++
+		err := r.Create(ctx, m)
+		if apierrors.IsAlreadyExists(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("create warm pool member %s: %w", m.Name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("create a warm pool member of %s: 100 names taken from %s on", t.Name, builder.PoolMemberName(t.Name, st.NextMember-100))
+}
+
+// deletePoolMember deletes an unclaimed member, only if it is still unclaimed: the precondition
+// on its resource version loses to a claim made in the meantime.
+func (r *DatabaseTemplateReconciler) deletePoolMember(ctx context.Context, t *myaasv1.DatabaseTemplate, m *myaasv1.DatabaseInstance, problem string) error {
+	err := r.Delete(ctx, m, client.Preconditions{UID: &m.UID, ResourceVersion: &m.ResourceVersion})
+	if apierrors.IsNotFound(err) || apierrors.IsConflict(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("delete warm pool member %s: %w", m.Name, err)
+	}
+	if problem != "" {
+		r.Recorder.Eventf(t, corev1.EventTypeWarning, EventPoolMemberReplaced, "Warm pool member %s replaced: %s", m.Name, problem)
+	}
+	return nil
+}
+
+// deletePoolMembers deletes a deleted template's unclaimed members: they are its own, and would
+// otherwise hold its revisions, and so its deletion, forever.
+func (r *DatabaseTemplateReconciler) deletePoolMembers(ctx context.Context, t *myaasv1.DatabaseTemplate) error {
+	members, err := r.poolMembers(ctx, t)
+	if err != nil {
+		return err
+	}
+	for i := range members {
+		if err := r.deletePoolMember(ctx, t, &members[i], ""); err != nil {
+			return err
+		}
+	}
+	return nil
+}

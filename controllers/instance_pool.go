@@ -81,8 +81,10 @@ func unclaimable(inst *myaasv1.DatabaseInstance, t *myaasv1.DatabaseTemplate) st
 		return fmt.Sprintf("spec.revision asks for revision %d, the warm pool holds the latest, %d", inst.Status.Revision, t.Status.LatestRevision)
 	case len(spec.Resources.Limits) > 0 || len(spec.Resources.Requests) > 0:
 		return "spec.resources differ from the warm pool's defaults"
-	case orDefault(spec.Username, myaasv1.DefaultUsername) != myaasv1.DefaultUsername || orDefault(spec.Database, myaasv1.DefaultDatabase) != myaasv1.DefaultDatabase:
-		return "spec.username or spec.database differ from the warm pool's defaults"
+	case orDefault(spec.Username, myaasv1.DefaultUsername) != orDefault(t.Spec.WarmPool.Username, myaasv1.DefaultUsername):
+		return fmt.Sprintf("spec.username %q differs from the warm pool's %q", spec.Username, t.Spec.WarmPool.Username)
+	case orDefault(spec.Database, myaasv1.DefaultDatabase) != orDefault(t.Spec.WarmPool.Database, myaasv1.DefaultDatabase):
+		return fmt.Sprintf("spec.database %q differs from the warm pool's %q", spec.Database, t.Spec.WarmPool.Database)
 	case len(spec.ExtraPrivileges) > 0:
 		return "spec.extraPrivileges are set; the warm pool's members have none"
 	case spec.RequireSecureTransport:

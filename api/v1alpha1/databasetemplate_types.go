@@ -284,6 +284,17 @@ type WarmPoolSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=100
 	Size int32 `json:"size"`
+	// Database and Username the members' credentials are for, as spec.database and spec.username
+	// of an instance: only instances asking for the same claim a member. With PostgreSQL, set
+	// Database to the dump's database.
+	// +optional
+	// +kubebuilder:default=app
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_$]{1,64}$`
+	Database string `json:"database,omitempty"`
+	// +optional
+	// +kubebuilder:default=app
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.$-]{1,32}$`
+	Username string `json:"username,omitempty"`
 }
 
 // WarmPoolStatus counts a template's pool members.

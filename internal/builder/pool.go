@@ -17,8 +17,8 @@ func PoolMemberLabels(template string) map[string]string {
 }
 
 // PoolMember is an unclaimed instance of revision of template t, owned by the template until an
-// instance claims it. It has the instance defaults: a claim is only offered to instances that ask
-// for nothing else.
+// instance claims it. It has the instance defaults but for the pool's database and username: a
+// claim is only offered to instances that ask for nothing else.
 func PoolMember(t *myaasv1.DatabaseTemplate, n int64, revision int32) *myaasv1.DatabaseInstance {
 	labels := PoolMemberLabels(t.Name)
 	labels[myaasv1.LabelManagedBy] = myaasv1.ManagedBy
@@ -34,6 +34,8 @@ func PoolMember(t *myaasv1.DatabaseTemplate, n int64, revision int32) *myaasv1.D
 		Spec: myaasv1.DatabaseInstanceSpec{
 			TemplateRef: myaasv1.TemplateReference{Name: t.Name},
 			Revision:    &revision,
+			Database:    t.Spec.WarmPool.Database,
+			Username:    t.Spec.WarmPool.Username,
 		},
 	}
 }

@@ -11,7 +11,8 @@ import (
 )
 
 func TestPoolMember(t *testing.T) {
-	tmpl := &myaasv1.DatabaseTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders", UID: "t-uid"}}
+	tmpl := &myaasv1.DatabaseTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders", UID: "t-uid"},
+		Spec: myaasv1.DatabaseTemplateSpec{WarmPool: &myaasv1.WarmPoolSpec{Size: 2, Database: "shop", Username: "app"}}}
 	for _, tc := range []struct {
 		n        int64
 		revision int32
@@ -23,6 +24,9 @@ func TestPoolMember(t *testing.T) {
 		m := PoolMember(tmpl, tc.n, tc.revision)
 		if m.Name != tc.wantName || m.Namespace != "shop" {
 			t.Errorf("member %d: %s/%s, want shop/%s", tc.n, m.Namespace, m.Name, tc.wantName)
+		}
+		if m.Spec.Database != "shop" || m.Spec.Username != "app" {
+			t.Errorf("member %d: credentials for %s@%s, want the pool's app@shop", tc.n, m.Spec.Username, m.Spec.Database)
 		}
 		if m.Spec.Revision == nil || *m.Spec.Revision != tc.revision || m.Spec.TemplateRef.Name != "orders" {
 			t.Errorf("member %d: spec %+v, want revision %d of orders pinned", tc.n, m.Spec, tc.revision)

@@ -108,6 +108,8 @@ type instancePass struct {
 	// server was started before the operator issued certificates and speaks no TLS.
 	tlsCA       []byte
 	plainServer bool
+	// member is the warm pool member the instance claimed in this pass, as the claim wrote it.
+	member *myaasv1.DatabaseInstance
 }
 
 // steps is the instance's pipeline; a step that waits for something ends the pass.

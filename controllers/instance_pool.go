@@ -66,6 +66,7 @@ func (r *DatabaseInstanceReconciler) choosePath(ctx context.Context, s *instance
 	if m == nil {
 		return cold(fmt.Sprintf("the warm pool had no verified member of revision %d free", t.Status.LatestRevision))
 	}
+	s.member = m
 	r.Recorder.Eventf(inst, corev1.EventTypeNormal, EventClaimed, "Claimed %s from the warm pool of %s (revision %d)", m.Name, t.Name, *m.Spec.Revision)
 	return &myaasv1.Provisioning{Path: myaasv1.ProvisionedFromPool, PoolMember: m.Name}, nil
 }
@@ -165,8 +166,7 @@ func (r *DatabaseInstanceReconciler) claimMember(ctx context.Context, s *instanc
 func (r *DatabaseInstanceReconciler) serveFromMember(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
 	inst := s.inst
 	name := inst.Status.Provisioning.PoolMember
-	member := &myaasv1.DatabaseInstance{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: name}, member)
+	member, err := r.claimedMember(ctx, s)
 	if apierrors.IsNotFound(err) || (err == nil && !ownedBy(member, inst)) {
 		// Deleted under it: the instance starts over, with a claim or a clone of its own.
 		r.Recorder.Eventf(inst, corev1.EventTypeWarning, EventResetStarted, "Warm pool member %s is gone: provisioning again", name)
@@ -203,6 +203,23 @@ func (r *DatabaseInstanceReconciler) serveFromMember(ctx context.Context, s *ins
 	inst.Status.Endpoint = &myaasv1.Endpoint{Host: builder.ServiceHost(inst), Port: s.src.engine.Port()}
 	inst.Status.AgentSHA256, inst.Status.Agent = member.Status.AgentSHA256, member.Status.Agent
 	return r.claimedReadiness(ctx, s, member)
+}
+
+// claimedMember is the member the instance claimed: as the claim wrote it in this pass, else from
+// the cache, or from the API server where the cache does not show the claim yet.
+func (r *DatabaseInstanceReconciler) claimedMember(ctx context.Context, s *instancePass) (*myaasv1.DatabaseInstance, error) {
+	if s.member != nil {
+		return s.member, nil
+	}
+	key := client.ObjectKey{Namespace: s.inst.Namespace, Name: s.inst.Status.Provisioning.PoolMember}
+	member := &myaasv1.DatabaseInstance{}
+	if err := r.Get(ctx, key, member); err == nil && ownedBy(member, s.inst) {
+		return member, nil
+	} else if client.IgnoreNotFound(err) != nil {
+		return nil, fmt.Errorf("get claimed member %s: %w", key.Name, err)
+	}
+	err := r.reader().Get(ctx, key, member)
+	return member, err
 }
 
 // giveMemberThePassword writes the instance's password into the Secret the member's pod mounts:

@@ -55,6 +55,7 @@ func (r *DatabaseTemplateReconciler) uncached() client.Reader { return liveOr(r.
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=myaas.io,resources=databasetemplates/finalizers,verbs=update
+// +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch

@@ -135,6 +135,7 @@ func (r *DatabaseTemplateReconciler) createPoolMember(ctx context.Context, t *my
 			continue
 		}
 		if err != nil {
+			st.NextMember-- // not taken: the next attempt uses it
 			return fmt.Errorf("create warm pool member %s: %w", m.Name, err)
 		}
 		return nil

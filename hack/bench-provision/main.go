@@ -42,6 +42,8 @@ type bench struct {
 	btrfsRoot string
 	// databases are the instances' databases per template, where not the default.
 	databases map[string]string
+	// pool: measure the warm pool's rows after MariaDB's cold path.
+	pool bool
 }
 
 // benchEngine is one engine's templates: its spec, the dump server's dialect of the generated
@@ -69,6 +71,7 @@ func main() {
 	largeRows := flag.Int("large-rows", 20_000_000, "orders in the large template's dump (a datadir of 2 GB or more)")
 	runs := flag.Int("runs", 20, "sequential instances per template")
 	concurrent := flag.Int("concurrent", 20, "instances applied at once")
+	pool := flag.Bool("pool", true, "with mariadb: also measure claims from a warm pool of the small template")
 	crossOnly := flag.Bool("cross-namespace-only", false, "measure only the small template's instances, in its namespace and in others")
 	engines := flag.String("engines", "mariadb,postgresql", "engines to measure, comma-separated: mariadb (every figure), postgresql (sequential provisioning)")
 	flag.Parse()
@@ -93,7 +96,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	b := &bench{c: c, btrfsRoot: *btrfsRoot, databases: map[string]string{}}
+	b := &bench{c: c, btrfsRoot: *btrfsRoot, databases: map[string]string{}, pool: *pool}
 	ctx := context.Background()
 	run := func() error {
 		// PostgreSQL first: MariaDB's last figures leave 20 clones running.
@@ -238,7 +241,11 @@ func (b *bench) run(ctx context.Context, smallRows, largeRows, runs, concurrent 
 	fmt.Printf("%d instances of the large template applied at once: all Ready in %s\n", concurrent, secs(all))
 	fmt.Printf("disk added by %d running clones of the large template: %s, %.2f%% of its %s\n",
 		concurrent, mib(added), 100*float64(added)/float64(sizes["large"]), mib(sizes["large"]))
-	return nil
+	if !b.pool {
+		return nil
+	}
+	fmt.Println()
+	return b.runPool(ctx, smallRows, runs, concurrent, floor)
 }
 
 // runCrossNamespace measures only what a template shared across namespaces costs: the small

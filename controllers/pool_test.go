@@ -28,9 +28,11 @@ import (
 // takes the password of the credentials Secret the pod mounts (the kubelet refreshes it, the
 // agent applies it), and a login is checked against that. Logins go to "<pod>:<port>".
 type podAgents struct {
-	// broken pods' servers refuse every login.
-	mu     sync.Mutex
-	broken map[string]bool
+	mu sync.Mutex
+	// breakFirstMember makes the server of the first pool member to be logged in to refuse
+	// every login, for good; broken names its pod.
+	breakFirstMember bool
+	broken           string
 }
 
 func (a *podAgents) address(pod *corev1.Pod, port int32) string {
@@ -44,7 +46,10 @@ func (a *podAgents) Verify(ctx context.Context, _ engine.Engine, l engine.Login)
 	}
 	ns, podName, _ := strings.Cut(host, ".")
 	a.mu.Lock()
-	broken := a.broken[podName]
+	if a.breakFirstMember && a.broken == "" && strings.HasPrefix(podName, builder.PoolMemberPrefix("shop")) {
+		a.broken = podName
+	}
+	broken := a.broken == podName
 	a.mu.Unlock()
 	if broken {
 		return errors.New("access denied: the server refuses every login")
@@ -123,7 +128,7 @@ func playPodOf(ctx context.Context, sts *appsv1.StatefulSet) {
 
 func startPoolManager(t *testing.T) *podAgents {
 	t.Helper()
-	agents := &podAgents{broken: map[string]bool{}}
+	agents := &podAgents{}
 	startManager(t, Options{Address: agents.address, Verifier: agents, Sessions: agents})
 	return agents
 }
@@ -166,7 +171,14 @@ func waitForPool(t *testing.T, ns, template string, ready int32, revision int32)
 	eventually(t, 60*time.Second, fmt.Sprintf("a warm pool of %d ready members of revision %d", ready, revision), func() error {
 		p := getTemplate(t, ns, template).Status.WarmPool
 		if p == nil || p.Ready != ready || p.Revision != revision {
-			return fmt.Errorf("warm pool status %+v", p)
+			list := &myaasv1.DatabaseInstanceList{}
+			_ = k8s.List(bg, list, client.InNamespace(ns), client.MatchingLabels(builder.PoolMemberLabels(template)))
+			var states []string
+			for _, m := range list.Items {
+				c := metaCondition(m.Status.Conditions, myaasv1.ConditionReady)
+				states = append(states, fmt.Sprintf("%s: %s %+v", m.Name, m.Status.Phase, c))
+			}
+			return fmt.Errorf("warm pool status %+v; members %v", p, states)
 		}
 		return nil
 	})
@@ -191,9 +203,12 @@ func TestWarmPoolClaimsAreRaceFreeAndGiveFreshCredentials(t *testing.T) {
 	startPoolManager(t)
 	ns := poolNamespace(t, 20, false)
 	temporary := map[string]string{}
-	for i := range 20 {
-		m := builder.PoolMemberName("shop", int64(i))
-		temporary[m] = credentials(t, ns, m)["password"]
+	members := &myaasv1.DatabaseInstanceList{}
+	if err := k8s.List(bg, members, client.InNamespace(ns), client.MatchingLabels(builder.PoolMemberLabels("shop"))); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range members.Items {
+		temporary[m.Name] = credentials(t, ns, m.Name)["password"]
 	}
 
 	var wg sync.WaitGroup
@@ -302,12 +317,21 @@ func TestWarmPoolMemberThatFailsVerificationIsReplacedNeverHandedOut(t *testing.
 	agents := startPoolManager(t)
 	ns := newNamespace(t)
 	playStatefulSetPods(t, ns)
-	broken := builder.PoolMemberName("shop", 0)
 	agents.mu.Lock()
-	agents.broken[builder.InstancePodName(broken)] = true
+	agents.breakFirstMember = true
 	agents.mu.Unlock()
 	newPoolTemplate(t, ns, 2)
 	importRevision(t, ns, "shop", 1)
+	var broken string
+	eventually(t, 30*time.Second, "a member's server broken", func() error {
+		agents.mu.Lock()
+		defer agents.mu.Unlock()
+		broken = strings.TrimSuffix(agents.broken, "-0")
+		if broken == "" {
+			return errors.New("no member logged in to yet")
+		}
+		return nil
+	})
 
 	// Claims made while the broken member waits for its login never get it.
 	for i := range 3 {

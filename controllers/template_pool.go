@@ -124,23 +124,11 @@ func poolMemberReady(m *myaasv1.DatabaseInstance) bool {
 }
 
 func (r *DatabaseTemplateReconciler) createPoolMember(ctx context.Context, t *myaasv1.DatabaseTemplate, revision int32) error {
-	st := t.Status.WarmPool
-	// A number whose status write was lost is taken already: the next one is tried, so no name
-	// is ever reused for another member.
-	for tries := 0; tries < 100; tries++ {
-		m := builder.PoolMember(t, st.NextMember, revision)
-		st.NextMember++
-		err := r.Create(ctx, m)
-		if apierrors.IsAlreadyExists(err) {
-			continue
-		}
-		if err != nil {
-			st.NextMember-- // not taken: the next attempt uses it
-			return fmt.Errorf("create warm pool member %s: %w", m.Name, err)
-		}
-		return nil
+	m := builder.PoolMember(t, revision)
+	if err := r.Create(ctx, m); err != nil {
+		return fmt.Errorf("create a warm pool member of %s: %w", t.Name, err)
 	}
-	return fmt.Errorf("create a warm pool member of %s: 100 names taken from %s on", t.Name, builder.PoolMemberName(t.Name, st.NextMember-100))
+	return nil
 }
 
 // deletePoolMember deletes an unclaimed member, only if it is still unclaimed: the precondition

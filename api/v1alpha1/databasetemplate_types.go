@@ -307,12 +307,6 @@ type WarmPoolStatus struct {
 	// Revision the pool's members are cloned from: the latest.
 	// +optional
 	Revision int32 `json:"revision,omitempty"`
-	// Claimed counts the members handed out to instances since the template was created.
-	// +optional
-	Claimed int64 `json:"claimed,omitempty"`
-	// NextMember numbers the next member's name (<template>-pool-<n>), so that no name is reused.
-	// +optional
-	NextMember int64 `json:"nextMember,omitempty"`
 }
 
 // SharingSpec names the namespaces whose instances may clone a template; a namespace matching

@@ -1,15 +1,14 @@
 package builder
 
 import (
-	"fmt"
-
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
 )
 
-// PoolMemberName is the n-th member a template's warm pool made; numbers are never reused.
-func PoolMemberName(template string, n int64) string { return fmt.Sprintf("%s-pool-%d", template, n) }
+// PoolMemberPrefix starts the names of a template's pool members; the API server adds a random
+// suffix, so that a member's name is never one a deleted member's children may still carry.
+func PoolMemberPrefix(template string) string { return template + "-pool-" }
 
 // PoolMemberLabels find a template's unclaimed pool members.
 func PoolMemberLabels(template string) map[string]string {
@@ -19,14 +18,14 @@ func PoolMemberLabels(template string) map[string]string {
 // PoolMember is an unclaimed instance of revision of template t, owned by the template until an
 // instance claims it. It has the instance defaults but for the pool's database and username: a
 // claim is only offered to instances that ask for nothing else.
-func PoolMember(t *myaasv1.DatabaseTemplate, n int64, revision int32) *myaasv1.DatabaseInstance {
+func PoolMember(t *myaasv1.DatabaseTemplate, revision int32) *myaasv1.DatabaseInstance {
 	labels := PoolMemberLabels(t.Name)
 	labels[myaasv1.LabelManagedBy] = myaasv1.ManagedBy
 	labels[myaasv1.LabelTemplate] = t.Name
 	return &myaasv1.DatabaseInstance{
 		TypeMeta: metav1.TypeMeta{APIVersion: myaasv1.GroupVersion.String(), Kind: "DatabaseInstance"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name:            PoolMemberName(t.Name, n),
+			GenerateName:    PoolMemberPrefix(t.Name),
 			Namespace:       t.Namespace,
 			Labels:          labels,
 			OwnerReferences: []metav1.OwnerReference{*metav1.NewControllerRef(t, myaasv1.GroupVersion.WithKind("DatabaseTemplate"))},

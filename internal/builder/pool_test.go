@@ -13,34 +13,27 @@ import (
 func TestPoolMember(t *testing.T) {
 	tmpl := &myaasv1.DatabaseTemplate{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "orders", UID: "t-uid"},
 		Spec: myaasv1.DatabaseTemplateSpec{WarmPool: &myaasv1.WarmPoolSpec{Size: 2, Database: "shop", Username: "app"}}}
-	for _, tc := range []struct {
-		n        int64
-		revision int32
-		wantName string
-	}{
-		{0, 1, "orders-pool-0"},
-		{41, 7, "orders-pool-41"},
-	} {
-		m := PoolMember(tmpl, tc.n, tc.revision)
-		if m.Name != tc.wantName || m.Namespace != "shop" {
-			t.Errorf("member %d: %s/%s, want shop/%s", tc.n, m.Namespace, m.Name, tc.wantName)
+	for _, revision := range []int32{1, 7} {
+		m := PoolMember(tmpl, revision)
+		if m.Name != "" || m.GenerateName != "orders-pool-" || m.Namespace != "shop" {
+			t.Errorf("revision %d: %s/%s (generateName %q), want a name generated from orders-pool- in shop", revision, m.Namespace, m.Name, m.GenerateName)
 		}
 		if m.Spec.Database != "shop" || m.Spec.Username != "app" {
-			t.Errorf("member %d: credentials for %s@%s, want the pool's app@shop", tc.n, m.Spec.Username, m.Spec.Database)
+			t.Errorf("revision %d: credentials for %s@%s, want the pool's app@shop", revision, m.Spec.Username, m.Spec.Database)
 		}
-		if m.Spec.Revision == nil || *m.Spec.Revision != tc.revision || m.Spec.TemplateRef.Name != "orders" {
-			t.Errorf("member %d: spec %+v, want revision %d of orders pinned", tc.n, m.Spec, tc.revision)
+		if m.Spec.Revision == nil || *m.Spec.Revision != revision || m.Spec.TemplateRef.Name != "orders" {
+			t.Errorf("revision %d: spec %+v, want revision %d of orders pinned", revision, m.Spec, revision)
 		}
 		if ref := metav1.GetControllerOf(m); ref == nil || ref.UID != "t-uid" || ref.Kind != "DatabaseTemplate" {
-			t.Errorf("member %d: controller %+v, want the template", tc.n, ref)
+			t.Errorf("revision %d: controller %+v, want the template", revision, ref)
 		}
 		for k, v := range PoolMemberLabels("orders") {
 			if m.Labels[k] != v {
-				t.Errorf("member %d: label %s=%q, want %q (the pool lists its members by it)", tc.n, k, m.Labels[k], v)
+				t.Errorf("revision %d: label %s=%q, want %q (the pool lists its members by it)", revision, k, m.Labels[k], v)
 			}
 		}
 		if m.Labels[myaasv1.LabelManagedBy] != myaasv1.ManagedBy {
-			t.Errorf("member %d: not labelled managed-by: %v", tc.n, m.Labels)
+			t.Errorf("revision %d: not labelled managed-by: %v", revision, m.Labels)
 		}
 	}
 }

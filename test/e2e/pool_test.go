@@ -4,13 +4,12 @@ package e2e
 
 import (
 	"fmt"
-	"net"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
@@ -54,11 +53,15 @@ func testWarmPool(t *testing.T, e engineCase) {
 		t.Errorf("kubectl get dbi -l %s=shop does not list the claimed member:\n%s", myaasv1.LabelPool, out)
 	}
 
-	// Through its own Service, with its own Secret: the template's data. The pool's temporary
-	// password of its member no longer logs in.
+	// Its own Service leads to its member's pod (the operator's login that made it Ready went
+	// through it); its own Secret logs in to the template's data. The pool's temporary password
+	// of its member no longer logs in.
+	if got, want := serviceEndpoints(t, ns, "alice"), podIP(t, ns, members["alice"]); len(got) != 1 || got[0] != want {
+		t.Fatalf("Service alice has endpoints %v, want the pod of %s (%s)", got, members["alice"], want)
+	}
 	aliceCreds := secretData(t, ns, "alice-credentials")
 	e.checkCredentials(t, ns, "alice", aliceCreds)
-	alice := e.open(t, serviceAddr(t, ns, "alice"), aliceCreds["username"], aliceCreds["password"], aliceCreds["database"])
+	alice := e.connect(t, ns, "alice")
 	want := shopDump.Expect()
 	if got := queryInt(t, alice, "SELECT COUNT(*) FROM shop.orders"); got != int64(want.Orders) {
 		t.Fatalf("alice: orders %d, want %d", got, want.Orders)
@@ -67,7 +70,7 @@ func testWarmPool(t *testing.T, e engineCase) {
 	if old["password"] == aliceCreds["password"] {
 		t.Fatal("alice was given the pool's temporary password")
 	}
-	if err := e.open(t, serviceAddr(t, ns, "alice"), old["username"], old["password"], old["database"]).PingContext(ctx); err == nil {
+	if err := e.open(t, podAddr(t, ns, "alice"), old["username"], old["password"], old["database"]).PingContext(ctx); err == nil {
 		t.Fatal("the pool's temporary credentials still log in to alice's server")
 	}
 
@@ -145,12 +148,27 @@ func waitForPool(t *testing.T, ns string, ready, revision int32) {
 	})
 }
 
-// serviceAddr is the instance's Service address, the one its clients use.
-func serviceAddr(t *testing.T, ns, instance string) string {
+// serviceEndpoints are the addresses the Service's EndpointSlices lead to.
+func serviceEndpoints(t *testing.T, ns, service string) []string {
 	t.Helper()
-	svc := &corev1.Service{}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: instance}, svc); err != nil {
+	slices := &discoveryv1.EndpointSliceList{}
+	if err := k8s.List(ctx, slices, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
 		t.Fatal(err)
 	}
-	return net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port)))
+	var addrs []string
+	for _, s := range slices.Items {
+		for _, ep := range s.Endpoints {
+			addrs = append(addrs, ep.Addresses...)
+		}
+	}
+	return addrs
+}
+
+func podIP(t *testing.T, ns, instance string) string {
+	t.Helper()
+	pod := &corev1.Pod{}
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: instance + "-0"}, pod); err != nil {
+		t.Fatal(err)
+	}
+	return pod.Status.PodIP
 }

@@ -72,6 +72,7 @@ func main() {
 	runs := flag.Int("runs", 20, "sequential instances per template")
 	concurrent := flag.Int("concurrent", 20, "instances applied at once")
 	pool := flag.Bool("pool", true, "with mariadb: also measure claims from a warm pool of the small template")
+	poolOnly := flag.Bool("pool-only", false, "measure only the warm pool's rows, on the small template")
 	crossOnly := flag.Bool("cross-namespace-only", false, "measure only the small template's instances, in its namespace and in others")
 	engines := flag.String("engines", "mariadb,postgresql", "engines to measure, comma-separated: mariadb (every figure), postgresql (sequential provisioning)")
 	flag.Parse()
@@ -112,6 +113,19 @@ func main() {
 	}
 	if *crossOnly {
 		run = func() error { return b.runCrossNamespace(ctx, *smallRows, *runs) }
+	}
+	if *poolOnly {
+		run = func() error {
+			if err := b.template(ctx, mariadb, poolTemplate, *smallRows, "2Gi"); err != nil {
+				return err
+			}
+			floor, err := b.floor(ctx, poolTemplate, 5)
+			if err != nil {
+				return fmt.Errorf("floor: %w", err)
+			}
+			fmt.Printf("floor (btrfs snapshot of the small datadir → mariadbd answers, no Kubernetes): %s\n", secs(floor))
+			return b.runPool(ctx, *smallRows, *runs, *concurrent, floor)
+		}
 	}
 	if err := b.prepare(ctx); err != nil {
 		log.Fatal(err)

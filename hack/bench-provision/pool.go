@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
@@ -23,7 +24,11 @@ const poolTemplate = "pool"
 // as a pool sized for its load is), then concurrent claims against a pool of that many, and what
 // the idle pool costs in memory. Each time is also given as a multiple of the floor.
 func (b *bench) runPool(ctx context.Context, rows, runs, concurrent int, floor time.Duration) error {
-	if err := b.template(ctx, mariadb, poolTemplate, rows, "2Gi"); err != nil {
+	err := b.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: poolTemplate}, &myaasv1.DatabaseTemplate{})
+	if apierrors.IsNotFound(err) {
+		err = b.template(ctx, mariadb, poolTemplate, rows, "2Gi")
+	}
+	if err != nil {
 		return err
 	}
 	const sequentialPool = 3

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
 	"github.com/myaas/myaas/internal/agentapi"
@@ -190,7 +191,7 @@ func (r *DatabaseInstanceReconciler) serveFromMember(ctx context.Context, s *ins
 	if res, err := r.reconcileSecret(ctx, s); res != nil || err != nil {
 		return res, err
 	}
-	if err := r.giveMemberThePassword(ctx, member, s.secret); err != nil {
+	if err := r.giveMemberThePassword(ctx, s, member); err != nil {
 		return nil, err
 	}
 	if res, err := r.checkServiceType(s); res != nil || err != nil {
@@ -222,18 +223,34 @@ func (r *DatabaseInstanceReconciler) claimedMember(ctx context.Context, s *insta
 	return member, err
 }
 
-// giveMemberThePassword writes the instance's password into the Secret the member's pod mounts:
-// the member's own readiness step then has the running server take it, and the member's
-// temporary password stops working.
-func (r *DatabaseInstanceReconciler) giveMemberThePassword(ctx context.Context, member *myaasv1.DatabaseInstance, secret *corev1.Secret) error {
+// giveMemberThePassword gives the member's server the instance's password, and revokes the
+// pool's temporary one: the operator logs in as the member's user with the temporary password
+// and changes it, which takes effect at once, where the Secret the member's pod mounts reaches
+// the server only when the kubelet next refreshes it. That Secret then gets the password too, so
+// that the agent keeps it across restarts. Should the change fail (the member's server down, or
+// a change whose Secret write was lost), the Secret alone still brings the password, later.
+func (r *DatabaseInstanceReconciler) giveMemberThePassword(ctx context.Context, s *instancePass, member *myaasv1.DatabaseInstance) error {
 	mounted := &corev1.Secret{}
 	key := client.ObjectKey{Namespace: member.Namespace, Name: builder.CredentialsSecretName(member.Name)}
 	if err := r.Get(ctx, key, mounted); err != nil {
 		return fmt.Errorf("get Secret %s of claimed member %s: %w", key.Name, member.Name, err)
 	}
-	want := secret.Data[agentapi.SecretKeyPassword]
+	want := s.secret.Data[agentapi.SecretKeyPassword]
 	if string(mounted.Data[agentapi.SecretKeyPassword]) == string(want) {
 		return nil
+	}
+	pod := &corev1.Pod{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: member.Namespace, Name: builder.InstancePodName(member.Name)}, pod); err == nil {
+		addr := PodAddress(pod, s.src.engine.Port())
+		if r.Address != nil {
+			addr = r.Address(pod, s.src.engine.Port())
+		}
+		tlsConfig := serverTLS(s).Clone()
+		tlsConfig.ServerName = builder.ServiceHost(member)
+		temporary := loginWith(mounted, addr, tlsConfig)
+		if err := s.src.engine.ChangeOwnPassword(ctx, temporary, string(want)); err != nil {
+			log.FromContext(ctx).Info("the member's password is left to its Secret", "member", member.Name, "error", err.Error())
+		}
 	}
 	mounted.Data[agentapi.SecretKeyPassword] = want
 	if err := r.Update(ctx, mounted); err != nil {

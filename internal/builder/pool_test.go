@@ -63,9 +63,10 @@ func TestServiceDNSNamesOfAClaimedMemberNameTheClaimant(t *testing.T) {
 		absent []string
 	}{
 		{name: "plain instance", want: []string{"orders-pool-3.ci.svc"}, absent: []string{"pr-12.ci.svc"}},
-		{name: "unclaimed member", labels: PoolMemberLabels("orders"), want: []string{"orders-pool-3.ci.svc"}, absent: []string{"pr-12.ci.svc"}},
+		// Whoever claims it, its certificate already names the claimant's Service.
+		{name: "unclaimed member", labels: PoolMemberLabels("orders"), want: []string{"orders-pool-3.ci.svc", "*.ci.svc", "*.ci.svc.cluster.local"}},
 		{name: "claimed member", labels: map[string]string{myaasv1.LabelPool: "orders"}, annot: map[string]string{myaasv1.AnnotationClaimedBy: "pr-12"},
-			want: []string{"orders-pool-3.ci.svc", "pr-12.ci.svc", "pr-12.ci.svc.cluster.local"}},
+			want: []string{"orders-pool-3.ci.svc", "pr-12.ci.svc", "pr-12.ci.svc.cluster.local"}, absent: []string{"*.ci.svc"}},
 		// Only the operator's pool members name another Service: the annotation on any other
 		// instance is ignored.
 		{name: "annotation on a non-member", annot: map[string]string{myaasv1.AnnotationClaimedBy: "pr-12"},

@@ -32,12 +32,21 @@ const (
 
 const volumeTLS = "tls"
 
-// ServiceDNSNames are the names the instance's certificate is issued for: those of its Service,
-// and on a claimed warm pool member, those of the claiming instance's Service, which leads to it.
+// ServiceDNSNames are the names the instance's certificate is issued for: those of its Service.
+// An unclaimed warm pool member's also name every Service of its namespace: the instance that
+// will claim it is not known when its server starts, and the claim must not wait for a new
+// certificate to reach the running server through the kubelet. Once claimed, a member's names
+// are its own and its claimant's, and the wildcard goes at the next load.
 func ServiceDNSNames(inst *myaasv1.DatabaseInstance) []string {
 	names := pki.ServiceDNSNames(inst.Name, inst.Namespace)
-	if claimant := inst.Annotations[myaasv1.AnnotationClaimedBy]; claimant != "" && inst.Labels[myaasv1.LabelPool] != "" {
-		names = append(names, pki.ServiceDNSNames(claimant, inst.Namespace)...)
+	if inst.Labels[myaasv1.LabelPool] == "" {
+		return names
+	}
+	if claimant := inst.Annotations[myaasv1.AnnotationClaimedBy]; claimant != "" {
+		return append(names, pki.ServiceDNSNames(claimant, inst.Namespace)...)
+	}
+	if inst.Labels[myaasv1.LabelPoolState] == myaasv1.PoolAvailable {
+		names = append(names, "*."+inst.Namespace+".svc", "*."+inst.Namespace+".svc.cluster.local")
 	}
 	return names
 }

@@ -92,7 +92,10 @@ func mysqlRequireVerifiedTLS(d map[string]string, jdbcTLS url.Values) error {
 	return nil
 }
 
-func (mysqlFamily) open(l Login) (*sql.DB, error) {
+func (f mysqlFamily) open(l Login) (*sql.DB, error) { return f.openWith(l, nil) }
+
+// openWith opens l's connections with the driver's options, changed by adjust unless nil.
+func (mysqlFamily) openWith(l Login, adjust func(*mysql.Config)) (*sql.DB, error) {
 	cfg := mysql.NewConfig()
 	cfg.User, cfg.Passwd, cfg.Net, cfg.Addr, cfg.DBName = l.Username, l.Password, "tcp", l.Addr, l.Database
 	if l.isSocket() {
@@ -103,6 +106,9 @@ func (mysqlFamily) open(l Login) (*sql.DB, error) {
 	// A server starting on a clone refuses at once or answers in milliseconds: a short dial
 	// timeout keeps one unroutable attempt from holding Ready back by seconds.
 	cfg.Timeout, cfg.ReadTimeout = min(l.timeout(), time.Second), l.timeout()
+	if adjust != nil {
+		adjust(cfg)
+	}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
 		return nil, err
@@ -121,6 +127,23 @@ func (f mysqlFamily) Login(ctx context.Context, l Login) error {
 	var one int
 	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
 		return fmt.Errorf("log in to %s as %s: %w", l.Addr, l.Username, err)
+	}
+	return nil
+}
+
+// changeOwnPassword runs stmt, whose one placeholder is the password, as l. The server takes no
+// placeholder there: the driver quotes the password into the statement, as the connection's
+// sql_mode asks.
+func (f mysqlFamily) changeOwnPassword(ctx context.Context, l Login, stmt, password string) error {
+	db, err := f.openWith(l, func(cfg *mysql.Config) { cfg.InterpolateParams = true })
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(ctx, l.timeout())
+	defer cancel()
+	if _, err := db.ExecContext(ctx, stmt, password); err != nil {
+		return fmt.Errorf("change the password of %s on %s: %w", l.Username, l.Addr, err)
 	}
 	return nil
 }

@@ -41,6 +41,9 @@ type Engine interface {
 	// ClientSessions counts the sessions other than the caller's own, the server's own processes
 	// and the pod's own (its probe and agent, which come through the local socket): the idle check.
 	ClientSessions(ctx context.Context, l Login) (int, error)
+	// ChangeOwnPassword logs in as l and gives that user the password, which needs no privilege:
+	// a claimed warm pool member's server takes its instance's password at once this way.
+	ChangeOwnPassword(ctx context.Context, l Login, password string) error
 
 	// ValidateUser refuses an application user the engine cannot give an instance: a name it
 	// keeps for itself, or an extra privilege it does not have (spec.username, spec.extraPrivileges).

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -71,6 +72,11 @@ func (MariaDB) ServingOptions(bufferPool int64, serverID uint32, scratchDir, fil
 // MariaDB has no switch for its redo log; the relaxed flushing above is the fast path.
 func (MariaDB) BeforeLoadSQL() []string { return nil }
 func (MariaDB) AfterLoadSQL() []string  { return nil }
+
+// ChangeOwnPassword implements Engine: SET PASSWORD for oneself needs no privilege.
+func (m MariaDB) ChangeOwnPassword(ctx context.Context, l Login, password string) error {
+	return m.changeOwnPassword(ctx, l, "SET PASSWORD = PASSWORD(?)", password)
+}
 
 // ReloadTLSSQL implements MySQLFamily.
 func (MariaDB) ReloadTLSSQL() string { return "FLUSH SSL" }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"net/url"
 	"os"
@@ -67,6 +68,11 @@ func (MySQL) ServingOptions(bufferPool int64, serverID uint32, scratchDir, files
 // clean shutdown, so the snapshot is crash-safe for every clone.
 func (MySQL) BeforeLoadSQL() []string { return []string{"ALTER INSTANCE DISABLE INNODB REDO_LOG"} }
 func (MySQL) AfterLoadSQL() []string  { return []string{"ALTER INSTANCE ENABLE INNODB REDO_LOG"} }
+
+// ChangeOwnPassword implements Engine: ALTER USER USER() needs no privilege.
+func (m MySQL) ChangeOwnPassword(ctx context.Context, l Login, password string) error {
+	return m.changeOwnPassword(ctx, l, "ALTER USER USER() IDENTIFIED BY ?", password)
+}
 
 // ReloadTLSSQL implements MySQLFamily.
 func (MySQL) ReloadTLSSQL() string { return "ALTER INSTANCE RELOAD TLS" }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -147,6 +148,30 @@ func (p PostgreSQL) Login(ctx context.Context, l Login) error {
 	var one int
 	if err := conn.QueryRow(ctx, "SELECT 1").Scan(&one); err != nil {
 		return fmt.Errorf("log in to %s as %s: %w", l.Addr, l.Username, err)
+	}
+	return nil
+}
+
+// ChangeOwnPassword implements Engine: a role may change its own password. The server is sent
+// the SCRAM verifier, never the password.
+func (p PostgreSQL) ChangeOwnPassword(ctx context.Context, l Login, password string) error {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout())
+	defer cancel()
+	conn, err := p.connect(ctx, l)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return fmt.Errorf("salt: %w", err)
+	}
+	secret := pgLiteral(password)
+	if v, ok := SCRAMVerifier(password, salt, scramIterations); ok {
+		secret = pgLiteral(v)
+	}
+	if _, err := conn.Exec(ctx, "ALTER ROLE CURRENT_USER PASSWORD "+secret); err != nil {
+		return fmt.Errorf("change the password of %s on %s: %w", l.Username, l.Addr, err)
 	}
 	return nil
 }

@@ -154,6 +154,8 @@ func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// The pod and the clone PVC belong to the StatefulSet; their labels lead back to the instance.
 		Watches(&corev1.Pod{}, byInstanceLabel).
 		Watches(&corev1.PersistentVolumeClaim{}, byInstanceLabel).
+		// A claimed warm pool member's state is its instance's.
+		Watches(&myaasv1.DatabaseInstance{}, handler.EnqueueRequestForOwner(mgr.GetScheme(), mgr.GetRESTMapper(), &myaasv1.DatabaseInstance{}, handler.OnlyControllerOwner())).
 		// A template that gets its first revision, or comes into existence, unblocks its instances.
 		Watches(&myaasv1.DatabaseTemplate{}, handler.EnqueueRequestsFromMapFunc(r.instancesOfTemplate)).
 		// A copy of another namespace's revision becoming ready lets its instances clone it.

@@ -8,6 +8,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -267,6 +268,18 @@ func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *in
 		inst.Status.Phase = myaasv1.InstanceSuspended
 		setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonSuspended,
 			"spec.suspend is true: the server is stopped and the data kept")
+		return stop(0), nil
+	}
+	if ready := meta.FindStatusCondition(member.Status.Conditions, myaasv1.ConditionReady); inst.Status.ReadyAt != nil && (ready == nil || ready.Status != metav1.ConditionTrue) {
+		// The member's server restarts, say: the instance shows why, and the member's own
+		// reconcile, which watches its pod, brings it back (the instance is told).
+		inst.Status.Phase = member.Status.Phase
+		reason, msg := myaasv1.ReasonStarting, "the server is starting"
+		if ready != nil {
+			reason, msg = ready.Reason, ready.Message
+		}
+		setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, reason,
+			fmt.Sprintf("warm pool member %s: %s", member.Name, msg))
 		return stop(0), nil
 	}
 	pod := &corev1.Pod{}

@@ -111,8 +111,10 @@ func poolMemberProblem(m *myaasv1.DatabaseInstance, now time.Time) string {
 	switch {
 	case ready != nil && ready.Status == metav1.ConditionTrue:
 		return ""
-	case m.Status.Phase == myaasv1.InstanceFailed || (ready != nil && ready.Reason == myaasv1.ReasonLoginFailed):
+	case ready != nil && (m.Status.Phase == myaasv1.InstanceFailed || ready.Reason == myaasv1.ReasonLoginFailed):
 		return fmt.Sprintf("it failed verification (%s: %s)", ready.Reason, ready.Message)
+	case m.Status.Phase == myaasv1.InstanceFailed:
+		return "it failed"
 	case now.Sub(m.CreationTimestamp.Time) > poolMemberDeadline:
 		return fmt.Sprintf("it was not verified within %s", poolMemberDeadline)
 	}

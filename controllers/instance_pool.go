@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"net"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -23,6 +25,9 @@ import (
 // claimPollInterval paces the logins after a claim: the member's server is running already and
 // only has to take the instance's passwords, so every poll saved shows in the time to Ready.
 const claimPollInterval = 50 * time.Millisecond
+
+// claimLoginTimeout bounds a login to a claimed member until the first one succeeds.
+const claimLoginTimeout = 300 * time.Millisecond
 
 // reconcilePool decides, once, how a new instance gets its server: by claiming a running,
 // verified member of its template's warm pool, or by cloning and starting its own (the steps
@@ -184,6 +189,14 @@ func (r *DatabaseInstanceReconciler) serveFromMember(ctx context.Context, s *ins
 			return nil, fmt.Errorf("pass spec.suspend on to member %s: %w", name, err)
 		}
 	}
+	// The Service first: kube-proxy routes it while the password changes hands.
+	if res, err := r.checkServiceType(s); res != nil || err != nil {
+		return res, err
+	}
+	svc := builder.ClaimedInstanceService(inst, member, s.src.engine)
+	if err := r.Patch(ctx, svc, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
+		return nil, fmt.Errorf("apply Service %s: %w", svc.Name, err)
+	}
 	ca, res, err := r.namespaceCA(ctx, inst)
 	if res != nil || err != nil {
 		return res, err
@@ -195,16 +208,9 @@ func (r *DatabaseInstanceReconciler) serveFromMember(ctx context.Context, s *ins
 	if err := r.giveMemberThePassword(ctx, s, member); err != nil {
 		return nil, err
 	}
-	if res, err := r.checkServiceType(s); res != nil || err != nil {
-		return res, err
-	}
-	svc := builder.ClaimedInstanceService(inst, member, s.src.engine)
-	if err := r.Patch(ctx, svc, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("apply Service %s: %w", svc.Name, err)
-	}
 	inst.Status.Endpoint = &myaasv1.Endpoint{Host: builder.ServiceHost(inst), Port: s.src.engine.Port()}
 	inst.Status.AgentSHA256, inst.Status.Agent = member.Status.AgentSHA256, member.Status.Agent
-	return r.claimedReadiness(ctx, s, member)
+	return r.claimedReadiness(ctx, s, member, svc)
 }
 
 // claimedMember is the member the instance claimed: as the claim wrote it in this pass, else from
@@ -262,7 +268,7 @@ func (r *DatabaseInstanceReconciler) giveMemberThePassword(ctx context.Context, 
 
 // claimedReadiness logs in through the instance's Service with its Secret's credentials, which
 // succeeds once the member's server has taken them and its certificate names the instance.
-func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *instancePass, member *myaasv1.DatabaseInstance) (*ctrl.Result, error) {
+func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *instancePass, member *myaasv1.DatabaseInstance, svc *corev1.Service) (*ctrl.Result, error) {
 	inst, src := s.inst, s.src
 	if inst.Spec.Suspend {
 		inst.Status.Phase = myaasv1.InstanceSuspended
@@ -286,12 +292,18 @@ func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *in
 	if err := r.Get(ctx, client.ObjectKey{Namespace: member.Namespace, Name: builder.InstancePodName(member.Name)}, pod); err != nil {
 		return nil, client.IgnoreNotFound(err)
 	}
-	addr, err := r.serverAddress(ctx, inst, pod, src.engine.Port())
-	if err != nil {
-		return nil, err
+	// The Service as applied in this pass: the cache may not show one made a moment ago.
+	addr := net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(src.engine.Port())))
+	if r.Address != nil {
+		addr = r.Address(pod, src.engine.Port())
 	}
 	secret := s.secret
 	login := loginWith(secret, addr, serverTLS(s))
+	if inst.Status.ReadyAt == nil {
+		// The member's server runs and answers at once; what may not be there yet is the route
+		// of the instance's new Service, and a SYN sent before it is dropped, not refused.
+		login.Timeout = claimLoginTimeout
+	}
 	if err := r.Verifier.Verify(ctx, src.engine, login); err != nil {
 		claimedAt := inst.CreationTimestamp.Time
 		if inst.Status.ProvisioningStartedAt != nil {

@@ -2,8 +2,8 @@ package agent
 
 import (
 	"bufio"
-	"cmp"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -252,13 +252,8 @@ func (s *pgSplit) entry(typ string, header []byte) error {
 		}
 	}
 	if !pgParallelTypes[typ] {
-		if err := s.runJobs(); err != nil {
-			return err
-		}
-	}
-	if typ == "TABLE DATA" {
 		s.copyStmt = nil
-		return nil
+		return s.runJobs()
 	}
 	s.run = append(s.run, &pgJob{database: s.database, prelude: s.prelude()})
 	s.stmt = nil

@@ -82,6 +82,8 @@ type pgSplit struct {
 	chunks    int
 	inRow     bool // the part of a row read last has no newline yet
 	dataBytes map[string]int64
+	// allChunks counts the chunks sent, logged counts those the log told of.
+	allChunks, logged int
 
 	// The indexes and constraints read since the last other entry.
 	run []*pgJob
@@ -105,12 +107,9 @@ type pgStatement struct {
 	sql    []byte
 }
 
-// loadSplit loads a plain dump: split at its entries on jobs sessions, or through one psql when
-// jobs is 1.
+// loadSplit loads a plain dump split at its entries, on jobs sessions. With one, the split still
+// loads each table in the transaction that empties it, without WAL, and without psql in the way.
 func (l pgLoad) loadSplit(ctx context.Context, jobs int) error {
-	if jobs < 2 {
-		return l.load(ctx)
-	}
 	s := &pgSplit{ctx: ctx, srv: l.srv, in: l.in, ensured: l.ensured, pool: newLoadPool(ctx, jobs),
 		sessions: &pgSessions{srv: l.srv, free: map[string][]*pgx.Conn{}}, script: newPGScript(),
 		database: pgImportDatabase, dataBytes: map[string]int64{}}
@@ -389,6 +388,7 @@ func (s *pgSplit) flushChunk(only bool) error {
 	c := pgCopy{stmt: s.copyStmt, stmtLine: s.copyLine, table: s.copyTable, rows: s.chunk, line: s.chunkLine,
 		offset: s.chunkOff, database: s.database, prelude: s.prelude(), alone: only}
 	s.chunks++
+	s.allChunks++
 	s.chunk = make([]byte, 0, pgChunkBytes+pgChunkBytes/8)
 	in := s.in
 	if !s.pool.submit(func(ctx context.Context) error { return s.sessions.copy(ctx, in, c) }) {
@@ -448,6 +448,10 @@ func (s *pgSplit) runJobs() error {
 func (s *pgSplit) barrier() error {
 	if err := s.pool.wait(); err != nil {
 		return err
+	}
+	if s.allChunks > s.logged {
+		log.Printf("%s: %d chunks of rows of %d tables loaded on %d sessions", s.in.name, s.allChunks-s.logged, len(s.dataBytes), cap(s.pool.work))
+		s.logged = s.allChunks
 	}
 	s.pool = newLoadPool(s.ctx, cap(s.pool.work))
 	return nil

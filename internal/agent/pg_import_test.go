@@ -295,7 +295,7 @@ func TestPostgresImportPlainAndCustom(t *testing.T) {
 			if strings.HasSuffix(tc.glob, ".sql") {
 				// The plain dump went the parallel way: the rows of its five tables with rows (the events in
 				// two partitions), then its two primary keys and one index, on two sessions.
-				for _, w := range []string{"plain.sql: 5 chunks of rows of 5 tables loaded on 2 sessions", "plain.sql: 3 indexes and constraints on 2 sessions"} {
+				for _, w := range []string{"plain.sql: the rows of 5 tables loaded on 2 sessions", "plain.sql: 3 indexes and constraints on 2 sessions"} {
 					if !strings.Contains(logged.String(), w) {
 						t.Errorf("the log lacks %q:\n%s", w, logged)
 					}

@@ -47,11 +47,6 @@ var (
 // opposite orders.
 var pgParallelTypes = map[string]bool{"INDEX": true, "CONSTRAINT": true}
 
-// pgChunkBytes is how much of a table's rows one COPY takes. A table that fits in one is loaded in
-// the transaction that empties it, which writes no WAL; a larger one is loaded in chunks on every
-// session at once, with WAL: on two cores that is still faster than one session without.
-const pgChunkBytes = 16 << 20
-
 // pgSplit is one plain dump being split.
 type pgSplit struct {
 	ctx      context.Context
@@ -72,18 +67,15 @@ type pgSplit struct {
 	// segment is psql running the file from a line on, while one is open.
 	segment *pgSegment
 
-	// The table whose rows are being read, and the chunk gathered.
+	// The table whose rows are being read, and the session's COPY they stream to.
 	copyStmt  []byte
 	copyLine  int
 	copyTable string
-	chunk     []byte
-	chunkLine int
-	chunkOff  int64
-	chunks    int
+	rowsTo    *io.PipeWriter
 	inRow     bool // the part of a row read last has no newline yet
 	dataBytes map[string]int64
-	// allChunks counts the chunks sent, logged counts those the log told of.
-	allChunks, logged int
+	// tables counts the tables whose rows were sent, logged those the log told of.
+	tables, logged int
 
 	// The indexes and constraints read since the last other entry.
 	run []*pgJob
@@ -116,6 +108,7 @@ func (l pgLoad) loadSplit(ctx context.Context, jobs int) error {
 	defer s.sessions.close()
 	err := s.read()
 	if err != nil {
+		s.stopRows()
 		s.pool.abort()
 		if s.segment != nil {
 			s.segment.abort()
@@ -163,8 +156,18 @@ func (s *pgSplit) read() error {
 			return readFailure(s.in, s.script, err)
 		}
 		if s.pool.failed() {
+			s.stopRows()
 			return s.pool.wait()
 		}
+	}
+}
+
+// stopRows ends the rows being streamed with an error, so that their COPY fails rather than
+// commits part of a table.
+func (s *pgSplit) stopRows() {
+	if s.rowsTo != nil {
+		_ = s.rowsTo.CloseWithError(context.Canceled)
+		s.rowsTo = nil
 	}
 }
 
@@ -207,7 +210,7 @@ func (s *pgSplit) wholeLine(b []byte, long bool) error {
 	case s.copyTable != "" && kind == lineData:
 		// A row too long to be read in a block.
 		s.inRow = long
-		return s.addRows(b, s.line)
+		return s.addRows(b)
 	case s.entryType == "TABLE DATA" && s.segment == nil:
 		return s.dataLine(b, kind, long)
 	case pgParallelTypes[s.entryType] && s.segment == nil:
@@ -224,7 +227,7 @@ func (s *pgSplit) more(b []byte) error {
 		return s.segment.write(b)
 	case s.inRow:
 		s.inRow = !bytes.HasSuffix(b, []byte("\n"))
-		return s.addRows(b, 0)
+		return s.addRows(b)
 	case s.stmt != nil:
 		s.stmt.sql = append(s.stmt.sql, b...)
 	}
@@ -335,7 +338,7 @@ func (s *pgSplit) serialLine(b []byte, kind lineKind) error {
 	return seg.write(b)
 }
 
-// dataLine reads a TABLE DATA entry: its COPY statement, then its rows in chunks.
+// dataLine reads a TABLE DATA entry: its COPY statement, whose rows then stream to a session.
 func (s *pgSplit) dataLine(b []byte, kind lineKind, long bool) error {
 	if s.quiet(b, kind) {
 		return nil
@@ -343,8 +346,7 @@ func (s *pgSplit) dataLine(b []byte, kind lineKind, long bool) error {
 	if kind == lineStatement && s.copyStmt == nil && !long {
 		if m := pgCopyStatement.FindSubmatch(bytes.TrimSpace(b)); m != nil && s.script.inCopy() {
 			s.copyStmt, s.copyLine, s.copyTable = append([]byte(nil), b...), s.line, string(m[1])
-			s.chunks, s.chunk = 0, make([]byte, 0, pgChunkBytes+pgChunkBytes/8)
-			return nil
+			return s.startRows()
 		}
 	}
 	// Anything else (pg_dump --disable-triggers, INSERT statements): psql, after the rows.
@@ -352,49 +354,52 @@ func (s *pgSplit) dataLine(b []byte, kind lineKind, long bool) error {
 	return s.serialLine(b, kind)
 }
 
-// rows gathers a block of whole COPY rows.
+// startRows hands the table's rows to a session: a COPY in the transaction that empties the
+// table, so that the server writes no WAL for it, reading the rows as the file is read.
+func (s *pgSplit) startRows() error {
+	rows, w := io.Pipe()
+	c := pgCopy{stmt: s.copyStmt, stmtLine: s.copyLine, table: s.copyTable, rows: rows, database: s.database, prelude: s.prelude()}
+	s.rowsTo = w
+	s.tables++
+	in := s.in
+	if !s.pool.submit(func(ctx context.Context) error {
+		err := s.sessions.copy(ctx, in, c)
+		// The rows left unread are of no use: the file's reader must not wait for them to be.
+		_ = rows.CloseWithError(errCopyEnded)
+		return err
+	}) {
+		s.stopRows()
+		return s.pool.wait()
+	}
+	return nil
+}
+
+var errCopyEnded = errors.New("the COPY ended")
+
+// rows streams a block of whole COPY rows.
 func (s *pgSplit) rows(block []byte) error {
-	err := s.addRows(block, s.line+1)
+	err := s.addRows(block)
 	s.line += bytes.Count(block, []byte("\n"))
 	s.offset += int64(len(block))
 	return err
 }
 
-// addRows adds rows to the chunk, the first on line first (0: the chunk has begun), and sends the
-// chunk to a session once full.
-func (s *pgSplit) addRows(b []byte, first int) error {
-	if len(s.chunk) == 0 {
-		s.chunkLine, s.chunkOff = first, s.offset
-	}
-	s.chunk = append(s.chunk, b...)
+// addRows streams rows, or part of one, to the table's session.
+func (s *pgSplit) addRows(b []byte) error {
 	s.dataBytes[s.copyTable] += int64(len(b))
-	if len(s.chunk) >= pgChunkBytes && !s.inRow {
-		return s.flushChunk(false)
-	}
-	return nil
-}
-
-// endRows ends a table's rows: the last chunk goes, alone in its transaction when it is the only one.
-func (s *pgSplit) endRows() error {
-	err := s.flushChunk(s.chunks == 0)
-	s.copyStmt, s.copyTable = nil, ""
-	return err
-}
-
-func (s *pgSplit) flushChunk(only bool) error {
-	if len(s.chunk) == 0 && !only {
-		return nil
-	}
-	c := pgCopy{stmt: s.copyStmt, stmtLine: s.copyLine, table: s.copyTable, rows: s.chunk, line: s.chunkLine,
-		offset: s.chunkOff, database: s.database, prelude: s.prelude(), alone: only}
-	s.chunks++
-	s.allChunks++
-	s.chunk = make([]byte, 0, pgChunkBytes+pgChunkBytes/8)
-	in := s.in
-	if !s.pool.submit(func(ctx context.Context) error { return s.sessions.copy(ctx, in, c) }) {
+	if _, err := s.rowsTo.Write(b); err != nil {
+		// The session stopped reading: its failure says why.
+		s.stopRows()
 		return s.pool.wait()
 	}
 	return nil
+}
+
+// endRows ends a table's rows: its session commits them.
+func (s *pgSplit) endRows() error {
+	err := s.rowsTo.Close()
+	s.rowsTo, s.copyStmt, s.copyTable = nil, nil, ""
+	return err
 }
 
 // jobLine adds a line to the index or constraint entry being read.
@@ -449,9 +454,9 @@ func (s *pgSplit) barrier() error {
 	if err := s.pool.wait(); err != nil {
 		return err
 	}
-	if s.allChunks > s.logged {
-		log.Printf("%s: %d chunks of rows of %d tables loaded on %d sessions", s.in.name, s.allChunks-s.logged, len(s.dataBytes), cap(s.pool.work))
-		s.logged = s.allChunks
+	if s.tables > s.logged {
+		log.Printf("%s: the rows of %d tables loaded on %d sessions", s.in.name, s.tables-s.logged, cap(s.pool.work))
+		s.logged = s.tables
 	}
 	s.pool = newLoadPool(s.ctx, cap(s.pool.work))
 	return nil
@@ -545,19 +550,14 @@ func (p *pgSessions) close() {
 	p.free = map[string][]*pgx.Conn{}
 }
 
-// pgCopy is a chunk of a table's rows.
+// pgCopy is a table's rows.
 type pgCopy struct {
 	stmt     []byte
 	stmtLine int
 	table    string
-	rows     []byte
-	line     int // the first row's line
-	offset   int64
+	rows     io.Reader
 	database string
 	prelude  string
-	// alone is a table's only chunk: it is loaded in the transaction that empties the table, so
-	// that the server writes no WAL for it.
-	alone bool
 }
 
 func (p *pgSessions) copy(ctx context.Context, in sqlInput, c pgCopy) error {
@@ -565,7 +565,7 @@ func (p *pgSessions) copy(ctx context.Context, in sqlInput, c pgCopy) error {
 	if err != nil {
 		return err
 	}
-	if err := copyChunk(ctx, conn, c); err != nil {
+	if err := copyTable(ctx, conn, c); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return copyFailure(in, c, err)
 	}
@@ -573,19 +573,16 @@ func (p *pgSessions) copy(ctx context.Context, in sqlInput, c pgCopy) error {
 	return nil
 }
 
-func copyChunk(ctx context.Context, conn *pgx.Conn, c pgCopy) error {
-	if !c.alone {
-		_, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(c.rows), string(c.stmt))
-		return err
-	}
+func copyTable(ctx context.Context, conn *pgx.Conn, c pgCopy) error {
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	// Emptied in this transaction, the table gets a new file, which COPY fills without WAL.
-	// Only a table nothing else can see emptied: not one an extension filled in part, nor one
-	// with triggers or foreign keys pointing at it.
+	// Emptied in this transaction, the table gets a new file, which COPY fills without WAL, its
+	// rows frozen: no scan after the load, in the import or in a clone, has to set their hint
+	// bits, which would write every page again. Only a table nothing else can see emptied: not
+	// one an extension filled in part, nor one with triggers or foreign keys pointing at it.
 	var empty bool
 	err = tx.QueryRow(ctx, `SELECT c.relkind = 'r' AND NOT c.relhastriggers
 		AND NOT EXISTS (SELECT FROM pg_catalog.pg_constraint WHERE confrelid = c.oid)
@@ -598,21 +595,23 @@ func copyChunk(ctx context.Context, conn *pgx.Conn, c pgCopy) error {
 			return err
 		}
 	}
+	stmt := string(c.stmt)
 	if empty {
 		if _, err := tx.Exec(ctx, "TRUNCATE ONLY "+c.table); err != nil {
 			return err
 		}
+		stmt = strings.TrimSuffix(strings.TrimSpace(stmt), ";") + " WITH (FREEZE);"
 	}
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(c.rows), string(c.stmt)); err != nil {
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, c.rows, stmt); err != nil {
 		return err
 	}
 	return tx.Commit(ctx)
 }
 
-// pgCopyWhere is the server's context of a failed COPY: the row, counted from the chunk's first.
+// pgCopyWhere is the server's context of a failed COPY: the row, counted from the first.
 var pgCopyWhere = regexp.MustCompile(`^COPY (\S+), line (\d+)`)
 
-// copyFailure locates a failed chunk: the row's line in the file, its COPY statement, the server's
+// copyFailure locates a failed COPY: the row's line in the file, its COPY statement, the server's
 // message without the values it quotes.
 func copyFailure(in sqlInput, c pgCopy, err error) error {
 	var pgErr *pgconn.PgError
@@ -623,10 +622,8 @@ func copyFailure(in sqlInput, c pgCopy, err error) error {
 		Statement: elideStatement(c.stmt[:min(len(c.stmt), statementPrefix)], len(c.stmt) > statementPrefix), StatementLine: c.stmtLine}
 	text := elidePGMessage(pgErr.Message)
 	if m := pgCopyWhere.FindStringSubmatch(pgErr.Where); m != nil {
-		n, _ := strconv.Atoi(m[2])
-		row := c.line - c.stmtLine - 1 + n
-		e.Line = c.line + n - 1
-		e.Offset = c.offset + int64(nthLineStart(c.rows, n))
+		row, _ := strconv.Atoi(m[2])
+		e.Line = c.stmtLine + row
 		text += fmt.Sprintf(" (COPY %s, row %d)", m[1], row)
 	}
 	reason := agentapi.ReasonSQLError
@@ -637,22 +634,11 @@ func copyFailure(in sqlInput, c pgCopy, err error) error {
 	return failWith(reason, e)
 }
 
-// nthLineStart is where line n (from 1) of b starts.
-func nthLineStart(b []byte, n int) int {
-	off := 0
-	for i := 1; i < n; i++ {
-		j := bytes.IndexByte(b[off:], '\n')
-		if j < 0 {
-			return off
-		}
-		off += j + 1
-	}
-	return off
-}
-
 // build runs an index or constraint entry.
 func (p *pgSessions) build(ctx context.Context, in sqlInput, job *pgJob) error {
-	conn, err := p.get(ctx, job.database, job.prelude)
+	// The sessions build at once as many indexes as there are CPUs: workers of their own would
+	// only split each one's memory, into sorts on disk.
+	conn, err := p.get(ctx, job.database, job.prelude+"SET max_parallel_maintenance_workers = 0;\n")
 	if err != nil {
 		return err
 	}

@@ -438,6 +438,8 @@ func TestPostgresImportFailures(t *testing.T) {
 		"INSERT INTO no_such_table\n  VALUES (3, 'topsecret');\n"))
 	writeTestFile(t, dir, "badrow.sql", []byte("CREATE TABLE t (id int PRIMARY KEY, secret text);\n"+
 		"COPY public.t (id, secret) FROM stdin;\n1\tfine\nxyzzy\tswordfish\n\\.\n"))
+	// psql stops at the error with megabytes of the file still to come.
+	writeTestFile(t, dir, "early.sql", []byte("CREATE TABLE t (id int);\nINSERT INTO no_such_table VALUES (1);\n"+strings.Repeat("INSERT INTO t VALUES (2);\n", 200_000)))
 	writeTestFile(t, dir, "syntax.sql", []byte("CREATE TABLE t (id int);\nINSERT INTO t VALUES (1) 'topsecret';\n"))
 	// Cut inside the rows of the largest table: the header is there, the trailer is not.
 	cut := strings.Index(string(plain), "COPY shop.orders")
@@ -476,6 +478,7 @@ func TestPostgresImportFailures(t *testing.T) {
 		{"dupkey.sql", agentapi.ReasonSQLError,
 			[]string{fmt.Sprintf("dupkey.sql: line %d", keyLine), `could not create unique index "customers_pkey"`, "ALTER TABLE ONLY shop.customers"},
 			[]string{"Zoë", "tab"}},
+		{"early.sql", agentapi.ReasonSQLError, []string{"early.sql: line 2", `relation "no_such_table" does not exist`}, nil},
 		{"syntax.sql", agentapi.ReasonSQLError, []string{"syntax.sql: line 2", `syntax error at or near "…"`}, []string{"topsecret"}},
 		{"truncated.sql", agentapi.ReasonTruncatedDump,
 			[]string{"truncated: no '-- PostgreSQL database dump complete' trailer", "pg_dump", "COPY shop.orders"}, nil},

@@ -471,17 +471,32 @@ func (s *pgSplit) startSegment() (*pgSegment, error) {
 	in.origin = &sqlOrigin{preludeLines: strings.Count(prelude, "\n"), preludeBytes: int64(len(prelude)), line: s.line, offset: s.offset}
 	seg := &pgSegment{w: pw, done: make(chan error, 1)}
 	load := pgLoad{srv: s.srv, in: in, ensured: s.ensured, database: s.database}
-	go func() { seg.done <- load.load(context.WithoutCancel(s.ctx)) }()
+	go func() {
+		err := load.load(context.WithoutCancel(s.ctx))
+		// psql stopped early: the file's reader must not wait for it to read the rest.
+		_ = pr.CloseWithError(errSegmentEnded)
+		seg.done <- err
+	}()
 	if err := seg.write([]byte(prelude)); err != nil {
 		return nil, err
 	}
 	return seg, nil
 }
 
+var errSegmentEnded = errors.New("psql ended")
+
 // pgSegment is psql loading part of the file, fed as the file is read.
 type pgSegment struct {
 	w    *io.PipeWriter
 	done chan error
+	once sync.Once
+	err  error
+}
+
+// wait is psql's outcome, once it has ended.
+func (g *pgSegment) wait() error {
+	g.once.Do(func() { g.err = <-g.done })
+	return g.err
 }
 
 func (g *pgSegment) write(b []byte) error {
@@ -495,13 +510,13 @@ func (g *pgSegment) write(b []byte) error {
 // close ends psql's input, which commits what it holds, and waits for it.
 func (g *pgSegment) close() error {
 	_ = g.w.Close()
-	return <-g.done
+	return g.wait()
 }
 
 // abort stops psql without letting it commit.
 func (g *pgSegment) abort() {
 	_ = g.w.CloseWithError(context.Canceled)
-	<-g.done
+	_ = g.wait()
 }
 
 // pgSessions are the split's connections, kept between jobs per database.

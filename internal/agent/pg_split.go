@@ -91,6 +91,13 @@ type pgJob struct {
 	database string
 	prelude  string
 	stmts    []*pgStatement
+	// after is what the job leaves for after the run's indexes are built.
+	after []pgDeferred
+}
+
+type pgDeferred struct {
+	st  *pgStatement
+	sql string
 }
 
 type pgStatement struct {
@@ -446,7 +453,10 @@ func (s *pgSplit) runJobs() error {
 			return s.pool.wait()
 		}
 	}
-	return s.barrier()
+	if err := s.barrier(); err != nil {
+		return err
+	}
+	return s.sessions.finishJobs(s.ctx, in, run)
 }
 
 // barrier waits for every session's work so far; the pool is then ready for more.
@@ -651,43 +661,75 @@ func copyFailure(in sqlInput, c pgCopy, err error) error {
 
 // build runs an index or constraint entry.
 func (p *pgSessions) build(ctx context.Context, in sqlInput, job *pgJob) error {
-	// The sessions build at once as many indexes as there are CPUs: workers of their own would
-	// only split each one's memory, into sorts on disk.
+	// The sessions build at once as many indexes as there are CPUs: workers of their own only
+	// contend with them (measured: both large builds of bench-import twice as slow with one).
 	conn, err := p.get(ctx, job.database, job.prelude+"SET max_parallel_maintenance_workers = 0;\n")
 	if err != nil {
 		return err
 	}
 	for _, st := range job.stmts {
-		if err := keyOnIndex(ctx, conn, st.sql); err != nil {
+		if len(job.after) > 0 {
+			// What follows a constraint (its comment) waits for it.
+			job.after = append(job.after, pgDeferred{st, string(st.sql)})
+			continue
+		}
+		after, err := keyOnIndex(ctx, conn, st.sql)
+		if err != nil {
 			conn.Close(context.WithoutCancel(ctx))
 			return statementFailure(in, st, err)
+		}
+		if after != "" {
+			job.after = append(job.after, pgDeferred{st, after})
 		}
 	}
 	p.put(job.database, conn)
 	return nil
 }
 
+// finishJobs runs what the jobs of a run left for after every index is built: the constraints
+// over the unique indexes, each a change of the catalog that would wait for the table's other
+// index builds, and keep its session from building any.
+func (p *pgSessions) finishJobs(ctx context.Context, in sqlInput, run []*pgJob) error {
+	for _, job := range run {
+		if len(job.after) == 0 {
+			continue
+		}
+		conn, err := p.get(ctx, job.database, job.prelude)
+		if err != nil {
+			return err
+		}
+		for _, d := range job.after {
+			if _, err := conn.Exec(ctx, d.sql); err != nil {
+				conn.Close(context.WithoutCancel(ctx))
+				return statementFailure(in, d.st, err)
+			}
+		}
+		p.put(job.database, conn)
+	}
+	return nil
+}
+
 // keyOnIndex runs ADD CONSTRAINT … PRIMARY KEY or UNIQUE on a plain table as the unique index,
-// then the constraint using it, in two transactions: the index builds beside the table's other
-// indexes (ALTER TABLE would lock them out), and the constraint is then a change of the catalog.
-// A partitioned table takes no constraint over an index: there, the statement runs as written.
-func keyOnIndex(ctx context.Context, conn *pgx.Conn, sql []byte) error {
+// and returns the constraint using it for after the run: the index builds beside the table's
+// other indexes (ALTER TABLE would lock them out), and the constraint is then a change of the
+// catalog. A partitioned table takes no constraint over an index: there, the statement runs as
+// written.
+func keyOnIndex(ctx context.Context, conn *pgx.Conn, sql []byte) (after string, err error) {
 	m := pgKeyConstraint.FindSubmatch(bytes.TrimSpace(sql))
 	if m == nil {
 		_, err := conn.Exec(ctx, string(sql))
-		return err
+		return "", err
 	}
 	table, name, kind, cols := string(m[1]), string(m[2]), string(m[3]), string(m[4])
 	var relkind string
 	if err := conn.QueryRow(ctx, "SELECT relkind FROM pg_catalog.pg_class WHERE oid = $1::regclass", table).Scan(&relkind); err != nil || relkind != "r" {
 		_, err := conn.Exec(ctx, string(sql))
-		return err
+		return "", err
 	}
 	if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE UNIQUE INDEX %s ON %s USING btree %s", name, table, cols)); err != nil {
-		return err
+		return "", err
 	}
-	_, err := conn.Exec(ctx, fmt.Sprintf("ALTER TABLE ONLY %s ADD CONSTRAINT %s %s USING INDEX %s", table, name, kind, name))
-	return err
+	return fmt.Sprintf("ALTER TABLE ONLY %s ADD CONSTRAINT %s %s USING INDEX %s", table, name, kind, name), nil
 }
 
 // statementFailure locates a failed statement of an entry: its line, its start, the server's

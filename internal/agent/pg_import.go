@@ -169,7 +169,7 @@ func pgLoadFile(ctx context.Context, o importOptions, srv *pgServer, f dumpFile,
 	if format == "" {
 		in.r, in.dump, in.allowMissingTrailer = r, true, o.allowMissingTrailer
 		log.Printf("loading %s", f.Name)
-		return pgLoad{srv: srv, in: in, ensured: ensured}.load(ctx)
+		return pgLoad{srv: srv, in: in, ensured: ensured}.loadSplit(ctx, jobs)
 	}
 	path := f.Path
 	if path == "" || in.compressed() {

@@ -286,10 +286,20 @@ func TestPostgresImportPlainAndCustom(t *testing.T) {
 		{"custom archive over HTTP and spooled", "", []func(*importOptions){overHTTP}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Setenv(agentapi.EnvCPULimit, "2")
+			parallelSessions(t)
+			logged := captureLog(t)
 			report, datadir, err := pgImport(t, dir, tc.glob, tc.opts...)
 			if err != nil || report.Outcome != agentapi.OutcomeSucceeded {
 				t.Fatalf("import: %v %+v", err, report)
+			}
+			if strings.HasSuffix(tc.glob, ".sql") {
+				// The plain dump went the parallel way: the rows of its five tables with rows (the events in
+				// two partitions), then its two primary keys and one index, on two sessions.
+				for _, w := range []string{"plain.sql: the rows of 5 tables loaded on 2 sessions", "plain.sql: 3 indexes and constraints on 2 sessions"} {
+					if !strings.Contains(logged.String(), w) {
+						t.Errorf("the log lacks %q:\n%s", w, logged)
+					}
+				}
 			}
 			for _, f := range []string{"postmaster.pid", "postmaster.opts"} {
 				if _, err := os.Stat(filepath.Join(datadir, f)); err == nil {
@@ -428,12 +438,27 @@ func TestPostgresImportFailures(t *testing.T) {
 		"INSERT INTO no_such_table\n  VALUES (3, 'topsecret');\n"))
 	writeTestFile(t, dir, "badrow.sql", []byte("CREATE TABLE t (id int PRIMARY KEY, secret text);\n"+
 		"COPY public.t (id, secret) FROM stdin;\n1\tfine\nxyzzy\tswordfish\n\\.\n"))
+	// psql stops at the error with megabytes of the file still to come.
+	writeTestFile(t, dir, "early.sql", []byte("CREATE TABLE t (id int);\nINSERT INTO no_such_table VALUES (1);\n"+strings.Repeat("INSERT INTO t VALUES (2);\n", 200_000)))
 	writeTestFile(t, dir, "syntax.sql", []byte("CREATE TABLE t (id int);\nINSERT INTO t VALUES (1) 'topsecret';\n"))
 	// Cut inside the rows of the largest table: the header is there, the trailer is not.
 	cut := strings.Index(string(plain), "COPY shop.orders")
 	writeTestFile(t, dir, "truncated.sql", plain[:cut+5000])
 	writeTestFile(t, dir, "truncated.custom", custom[:len(custom)*6/10])
 	writeTestFile(t, dir, "empty.sql", nil)
+	// A bad row among the rows of a table loaded on a session of its own, and a duplicate key
+	// that fails a primary key built beside the other indexes.
+	copyAt := strings.Index(string(plain), "COPY shop.orders ")
+	copyLine := strings.Count(string(plain[:copyAt]), "\n") + 1
+	badRow := copyAt + strings.Index(string(plain[copyAt:]), "\n5\t") + 1
+	writeTestFile(t, dir, "badcopy.sql", append(append(append([]byte(nil), plain[:badRow]...), "xyzzy"...), plain[badRow+1:]...))
+	customers := strings.Index(string(plain), "COPY shop.customers ")
+	firstRow := customers + strings.Index(string(plain[customers:]), "\n") + 1
+	rowEnd := firstRow + strings.Index(string(plain[firstRow:]), "\n") + 1
+	dup := append(append(append([]byte(nil), plain[:rowEnd]...), plain[firstRow:rowEnd]...), plain[rowEnd:]...)
+	writeTestFile(t, dir, "dupkey.sql", dup)
+	keyAt := strings.Index(string(dup), "ALTER TABLE ONLY shop.customers\n    ADD CONSTRAINT customers_pkey PRIMARY KEY")
+	keyLine := strings.Count(string(dup[:keyAt]), "\n") + 1
 	writeTestFile(t, dir, "nothing.sql", []byte("-- only a comment\nSELECT 1;\n"))
 	for _, tc := range []struct {
 		glob, reason string
@@ -446,6 +471,14 @@ func TestPostgresImportFailures(t *testing.T) {
 		{"badrow.sql", agentapi.ReasonSQLError,
 			[]string{"badrow.sql: line 4", "invalid input syntax for type integer", "COPY t, row 2", "statement starts at line 2: COPY public.t (id, secret) FROM stdin"},
 			[]string{"xyzzy", "swordfish", "fine"}},
+		{"badcopy.sql", agentapi.ReasonSQLError,
+			[]string{fmt.Sprintf("badcopy.sql: line %d", copyLine+5), "invalid input syntax for type bigint", "COPY orders, row 5",
+				fmt.Sprintf("statement starts at line %d: COPY shop.orders (id, customer_id", copyLine)},
+			[]string{"xyzzy"}},
+		{"dupkey.sql", agentapi.ReasonSQLError,
+			[]string{fmt.Sprintf("dupkey.sql: line %d", keyLine), `could not create unique index "customers_pkey"`, "ALTER TABLE ONLY shop.customers"},
+			[]string{"Zoë", "tab"}},
+		{"early.sql", agentapi.ReasonSQLError, []string{"early.sql: line 2", `relation "no_such_table" does not exist`}, nil},
 		{"syntax.sql", agentapi.ReasonSQLError, []string{"syntax.sql: line 2", `syntax error at or near "…"`}, []string{"topsecret"}},
 		{"truncated.sql", agentapi.ReasonTruncatedDump,
 			[]string{"truncated: no '-- PostgreSQL database dump complete' trailer", "pg_dump", "COPY shop.orders"}, nil},
@@ -454,6 +487,7 @@ func TestPostgresImportFailures(t *testing.T) {
 		{"nothing.sql", agentapi.ReasonNoUserTables, []string{"no table"}, nil},
 	} {
 		t.Run(tc.glob, func(t *testing.T) {
+			parallelSessions(t)
 			report, _, err := pgImport(t, dir, tc.glob)
 			if err == nil {
 				t.Fatalf("import succeeded: %+v", report)

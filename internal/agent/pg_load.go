@@ -288,6 +288,8 @@ func psqlFailure(in sqlInput, script *pgScript, stderr string) *sqlFailure {
 			}
 		}
 		off, _, _ := script.at(line)
+		line, off = in.origin.place(line, off)
+		stmtLine, _ = in.origin.place(stmtLine, -1)
 		e := &loadError{File: in.name, Line: line, Offset: off, Decompressed: in.compressed(),
 			Statement: stmt, StatementLine: stmtLine, Message: head + ": " + clip(text, maxQuotedText)}
 		return &sqlFailure{reason: reason, loadError: e}

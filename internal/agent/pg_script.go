@@ -185,6 +185,13 @@ func (s *pgScript) at(n int) (offset int64, stmtLine int, stmt string) {
 	return offset, best.line, elideStatement(best.prefix, len(best.prefix) >= statementPrefix)
 }
 
+// busy says the lines so far leave a statement, a literal, a comment or COPY rows open.
+func (s *pgScript) busy() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inStmt || s.quote != 0 || s.dollarTag != "" || s.comment > 0 || s.copyData
+}
+
 func (s *pgScript) inCopy() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -21,13 +21,13 @@ func TestBulkLoadSettings(t *testing.T) {
 		want map[string]string
 	}{
 		{"4 GiB, one session", BulkLoad{MemoryLimit: 4 << 30, WALBytes: 2 << 30, Jobs: 1, SocketDir: "/run/myaas"},
-			map[string]string{"shared_buffers": "1024MB", "maintenance_work_mem": "1024MB", "max_wal_size": "2048MB", "max_connections": "11", "unix_socket_directories": `"/run/myaas"`}},
+			map[string]string{"shared_buffers": "512MB", "maintenance_work_mem": "2048MB", "max_wal_size": "2048MB", "max_connections": "11", "unix_socket_directories": `"/run/myaas"`}},
 		{"4 GiB shared by 4 jobs", BulkLoad{MemoryLimit: 4 << 30, WALBytes: 1 << 30, Jobs: 4, SocketDir: "/s"},
-			map[string]string{"shared_buffers": "1024MB", "maintenance_work_mem": "256MB", "max_connections": "14"}},
+			map[string]string{"shared_buffers": "512MB", "maintenance_work_mem": "512MB", "max_connections": "14"}},
 		{"no limit known: the node's memory is not ours", BulkLoad{MemoryLimit: 0, WALBytes: 0, Jobs: 0, SocketDir: "/s"},
-			map[string]string{"shared_buffers": "256MB", "maintenance_work_mem": "256MB", "max_wal_size": "256MB", "max_connections": "11"}},
+			map[string]string{"shared_buffers": "128MB", "maintenance_work_mem": "512MB", "max_wal_size": "256MB", "max_connections": "11"}},
 		{"a node-sized limit counts as none", BulkLoad{MemoryLimit: 512 << 30, Jobs: 2, SocketDir: "/s"},
-			map[string]string{"shared_buffers": "256MB", "maintenance_work_mem": "128MB"}},
+			map[string]string{"shared_buffers": "128MB", "maintenance_work_mem": "256MB"}},
 		{"small pod: floors", BulkLoad{MemoryLimit: 256 << 20, WALBytes: 64 << 20, Jobs: 8, SocketDir: "/s"},
 			map[string]string{"shared_buffers": "128MB", "maintenance_work_mem": "64MB", "max_wal_size": "256MB"}},
 		{"large pod: ceilings", BulkLoad{MemoryLimit: 64 << 30, WALBytes: 1 << 40, Jobs: 1, SocketDir: "/s"},

@@ -175,6 +175,12 @@ func (r *DatabaseInstanceReconciler) instancesOfTemplate(ctx context.Context, o 
 	}
 	reqs := make([]reconcile.Request, 0, len(list.Items))
 	for _, inst := range list.Items {
+		if inst.Status.Revision != 0 {
+			// Cloned already: what it runs is its revision's record, not the template's state,
+			// and a template's every status change (a warm pool refilling, say) would otherwise
+			// queue all of its instances.
+			continue
+		}
 		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&inst)})
 	}
 	return reqs

@@ -21,6 +21,9 @@ import (
 // clone starts in seconds, so one still not verified after this is broken, and is never handed out.
 const poolMemberDeadline = 3 * time.Minute
 
+// maxStartingMembers is how many members of a pool of size may be starting at once.
+func maxStartingMembers(size int32) int32 { return max(2, size/5) }
+
 // reconcileWarmPool keeps spec.warmPool.size unclaimed instances of the latest revision running
 // and verified. Members of an older revision are replaced (claimed ones belong to their instance
 // now and are never touched), and so is a member that fails its login.
@@ -68,18 +71,21 @@ func (r *DatabaseTemplateReconciler) reconcileWarmPool(ctx context.Context, s *t
 		}
 		keep = keep[1:]
 	}
-	for missing := size - int32(len(keep)); missing > 0 && latest > 0; missing-- {
-		if err := r.createPoolMember(ctx, t, latest); err != nil {
-			return nil, err
-		}
-	}
-	st.Ready, st.Starting = 0, size-int32(len(keep))
+	st.Ready, st.Starting = 0, 0
 	for i := range keep {
 		if poolMemberReady(&keep[i]) {
 			st.Ready++
 		} else {
 			st.Starting++
 		}
+	}
+	// A few members start at a time: a burst of claims is served by the running members while
+	// the pool refills behind it, not slowed by twenty servers starting at once on the same node.
+	for missing := size - int32(len(keep)); missing > 0 && st.Starting < maxStartingMembers(size); missing-- {
+		if err := r.createPoolMember(ctx, t, latest); err != nil {
+			return nil, err
+		}
+		st.Starting++
 	}
 	if st.Starting > 0 {
 		// Members report through the instance watch; this covers the deadline of a stuck one.

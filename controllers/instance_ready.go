@@ -106,8 +106,14 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 	}
 	user, password, db := string(secret.Data[agentapi.SecretKeyUsername]), string(secret.Data[agentapi.SecretKeyPassword]), string(secret.Data[agentapi.SecretKeyDatabase])
 	login := engine.Login{Addr: addr, Username: user, Password: password, Database: db, TLS: serverTLS(s)}
+	fresh := r.Clock.Since(serverStartedAt(pod)) < credentialsApplyGrace
+	if fresh && inst.Status.ReadyAt == nil {
+		// The operator sees the pod's IP as soon as the endpoints controller does, often before
+		// kube-proxy routes the Service to it, and a SYN sent then is dropped: the next poll's new
+		// connection gets through sooner than the kernel's resend of the first a second later.
+		login.DialTimeout = startingDialTimeout
+	}
 	if err := r.Verifier.Verify(ctx, src.engine, login); err != nil {
-		fresh := r.Clock.Since(serverStartedAt(pod)) < credentialsApplyGrace
 		switch {
 		case fresh && (inst.Status.ReadyAt == nil || !podReady(pod)):
 			// A new server still starting, or its Service not routed yet: trying again shortly
@@ -169,7 +175,12 @@ const credentialsApplyGrace = 10 * time.Second
 
 // startingPollInterval paces login attempts while the server starts: it starts in well under a
 // second on a clone, so a coarser interval would dominate the time to Ready.
-const startingPollInterval = 200 * time.Millisecond
+const startingPollInterval = 100 * time.Millisecond
+
+// startingDialTimeout bounds the connect of a new server's first logins: far above a round trip
+// inside a cluster, far below the second a dropped SYN costs. After credentialsApplyGrace the
+// engine's own dial timeout applies, so a slow network delays Ready rather than preventing it.
+const startingDialTimeout = 150 * time.Millisecond
 
 func containerRunning(pod *corev1.Pod, name string) bool {
 	for _, c := range pod.Status.ContainerStatuses {

@@ -38,10 +38,12 @@ import (
 const namespace = "myaas-bench"
 
 type bench struct {
-	c         client.Client
+	c         client.WithWatch
 	btrfsRoot string
 	// databases are the instances' databases per template, where not the default.
 	databases map[string]string
+	// steps is when each instance reached each step of the cold path.
+	steps *milestones
 }
 
 // benchEngine is one engine's templates: its spec, the dump server's dialect of the generated
@@ -89,12 +91,12 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(snapshotv1.AddToScheme(scheme))
 	utilruntime.Must(myaasv1.AddToScheme(scheme))
-	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		log.Fatal(err)
 	}
-	b := &bench{c: c, btrfsRoot: *btrfsRoot, databases: map[string]string{}}
 	ctx := context.Background()
+	b := &bench{c: c, btrfsRoot: *btrfsRoot, databases: map[string]string{}, steps: watchMilestones(ctx, c, namespace)}
 	run := func() error {
 		// PostgreSQL first: MariaDB's last figures leave 20 clones running.
 		if measure["postgresql"] {
@@ -162,17 +164,22 @@ func (b *bench) importTemplates(ctx context.Context, e benchEngine, templates []
 // and p95 (where, if not empty, says where the instances are) and returns the p50.
 func (b *bench) sequential(ctx context.Context, template string, runs int, where string) (time.Duration, error) {
 	var times []time.Duration
+	var steps []map[string]time.Duration
 	for i := range runs {
-		d, err := b.provision(ctx, fmt.Sprintf("%s-seq-%02d", template, i), template)
+		name := fmt.Sprintf("%s-seq-%02d", template, i)
+		start := time.Now()
+		d, err := b.provision(ctx, name, template)
 		if err != nil {
 			return 0, err
 		}
 		times = append(times, d)
+		steps = append(steps, b.steps.since(name, start))
 	}
 	slices.Sort(times)
 	p50 := percentile(times, 50)
 	fmt.Printf("%-6s template, %d sequential instances%s: p50 %s  p95 %s  (min %s, max %s)\n", template, runs, where,
 		secs(p50), secs(percentile(times, 95)), secs(times[0]), secs(times[len(times)-1]))
+	fmt.Printf("       p50 of each step after apply: %s\n", breakdown(steps))
 	return p50, nil
 }
 

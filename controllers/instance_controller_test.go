@@ -50,6 +50,22 @@ func playInstancePod(t *testing.T, ns, instance string) *corev1.Pod {
 // playInstancePodWith creates the pod with its server container running, Ready or not yet probed.
 func playInstancePodWith(t *testing.T, ns, instance string, ready bool) *corev1.Pod {
 	t.Helper()
+	return playInstancePodStatus(t, ns, instance, func(pod *corev1.Pod) {
+		pod.Status.Phase = corev1.PodRunning
+		pod.Status.PodIP = "127.0.0.1"
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+			Name: builder.DatabaseContainer, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0",
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+		}}
+		if ready {
+			pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+		}
+	})
+}
+
+// playInstancePodStatus creates the StatefulSet's pod, with the status the kubelet would post.
+func playInstancePodStatus(t *testing.T, ns, instance string, status func(*corev1.Pod)) *corev1.Pod {
+	t.Helper()
 	sts := &appsv1.StatefulSet{}
 	eventually(t, 20*time.Second, "statefulset", func() error {
 		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: instance}, sts)
@@ -79,15 +95,7 @@ func playInstancePodWith(t *testing.T, ns, instance string, ready bool) *corev1.
 	if err := k8s.Create(bg, pod); err != nil {
 		t.Fatal(err)
 	}
-	pod.Status.Phase = corev1.PodRunning
-	pod.Status.PodIP = "127.0.0.1"
-	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
-		Name: builder.DatabaseContainer, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0",
-		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
-	}}
-	if ready {
-		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
-	}
+	status(pod)
 	if err := k8s.Status().Update(bg, pod); err != nil {
 		t.Fatal(err)
 	}

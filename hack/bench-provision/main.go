@@ -244,7 +244,9 @@ func (b *bench) run(ctx context.Context, smallRows, largeRows, runs, concurrent 
 
 	fmt.Println()
 	fmt.Printf("floor (btrfs snapshot of the large datadir → mariadbd answers, no Kubernetes): %s\n", secs(floor))
-	ratio := func(d time.Duration) string { return fmt.Sprintf("%s (%.1fx floor)", secs(d), float64(d)/float64(floor)) }
+	ratio := func(d time.Duration) string {
+		return fmt.Sprintf("%s (%.1fx floor)", secs(d), float64(d)/float64(floor))
+	}
 	fmt.Printf("cold path, kubectl apply → Ready (credentials verified): small p50 %s, p95 %s; large p50 %s, p95 %s; large/small %.2f\n",
 		ratio(p["small"].p50), ratio(p["small"].p95), ratio(p["large"].p50), ratio(p["large"].p95), float64(p["large"].p50)/float64(p["small"].p50))
 	fmt.Printf("cold path, %d instances of the large template applied at once: all Ready in %s\n", concurrent, ratio(all))

@@ -43,7 +43,7 @@ for name in "${names[@]}"; do
   spec=${module[$name]:?unknown tool $name}
   dir=$root/hack/tools/${spec%%:*}
   pkg=${spec#*:}
-  extra= tags=
+  extra='' tags=''
   case $name in
     helm) extra=$(helm_ldflags "$dir") ;;
     containerd) extra=$(containerd_flags "$dir") tags=$containerd_tags ;;

@@ -50,6 +50,22 @@ func playInstancePod(t *testing.T, ns, instance string) *corev1.Pod {
 // playInstancePodWith creates the pod with its server container running, Ready or not yet probed.
 func playInstancePodWith(t *testing.T, ns, instance string, ready bool) *corev1.Pod {
 	t.Helper()
+	return playInstancePodStatus(t, ns, instance, func(pod *corev1.Pod) {
+		pod.Status.Phase = corev1.PodRunning
+		pod.Status.PodIP = "127.0.0.1"
+		pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+			Name: builder.DatabaseContainer, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0",
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+		}}
+		if ready {
+			pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
+		}
+	})
+}
+
+// playInstancePodStatus creates the StatefulSet's pod, with the status the kubelet would post.
+func playInstancePodStatus(t *testing.T, ns, instance string, status func(*corev1.Pod)) *corev1.Pod {
+	t.Helper()
 	sts := &appsv1.StatefulSet{}
 	eventually(t, 20*time.Second, "statefulset", func() error {
 		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: instance}, sts)
@@ -79,15 +95,7 @@ func playInstancePodWith(t *testing.T, ns, instance string, ready bool) *corev1.
 	if err := k8s.Create(bg, pod); err != nil {
 		t.Fatal(err)
 	}
-	pod.Status.Phase = corev1.PodRunning
-	pod.Status.PodIP = "127.0.0.1"
-	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
-		Name: builder.DatabaseContainer, Image: pod.Spec.Containers[0].Image, ImageID: "sha256:0",
-		State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
-	}}
-	if ready {
-		pod.Status.Conditions = []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}}
-	}
+	status(pod)
 	if err := k8s.Status().Update(bg, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -276,7 +284,9 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 	}
 }
 
-// The operator's login is what Ready means: it does not wait for the kubelet's next probe.
+// The operator's login is what Ready means: it waits neither for the kubelet's next probe nor for
+// the kubelet to report the server container running, which a new pod's IP may precede (right
+// after an init container, or until the kubelet's next look at the runtime).
 func TestInstanceReadyOnceTheServerAcceptsTheLoginBeforeThePodProbe(t *testing.T) {
 	requireEnv(t)
 	srv := mariadbtest.Start(t)
@@ -284,24 +294,41 @@ func TestInstanceReadyOnceTheServerAcceptsTheLoginBeforeThePodProbe(t *testing.T
 	ns := newNamespace(t)
 	newTemplate(t, ns, "shop")
 	importRevision(t, ns, "shop", 1)
-	newInstance(t, ns, "early", "shop")
-	creds := credentials(t, ns, "early")
-	playInstancePodWith(t, ns, "early", false)
-	eventually(t, 20*time.Second, "starting while the server refuses the login", func() error {
-		got := getInstance(t, ns, "early")
-		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonStarting)
-	})
-	if hasEvent(eventsFor(t, ns, "early"), EventLoginFailed) {
-		t.Fatal("a server still starting was reported as refusing the credentials")
+	pods := map[string]func(t *testing.T, instance string){
+		"not-probed": func(t *testing.T, instance string) { playInstancePodWith(t, ns, instance, false) },
+		"not-reported-running": func(t *testing.T, instance string) {
+			playInstancePodStatus(t, ns, instance, func(pod *corev1.Pod) {
+				pod.Status.Phase = corev1.PodPending
+				pod.Status.PodIP = "127.0.0.1"
+				pod.Status.ContainerStatuses = []corev1.ContainerStatus{{
+					Name: builder.DatabaseContainer, Image: pod.Spec.Containers[0].Image,
+					State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "PodInitializing"}},
+				}}
+			})
+		},
 	}
-	grant(t, srv, creds)
-	eventually(t, 20*time.Second, "ready with the pod not yet probed", func() error {
-		got := getInstance(t, ns, "early")
-		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified)
-	})
-	svc := &corev1.Service{}
-	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "early"}, svc); err != nil || !svc.Spec.PublishNotReadyAddresses {
-		t.Fatalf("the Service must route to the pod before its probe passes (err %v)", err)
+	for instance, playPod := range pods {
+		t.Run(instance, func(t *testing.T) {
+			newInstance(t, ns, instance, "shop")
+			creds := credentials(t, ns, instance)
+			playPod(t, instance)
+			eventually(t, 20*time.Second, "starting while the server refuses the login", func() error {
+				got := getInstance(t, ns, instance)
+				return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonStarting)
+			})
+			if hasEvent(eventsFor(t, ns, instance), EventLoginFailed) {
+				t.Fatal("a server still starting was reported as refusing the credentials")
+			}
+			grant(t, srv, creds)
+			eventually(t, 20*time.Second, "ready once the login works", func() error {
+				got := getInstance(t, ns, instance)
+				return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonCredentialsVerified)
+			})
+			svc := &corev1.Service{}
+			if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: instance}, svc); err != nil || !svc.Spec.PublishNotReadyAddresses {
+				t.Fatalf("the Service must route to the pod before its probe passes (err %v)", err)
+			}
+		})
 	}
 }
 

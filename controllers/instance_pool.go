@@ -26,9 +26,6 @@ import (
 // only has to take the instance's passwords, so every poll saved shows in the time to Ready.
 const claimPollInterval = 50 * time.Millisecond
 
-// claimLoginTimeout bounds a login to a claimed member until the first one succeeds.
-const claimLoginTimeout = 300 * time.Millisecond
-
 // reconcilePool decides, once, how a new instance gets its server: by claiming a running,
 // verified member of its template's warm pool, or by cloning and starting its own (the steps
 // after this one). A claimed instance is served here, and its pass ends here.
@@ -302,7 +299,7 @@ func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *in
 	if inst.Status.ReadyAt == nil {
 		// The member's server runs and answers at once; what may not be there yet is the route
 		// of the instance's new Service, and a SYN sent before it is dropped, not refused.
-		login.Timeout = claimLoginTimeout
+		login.DialTimeout = startingDialTimeout
 	}
 	if err := r.Verifier.Verify(ctx, src.engine, login); err != nil {
 		claimedAt := inst.CreationTimestamp.Time

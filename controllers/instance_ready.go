@@ -89,14 +89,23 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		return nil, fmt.Errorf("get pod: %w", err)
 	}
 	cloning := fmt.Sprintf("cloning revision %d (snapshot %s) and starting the server", src.revision.Revision, src.revision.SnapshotName)
-	if err != nil || pod.Status.Phase == corev1.PodPending {
+	// A pod with an IP may still be Pending (an init container has just run, or the kubelet has
+	// not reported its server container yet): the login tells whether the server answers.
+	if err != nil || (pod.Status.Phase == corev1.PodPending && pod.Status.PodIP == "") {
 		return notReady(myaasv1.InstanceCloning, myaasv1.ReasonCloning, cloning, 0)
 	}
 	if ref := metav1.GetControllerOfNoCopy(pod); ref == nil || s.statefulSet == nil || ref.UID != s.statefulSet.UID {
 		// The pod of a deleted instance's StatefulSet, still terminating.
 		return notReady(myaasv1.InstanceCloning, myaasv1.ReasonCloning, cloning, 250*time.Millisecond)
 	}
-	if pod.Status.PodIP == "" || (!podReady(pod) && !containerRunning(pod, builder.DatabaseContainer)) {
+	// The kubelet reports a started container and the pod's IP at its next look at the runtime,
+	// up to a second later and not always together; the Service routes to the pod once its IP is
+	// known. A new pod is therefore tried as soon as it has an IP, whatever the kubelet says of its
+	// container: only a login with the Secret's credentials makes it Ready. An older pod is tried
+	// only once its server runs, so that a server that never starts is not taken for one that
+	// refuses the Secret's credentials.
+	fresh := r.Clock.Since(serverStartedAt(pod)) < credentialsApplyGrace
+	if pod.Status.PodIP == "" || (!fresh && !podReady(pod) && !containerRunning(pod, builder.DatabaseContainer)) {
 		return notReady(myaasv1.InstanceStarting, myaasv1.ReasonStarting, "the server is starting", 0)
 	}
 
@@ -106,8 +115,13 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		return nil, err
 	}
 	login := loginWith(secret, addr, serverTLS(s))
+	if fresh && inst.Status.ReadyAt == nil {
+		// The operator sees the pod's IP as soon as the endpoints controller does, often before
+		// kube-proxy routes the Service to it, and a SYN sent then is dropped: the next poll's new
+		// connection gets through sooner than the kernel's resend of the first a second later.
+		login.DialTimeout = startingDialTimeout
+	}
 	if err := r.Verifier.Verify(ctx, src.engine, login); err != nil {
-		fresh := r.Clock.Since(serverStartedAt(pod)) < credentialsApplyGrace
 		switch {
 		case fresh && (inst.Status.ReadyAt == nil || !podReady(pod)):
 			// A new server still starting, or its Service not routed yet: trying again shortly
@@ -181,7 +195,12 @@ const credentialsApplyGrace = 10 * time.Second
 
 // startingPollInterval paces login attempts while the server starts: it starts in well under a
 // second on a clone, so a coarser interval would dominate the time to Ready.
-const startingPollInterval = 200 * time.Millisecond
+const startingPollInterval = 100 * time.Millisecond
+
+// startingDialTimeout bounds the connect of a new server's first logins: far above a round trip
+// inside a cluster, far below the second a dropped SYN costs. After credentialsApplyGrace the
+// engine's own dial timeout applies, so a slow network delays Ready rather than preventing it.
+const startingDialTimeout = 150 * time.Millisecond
 
 func containerRunning(pod *corev1.Pod, name string) bool {
 	for _, c := range pod.Status.ContainerStatuses {

@@ -129,7 +129,9 @@ cleanup() {
 
 install_packages() {
   local missing=()
-  command -v containerd >/dev/null || missing+=(containerd)
+  # containerd itself is built (hack/build-tools.sh); its Debian package brings ctr, the client
+  # these scripts import images with.
+  command -v ctr >/dev/null || missing+=(containerd)
   command -v runc >/dev/null || missing+=(runc)
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
   command -v mkfs.btrfs >/dev/null || missing+=(btrfs-progs)
@@ -231,19 +233,12 @@ start_control_plane() {
 
 start_containerd() {
   mkdir -p "$STATE/containerd" "$CNI_CONF_DIR"
-  containerd config default |
-    sed -e 's/restrict_oom_score_adj = false/restrict_oom_score_adj = true/' \
-      -e 's|bin_dir = "/opt/cni/bin"|bin_dir = "/usr/lib/cni"|' \
-      -e "s|conf_dir = \"/etc/cni/net.d\"|conf_dir = \"$CNI_CONF_DIR\"|" \
-      -e 's|sandbox_image = ".*"|sandbox_image = "localhost/myaas/pause:3.10"|' \
-      -e 's/SystemdCgroup = true/SystemdCgroup = false/' \
-      -e "s|^root = .*|root = \"$STATE/containerd/root\"|" \
-      -e "s|^state = .*|state = \"$CONTAINERD_STATE\"|" \
-      -e "s|^  address = \"/run/containerd/containerd.sock\"|  address = \"$CONTAINERD_SOCKET\"|" >"$STATE/containerd/config.toml"
-  grep -q "address = \"$CONTAINERD_SOCKET\"" "$STATE/containerd/config.toml" || die "containerd config: socket not moved"
-  grep -q 'restrict_oom_score_adj = true' "$STATE/containerd/config.toml" || die "containerd config: restrict_oom_score_adj not set"
+  render containerd.toml ROOT="$STATE/containerd/root" STATE="$CONTAINERD_STATE" SOCKET="$CONTAINERD_SOCKET" \
+    SANDBOX_IMAGE=localhost/myaas/pause:3.10 CNI_CONF_DIR="$CNI_CONF_DIR" SHIM_SOCKET_DIR="$CONTAINERD_STATE/s" \
+    >"$STATE/containerd/config.toml"
   render 10-myaas.conflist CNI_NETWORK="$CNI_NETWORK" BRIDGE="$BRIDGE" POD_CIDR="$POD_CIDR" >"$CNI_CONF_DIR/10-myaas.conflist"
-  start containerd containerd --config "$STATE/containerd/config.toml"
+  # containerd finds its shim on PATH: ours first, not the one of a Debian containerd package.
+  start containerd env PATH="$TOOLS:$PATH" "$TOOLS/containerd" --config "$STATE/containerd/config.toml"
   wait_for containerd 30 ctr --address "$CONTAINERD_SOCKET" version
 }
 

@@ -36,6 +36,10 @@ type Login struct {
 	TLS      *tls.Config
 	// Timeout bounds the whole login and query; zero means 5 s.
 	Timeout time.Duration
+	// DialTimeout bounds the TCP connect alone; zero means 1 s. A server starting on a clone
+	// refuses at once or answers in milliseconds: a short dial timeout keeps one dropped SYN (a
+	// Service not routed yet) from holding a login back until the kernel resends it, a second later.
+	DialTimeout time.Duration
 }
 
 func (l Login) timeout() time.Duration {
@@ -43,6 +47,13 @@ func (l Login) timeout() time.Duration {
 		return 5 * time.Second
 	}
 	return l.Timeout
+}
+
+func (l Login) dialTimeout() time.Duration {
+	if l.DialTimeout == 0 {
+		return min(l.timeout(), time.Second)
+	}
+	return min(l.timeout(), l.DialTimeout)
 }
 
 func (l Login) isSocket() bool { return filepath.IsAbs(l.Addr) }
@@ -103,9 +114,7 @@ func (mysqlFamily) openWith(l Login, adjust func(*mysql.Config)) (*sql.DB, error
 		cfg.Net = "unix"
 	}
 	cfg.TLS = l.TLS
-	// A server starting on a clone refuses at once or answers in milliseconds: a short dial
-	// timeout keeps one unroutable attempt from holding Ready back by seconds.
-	cfg.Timeout, cfg.ReadTimeout = min(l.timeout(), time.Second), l.timeout()
+	cfg.Timeout, cfg.ReadTimeout = l.dialTimeout(), l.timeout()
 	if adjust != nil {
 		adjust(cfg)
 	}

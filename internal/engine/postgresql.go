@@ -90,8 +90,8 @@ func (p PostgreSQL) connConfig(l Login) (*pgx.ConnConfig, error) {
 		cfg.Database = PostgresMaintenanceDB
 	}
 	cfg.TLSConfig, cfg.Fallbacks = l.TLS, nil
-	// A server starting on a clone refuses at once or answers in milliseconds: a short dial
-	// timeout keeps one unroutable attempt from holding Ready back by seconds.
+	// The connect and the whole of the start-up (TLS, authentication) each get their bound.
+	cfg.DialFunc = (&net.Dialer{Timeout: l.dialTimeout()}).DialContext
 	cfg.ConnectTimeout = min(l.timeout(), time.Second)
 	if l.isSocket() {
 		// pgx dials a socket directory and the port, as libpq does.

@@ -131,7 +131,7 @@ func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
 	}
 }
 
-const instanceWorkers = 8
+const instanceWorkers = 16
 
 // SetupWithManager registers the controller and what it watches.
 func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {

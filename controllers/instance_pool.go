@@ -148,6 +148,7 @@ func (r *DatabaseInstanceReconciler) claimMember(ctx context.Context, s *instanc
 			m.Annotations = map[string]string{}
 		}
 		m.Annotations[myaasv1.AnnotationClaimedBy] = inst.Name
+		m.Annotations[myaasv1.AnnotationClaimedAt] = r.Clock.Now().UTC().Format(time.RFC3339Nano)
 		// The instance owns the member from now on: deleting it deletes the member, and the
 		// template's pool no longer counts it.
 		m.OwnerReferences = []metav1.OwnerReference{*metav1.NewControllerRef(inst, myaasv1.GroupVersion.WithKind(instanceKind))}

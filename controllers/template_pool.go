@@ -21,6 +21,29 @@ import (
 // clone starts in seconds, so one still not verified after this is broken, and is never handed out.
 const poolMemberDeadline = 3 * time.Minute
 
+// refillHoldOff is how long after the last claim the pool waits before it refills.
+const refillHoldOff = 2 * time.Second
+
+// claimBurstWait is how long the refill still waits for the last claim's burst to end: 0 when
+// no member was claimed within refillHoldOff. The claimed members are read from the cache: a
+// claim it does not show yet only makes the refill start a moment early.
+func (r *DatabaseTemplateReconciler) claimBurstWait(ctx context.Context, t *myaasv1.DatabaseTemplate) (time.Duration, error) {
+	claimed := &myaasv1.DatabaseInstanceList{}
+	if err := r.List(ctx, claimed, client.InNamespace(t.Namespace),
+		client.MatchingLabels{myaasv1.LabelPool: t.Name, myaasv1.LabelPoolState: myaasv1.PoolClaimed}); err != nil {
+		return 0, fmt.Errorf("list the claimed members of %s: %w", t.Name, err)
+	}
+	var wait time.Duration
+	for _, m := range claimed.Items {
+		at, err := time.Parse(time.RFC3339Nano, m.Annotations[myaasv1.AnnotationClaimedAt])
+		if err != nil {
+			continue
+		}
+		wait = max(wait, refillHoldOff-r.Clock.Since(at))
+	}
+	return wait, nil
+}
+
 // maxStartingMembers is how many members of a pool of size may be starting at once.
 func maxStartingMembers(size int32) int32 { return max(2, size/5) }
 
@@ -79,8 +102,17 @@ func (r *DatabaseTemplateReconciler) reconcileWarmPool(ctx context.Context, s *t
 			st.Starting++
 		}
 	}
-	// A few members start at a time: a burst of claims is served by the running members while
-	// the pool refills behind it, not slowed by twenty servers starting at once on the same node.
+	// A burst of claims is served by the running members before the pool refills behind it, a
+	// few members at a time: twenty servers starting at once on the same node would slow the
+	// claims down.
+	wait, err := r.claimBurstWait(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	if wait > 0 {
+		s.wakeIn(wait)
+		return nil, nil
+	}
 	for missing := size - int32(len(keep)); missing > 0 && st.Starting < maxStartingMembers(size); missing-- {
 		if err := r.createPoolMember(ctx, t, latest); err != nil {
 			return nil, err

@@ -37,6 +37,9 @@ const (
 	// AnnotationClaimedBy, on a claimed member, names the instance that claimed it: the member's
 	// certificate is issued for that instance's Service too.
 	AnnotationClaimedBy = "myaas.io/claimed-by"
+	// AnnotationClaimedAt, on a claimed member, is when it was claimed (RFC 3339 with fractions):
+	// the pool holds its refill back while claims come in a burst.
+	AnnotationClaimedAt = "myaas.io/claimed-at"
 )
 
 // Values of LabelPoolState.

@@ -248,6 +248,15 @@ type DatabaseInstanceStatus struct {
 	Provisioning *Provisioning `json:"provisioning,omitempty"`
 }
 
+// ServerName is the instance whose StatefulSet runs this instance's server, and whose pod is
+// <ServerName>-0: the claimed warm pool member, or the instance itself.
+func (i *DatabaseInstance) ServerName() string {
+	if p := i.Status.Provisioning; p != nil && p.PoolMember != "" {
+		return p.PoolMember
+	}
+	return i.Name
+}
+
 // DefaultUsername and DefaultDatabase are what spec.username and spec.database default to.
 const (
 	DefaultUsername = "app"

@@ -39,3 +39,20 @@ func TestSharesWith(t *testing.T) {
 		})
 	}
 }
+
+func TestServerNameIsTheClaimedMemberOrTheInstance(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		provisioning *Provisioning
+		want         string
+	}{
+		{"not provisioned yet", nil, "pr-12"},
+		{"cold", &Provisioning{Path: ProvisionedCold, Reason: "spec.idle is set"}, "pr-12"},
+		{"claimed", &Provisioning{Path: ProvisionedFromPool, PoolMember: "shop-pool-x7k2p"}, "shop-pool-x7k2p"},
+	} {
+		inst := &DatabaseInstance{ObjectMeta: metav1.ObjectMeta{Name: "pr-12"}, Status: DatabaseInstanceStatus{Provisioning: tc.provisioning}}
+		if got := inst.ServerName(); got != tc.want {
+			t.Errorf("%s: ServerName %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}

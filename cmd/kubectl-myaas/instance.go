@@ -159,10 +159,10 @@ func (e *env) connection(ctx context.Context, inst *myaasv1.DatabaseInstance) (c
 	return connectionFromSecret(inst.Name, s.Data)
 }
 
-// instancePod is the pod of the instance's StatefulSet.
+// instancePod is the pod serving the instance: its StatefulSet's, or its claimed pool member's.
 func (e *env) instancePod(ctx context.Context, inst *myaasv1.DatabaseInstance) (*corev1.Pod, error) {
 	pod := &corev1.Pod{}
-	if err := e.c.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.Name + "-0"}, pod); err != nil {
+	if err := e.c.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.ServerName() + "-0"}, pod); err != nil {
 		return nil, apiError(err, "get the pod of instance "+inst.Name)
 	}
 	return pod, nil

@@ -228,8 +228,8 @@ func podAddr(t *testing.T, ns, instance string) string {
 	t.Helper()
 	// An instance that claimed a warm pool member is served by the member's pod.
 	inst := &myaasv1.DatabaseInstance{}
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: instance}, inst); err == nil && inst.Status.Provisioning != nil && inst.Status.Provisioning.PoolMember != "" {
-		instance = inst.Status.Provisioning.PoolMember
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: instance}, inst); err == nil {
+		instance = inst.ServerName()
 	}
 	pod := &corev1.Pod{}
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: instance + "-0"}, pod); err != nil {

@@ -69,7 +69,11 @@ func TestImportJobWaitsForAnImmediateVolumeToBind(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForImportJob(t, ns, "now", 1)
-	if ci := getTemplate(t, ns, "now").Status.CurrentImport; ci != nil && ci.HoldReason == myaasv1.ReasonWaitingForVolume {
-		t.Errorf("the hold outlived the bind: %+v", ci)
-	}
+	// The status is written at the end of the pass that made the Job.
+	eventually(t, 20*time.Second, "the hold lifted with the bind", func() error {
+		if ci := getTemplate(t, ns, "now").Status.CurrentImport; ci != nil && ci.HoldReason == myaasv1.ReasonWaitingForVolume {
+			return fmt.Errorf("the hold outlived the bind: %+v", ci)
+		}
+		return nil
+	})
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
-	"net"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -203,12 +201,18 @@ func (r *DatabaseInstanceReconciler) serveFromMember(ctx context.Context, s *ins
 	if res, err := r.reconcileSecret(ctx, s); res != nil || err != nil {
 		return res, err
 	}
-	if err := r.giveMemberThePassword(ctx, s, member); err != nil {
+	pod := &corev1.Pod{}
+	if err := r.Get(ctx, client.ObjectKey{Namespace: member.Namespace, Name: builder.InstancePodName(member.Name)}, pod); client.IgnoreNotFound(err) != nil {
+		return nil, fmt.Errorf("get the pod of member %s: %w", member.Name, err)
+	} else if err != nil {
+		pod = nil // the member's own reconcile brings its pod back
+	}
+	if err := r.giveMemberThePassword(ctx, s, member, pod); err != nil {
 		return nil, err
 	}
 	inst.Status.Endpoint = &myaasv1.Endpoint{Host: builder.ServiceHost(inst), Port: s.src.engine.Port()}
 	inst.Status.AgentSHA256, inst.Status.Agent = member.Status.AgentSHA256, member.Status.Agent
-	return r.claimedReadiness(ctx, s, member, svc)
+	return r.claimedReadiness(ctx, s, member, pod, svc)
 }
 
 // claimedMember is the member the instance claimed: as the claim wrote it in this pass, else from
@@ -234,7 +238,7 @@ func (r *DatabaseInstanceReconciler) claimedMember(ctx context.Context, s *insta
 // the server only when the kubelet next refreshes it. That Secret then gets the password too, so
 // that the agent keeps it across restarts. Should the change fail (the member's server down, or
 // a change whose Secret write was lost), the Secret alone still brings the password, later.
-func (r *DatabaseInstanceReconciler) giveMemberThePassword(ctx context.Context, s *instancePass, member *myaasv1.DatabaseInstance) error {
+func (r *DatabaseInstanceReconciler) giveMemberThePassword(ctx context.Context, s *instancePass, member *myaasv1.DatabaseInstance, pod *corev1.Pod) error {
 	mounted := &corev1.Secret{}
 	key := client.ObjectKey{Namespace: member.Namespace, Name: builder.CredentialsSecretName(member.Name)}
 	if err := r.Get(ctx, key, mounted); err != nil {
@@ -244,12 +248,9 @@ func (r *DatabaseInstanceReconciler) giveMemberThePassword(ctx context.Context, 
 	if string(mounted.Data[agentapi.SecretKeyPassword]) == string(want) {
 		return nil
 	}
-	pod := &corev1.Pod{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: member.Namespace, Name: builder.InstancePodName(member.Name)}, pod); err == nil {
-		addr := PodAddress(pod, s.src.engine.Port())
-		if r.Address != nil {
-			addr = r.Address(pod, s.src.engine.Port())
-		}
+	if pod != nil {
+		// Straight to the pod: the instance's new Service may not be routed yet.
+		addr := r.podAddress(pod, s.src.engine.Port())
 		tlsConfig := serverTLS(s).Clone()
 		tlsConfig.ServerName = builder.ServiceHost(member)
 		temporary := loginWith(mounted, addr, tlsConfig)
@@ -266,7 +267,7 @@ func (r *DatabaseInstanceReconciler) giveMemberThePassword(ctx context.Context, 
 
 // claimedReadiness logs in through the instance's Service with its Secret's credentials, which
 // succeeds once the member's server has taken them and its certificate names the instance.
-func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *instancePass, member *myaasv1.DatabaseInstance, svc *corev1.Service) (*ctrl.Result, error) {
+func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *instancePass, member *myaasv1.DatabaseInstance, pod *corev1.Pod, svc *corev1.Service) (*ctrl.Result, error) {
 	inst, src := s.inst, s.src
 	if inst.Spec.Suspend {
 		inst.Status.Phase = myaasv1.InstanceSuspended
@@ -286,15 +287,11 @@ func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *in
 			fmt.Sprintf("warm pool member %s: %s", member.Name, msg))
 		return stop(0), nil
 	}
-	pod := &corev1.Pod{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: member.Namespace, Name: builder.InstancePodName(member.Name)}, pod); err != nil {
-		return nil, client.IgnoreNotFound(err)
+	if pod == nil {
+		return stop(0), nil // the member's pod comes back through the member's reconcile, which wakes this one
 	}
 	// The Service as applied in this pass: the cache may not show one made a moment ago.
-	addr := net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(src.engine.Port())))
-	if r.Address != nil {
-		addr = r.Address(pod, src.engine.Port())
-	}
+	addr := r.addressVia(svc, pod, src.engine.Port())
 	secret := s.secret
 	login := loginWith(secret, addr, serverTLS(s))
 	if inst.Status.ReadyAt == nil {
@@ -313,14 +310,7 @@ func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *in
 				fmt.Sprintf("warm pool member %s is taking the passwords of Secret %s", member.Name, secret.Name))
 			return stop(claimPollInterval), nil
 		}
-		recordLoginFailure(inst)
-		inst.Status.Phase = myaasv1.InstanceStarting
-		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
-			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonLoginFailed,
-			message:   fmt.Sprintf("warm pool member %s runs but the Secret's credentials do not work: %v", member.Name, err),
-			eventType: corev1.EventTypeWarning, event: EventLoginFailed,
-		})
-		return stop(time.Second), nil
+		return r.loginFailed(inst, "warm pool member "+member.Name, err), nil
 	}
 	s.serverAddr = addr
 	r.markReady(s, fmt.Sprintf("logged in as %s to revision %d of %s, served by warm pool member %s",

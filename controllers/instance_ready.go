@@ -45,16 +45,30 @@ func PodAddress(pod *corev1.Pod, port int32) string {
 // Service without a cluster IP leaves the pod's own address.
 func (r *DatabaseInstanceReconciler) serverAddress(ctx context.Context, inst *myaasv1.DatabaseInstance, pod *corev1.Pod, port int32) (string, error) {
 	if r.Address != nil {
-		return r.Address(pod, port), nil
+		return r.podAddress(pod, port), nil
 	}
 	svc := &corev1.Service{}
 	if err := r.Get(ctx, client.ObjectKey{Namespace: inst.Namespace, Name: inst.Name}, svc); err != nil {
 		return "", fmt.Errorf("get Service %s: %w", inst.Name, err)
 	}
-	if ip := svc.Spec.ClusterIP; ip != "" && ip != corev1.ClusterIPNone {
-		return net.JoinHostPort(ip, strconv.Itoa(int(port))), nil
+	return r.addressVia(svc, pod, port), nil
+}
+
+// addressVia is where a login through svc to pod's server goes: the Service's cluster IP, or the
+// pod's own address for a Service without one.
+func (r *DatabaseInstanceReconciler) addressVia(svc *corev1.Service, pod *corev1.Pod, port int32) string {
+	if ip := svc.Spec.ClusterIP; r.Address == nil && ip != "" && ip != corev1.ClusterIPNone {
+		return net.JoinHostPort(ip, strconv.Itoa(int(port)))
 	}
-	return PodAddress(pod, port), nil
+	return r.podAddress(pod, port)
+}
+
+// podAddress is the pod's own address for its server (r.Address, where set).
+func (r *DatabaseInstanceReconciler) podAddress(pod *corev1.Pod, port int32) string {
+	if r.Address != nil {
+		return r.Address(pod, port)
+	}
+	return PodAddress(pod, port)
 }
 
 // annotationCredentialsVersion on the instance's pod is the version of the Secret the pod was
@@ -133,19 +147,24 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		case r.Clock.Since(credentialsRequestedAt(pod)) < credentialsApplyGrace:
 			return stop(startingPollInterval), nil
 		}
-		recordLoginFailure(inst)
-		inst.Status.Phase = myaasv1.InstanceStarting
-		setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
-			condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonLoginFailed,
-			message:   fmt.Sprintf("the server runs but the Secret's credentials do not work: %v", err),
-			eventType: corev1.EventTypeWarning, event: EventLoginFailed,
-		})
-		return stop(time.Second), nil
+		return r.loginFailed(inst, "the server", err), nil
 	}
 
 	s.serverAddr = addr
 	r.markReady(s, fmt.Sprintf("logged in as %s to revision %d of %s", login.Username, src.revision.Revision, src.template.Name))
 	return nil, nil
+}
+
+// loginFailed reports that server runs but refuses the Secret's credentials.
+func (r *DatabaseInstanceReconciler) loginFailed(inst *myaasv1.DatabaseInstance, server string, err error) *ctrl.Result {
+	recordLoginFailure(inst)
+	inst.Status.Phase = myaasv1.InstanceStarting
+	setConditionAndNotify(r.Recorder, inst, &inst.Status.Conditions, inst.Generation, notice{
+		condType: myaasv1.ConditionReady, status: metav1.ConditionFalse, reason: myaasv1.ReasonLoginFailed,
+		message:   fmt.Sprintf("%s runs but the Secret's credentials do not work: %v", server, err),
+		eventType: corev1.EventTypeWarning, event: EventLoginFailed,
+	})
+	return stop(time.Second)
 }
 
 // loginWith is the login the Secret's credentials make at addr.

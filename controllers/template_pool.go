@@ -52,6 +52,10 @@ func maxStartingMembers(size int32) int32 { return max(2, size/5) }
 // now and are never touched), and so is a member that fails its login.
 func (r *DatabaseTemplateReconciler) reconcileWarmPool(ctx context.Context, s *templatePass) (*ctrl.Result, error) {
 	t := s.t
+	if t.Spec.WarmPool == nil && t.Status.WarmPool == nil {
+		// No pool, nor one being taken down: no API call on the path of every template reconcile.
+		return nil, nil
+	}
 	members, err := r.poolMembers(ctx, t)
 	if err != nil {
 		return nil, err

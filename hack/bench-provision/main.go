@@ -194,7 +194,7 @@ func (b *bench) sequential(ctx context.Context, template string, runs int, where
 		// as a whole. A random pause (not timed) spreads the runs over the second.
 		time.Sleep(time.Duration(rand.Int64N(int64(time.Second))))
 		start := time.Now()
-		d, err := b.provision(ctx, name, template)
+		d, _, err := b.provision(ctx, name, template)
 		if err != nil {
 			return spread{}, err
 		}
@@ -493,18 +493,25 @@ func (b *bench) readyIn(ctx context.Context, ns, name string) (bool, error) {
 	return meta.IsStatusConditionTrue(d.Status.Conditions, myaasv1.ConditionReady), nil
 }
 
-// provision applies one instance, waits for Ready and deletes it, so that every run starts alike.
-func (b *bench) provision(ctx context.Context, name, template string) (time.Duration, error) {
+// provision applies one instance, waits for Ready and deletes it, so that every run starts alike;
+// it returns the instance as it was when Ready.
+func (b *bench) provision(ctx context.Context, name, template string) (time.Duration, *myaasv1.DatabaseInstance, error) {
 	d := b.instance(name, template)
 	start := time.Now()
 	if err := b.c.Create(ctx, d); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	if err := poll(ctx, 5*time.Minute, name+" Ready", func() (bool, error) { return b.ready(ctx, name) }); err != nil {
-		return 0, err
+	ready := &myaasv1.DatabaseInstance{}
+	if err := poll(ctx, 5*time.Minute, name+" Ready", func() (bool, error) {
+		if err := b.c.Get(ctx, client.ObjectKeyFromObject(d), ready); err != nil {
+			return false, err
+		}
+		return meta.IsStatusConditionTrue(ready.Status.Conditions, myaasv1.ConditionReady), nil
+	}); err != nil {
+		return 0, nil, err
 	}
 	elapsed := time.Since(start)
-	return elapsed, b.c.Delete(ctx, d)
+	return elapsed, ready, b.c.Delete(ctx, d)
 }
 
 // concurrent applies n instances at once and waits until all are Ready; they stay for the disk

@@ -36,24 +36,24 @@ func (b *bench) runPool(ctx context.Context, rows, runs, concurrent int, floor t
 		return err
 	}
 	var times []time.Duration
-	fromPool := 0
+	claimedSeq := 0
 	for i := range runs {
 		if err := b.waitPoolFull(ctx, sequentialPool); err != nil {
 			return err
 		}
-		d, claimed, err := b.claim(ctx, fmt.Sprintf("%s-seq-%02d", poolTemplate, i))
+		d, inst, err := b.provision(ctx, fmt.Sprintf("%s-seq-%02d", poolTemplate, i), poolTemplate)
 		if err != nil {
 			return err
 		}
 		times = append(times, d)
-		if claimed {
-			fromPool++
+		if fromPool(inst) {
+			claimedSeq++
 		}
 	}
 	slices.Sort(times)
 	p50 := percentile(times, 50)
 	fmt.Printf("warm pool of %d (refilled before each claim), %d sequential claims: p50 %s  p95 %s  (min %s, max %s); %d of %d from the pool; p50/floor %.1fx\n",
-		sequentialPool, runs, secs(p50), secs(percentile(times, 95)), secs(times[0]), secs(times[len(times)-1]), fromPool, runs, float64(p50)/float64(floor))
+		sequentialPool, runs, secs(p50), secs(percentile(times, 95)), secs(times[0]), secs(times[len(times)-1]), claimedSeq, runs, float64(p50)/float64(floor))
 
 	if err := b.sizePool(ctx, int32(concurrent)); err != nil {
 		return err
@@ -77,7 +77,7 @@ func (b *bench) runPool(ctx context.Context, rows, runs, concurrent int, floor t
 		if err := b.c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: fmt.Sprintf("%s-par-%02d", poolTemplate, i)}, d); err != nil {
 			return err
 		}
-		if p := d.Status.Provisioning; p != nil && p.Path == myaasv1.ProvisionedFromPool {
+		if fromPool(d) {
 			claimed++
 		}
 	}
@@ -106,22 +106,9 @@ func (b *bench) waitPoolFull(ctx context.Context, size int32) error {
 	})
 }
 
-// claim applies one instance, waits for Ready, says whether it came from the pool, and deletes it.
-func (b *bench) claim(ctx context.Context, name string) (time.Duration, bool, error) {
-	d := b.instance(name, poolTemplate)
-	start := time.Now()
-	if err := b.c.Create(ctx, d); err != nil {
-		return 0, false, err
-	}
-	if err := poll(ctx, 5*time.Minute, name+" Ready", func() (bool, error) { return b.ready(ctx, name) }); err != nil {
-		return 0, false, err
-	}
-	elapsed := time.Since(start)
-	if err := b.c.Get(ctx, client.ObjectKeyFromObject(d), d); err != nil {
-		return 0, false, err
-	}
-	claimed := d.Status.Provisioning != nil && d.Status.Provisioning.Path == myaasv1.ProvisionedFromPool
-	return elapsed, claimed, b.c.Delete(ctx, d)
+// fromPool: the instance claimed a member of the warm pool.
+func fromPool(d *myaasv1.DatabaseInstance) bool {
+	return d.Status.Provisioning != nil && d.Status.Provisioning.Path == myaasv1.ProvisionedFromPool
 }
 
 // poolMemory sums the memory cgroups of the pool's unclaimed members' pods: resident (rss) and

@@ -166,11 +166,7 @@ func (p PostgreSQL) ChangeOwnPassword(ctx context.Context, l Login, password str
 	if _, err := rand.Read(salt); err != nil {
 		return fmt.Errorf("salt: %w", err)
 	}
-	secret := pgLiteral(password)
-	if v, ok := SCRAMVerifier(password, salt, scramIterations); ok {
-		secret = pgLiteral(v)
-	}
-	if _, err := conn.Exec(ctx, "ALTER ROLE CURRENT_USER PASSWORD "+secret); err != nil {
+	if _, err := conn.Exec(ctx, "ALTER ROLE CURRENT_USER PASSWORD "+pgPassword(password, salt)); err != nil {
 		return fmt.Errorf("change the password of %s on %s: %w", l.Username, l.Addr, err)
 	}
 	return nil

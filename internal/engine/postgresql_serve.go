@@ -254,14 +254,20 @@ $myaas$`,
 	)
 }
 
+// pgPassword is password as a literal for ALTER ROLE … PASSWORD: its SCRAM verifier, so that the
+// password itself never reaches the server (the password as it is, should it not encode).
+func pgPassword(password string, salt []byte) string {
+	if v, ok := SCRAMVerifier(password, salt, scramIterations); ok {
+		return pgLiteral(v)
+	}
+	return pgLiteral(password)
+}
+
 // loginRoleSQL makes a role that logs in with password and holds exactly attrs and the
 // membership of roles: a role of that name the dump brought loses whatever else it had.
 func loginRoleSQL(role, password string, attrs, roles []string, salt func() []byte) []string {
 	id := pgIdent(role)
-	secret := pgLiteral(password)
-	if v, ok := SCRAMVerifier(password, salt(), scramIterations); ok {
-		secret = pgLiteral(v)
-	}
+	secret := pgPassword(password, salt())
 	options := []string{"LOGIN", "NOSUPERUSER", "INHERIT", "NOCREATEROLE", "CONNECTION LIMIT -1", "VALID UNTIL 'infinity'"}
 	for _, a := range postgresRoleAttributes {
 		if slices.Contains(attrs, a) {

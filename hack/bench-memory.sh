@@ -69,7 +69,7 @@ manager() {
     [ "$(k -n "$NS" logs "$pod" | grep -c '"Starting workers"')" -ge 2 ] && break
     sleep 1
   done
-  k -n "$NS" logs "$pod" | grep -q '"Starting workers"' || { echo "the manager did not start its controllers" >&2; exit 1; }
+  k -n "$NS" logs "$pod" | grep '"Starting workers"' >/dev/null || { echo "the manager did not start its controllers" >&2; exit 1; }
   ip=$(k -n "$NS" get pod "$pod" -o jsonpath='{.status.podIP}')
   sleep 30
 }

@@ -96,7 +96,9 @@ remove_network() {
   local t
   for t in iptables ip6tables; do
     command -v "$t-save" >/dev/null || continue
-    if "$t-save" 2>/dev/null | grep -qE 'KUBE-|CNI-'; then
+    # grep reads all of it: with pipefail, grep -q's early exit fails the save (SIGPIPE) and the
+    # rules would be left behind.
+    if "$t-save" 2>/dev/null | grep -E 'KUBE-|CNI-' >/dev/null; then
       "$t-save" | grep -vE 'KUBE-|CNI-' | "$t-restore" || log "could not clean $t rules"
     fi
   done

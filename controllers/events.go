@@ -32,4 +32,9 @@ const (
 	EventUserNotSupported      = "UserNotSupported"
 	EventPoolMemberReplaced    = "PoolMemberReplaced"
 	EventClaimed               = "Claimed"
+	EventReplicaStarted        = "ReplicaStarted"
+	EventReplicaReady          = "ReplicaReady"
+	EventReplicaFailed         = "ReplicaFailed"
+	EventNodeNotReady          = "NodeNotReady"
+	EventNoReplicaReady        = "NoReplicaReady"
 )

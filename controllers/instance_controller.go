@@ -51,6 +51,8 @@ type DatabaseInstanceReconciler struct {
 	// OperatorNamespace is where the manager's pods run, let into every instance by its
 	// NetworkPolicy; empty when the manager runs outside the cluster.
 	OperatorNamespace string
+	// placements spreads instances over the nodes holding their revision.
+	placements placements
 }
 
 // +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances,verbs=get;list;watch;update;patch;delete
@@ -62,7 +64,8 @@ type DatabaseInstanceReconciler struct {
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get
-// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch;patch;delete
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch
 

@@ -179,6 +179,9 @@ func (r *DatabaseInstanceReconciler) serveFromMember(ctx context.Context, s *ins
 	if err != nil {
 		return nil, fmt.Errorf("get claimed member %s: %w", name, err)
 	}
+	// The member's server is the instance's: so is its node.
+	inst.Status.Node = member.Status.Node
+	r.placements.forget(inst.UID)
 	if member.Spec.Suspend != inst.Spec.Suspend {
 		patch := []byte(fmt.Sprintf(`{"spec":{"suspend":%t}}`, inst.Spec.Suspend))
 		if err := r.Patch(ctx, member, client.RawPatch(types.MergePatchType, patch)); err != nil {

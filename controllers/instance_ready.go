@@ -112,6 +112,16 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		// The pod of a deleted instance's StatefulSet, still terminating.
 		return notReady(myaasv1.InstanceCloning, myaasv1.ReasonCloning, cloning, 250*time.Millisecond)
 	}
+	if !podReady(pod) && pod.Spec.NodeName != "" {
+		// The node lifecycle controller marks the pods of a lost node not Ready; the server may
+		// still answer from there, but nothing can manage it.
+		if why, err := r.nodeDown(ctx, pod.Spec.NodeName); err != nil || why != "" {
+			if err != nil {
+				return nil, err
+			}
+			return r.reportNodeDown(inst, why), nil
+		}
+	}
 	// The kubelet reports a started container and the pod's IP at its next look at the runtime,
 	// up to a second later and not always together; the Service routes to the pod once its IP is
 	// known. A new pod is therefore tried as soon as it has an IP, whatever the kubelet says of its

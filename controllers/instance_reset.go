@@ -41,6 +41,7 @@ func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, s *inst
 	inst.Status.HandledReset = want
 	inst.Status.Resets++
 	forgetData(inst)
+	r.placements.forget(inst.UID)
 	// The new clone is made by the next reconcile, once this status is stored: were the write lost
 	// after the new StatefulSet existed, the retry would take the fresh clone for the old data.
 	return stop(time.Millisecond), nil
@@ -51,6 +52,7 @@ func (r *DatabaseInstanceReconciler) reconcileReset(ctx context.Context, s *inst
 func forgetData(inst *myaasv1.DatabaseInstance) {
 	inst.Status.Revision = 0
 	inst.Status.SnapshotName = ""
+	inst.Status.Node = ""
 	inst.Status.ReadyAt = nil
 	inst.Status.TimeToReady = nil
 	inst.Status.ProvisioningStartedAt = nil
@@ -82,6 +84,9 @@ func (r *DatabaseInstanceReconciler) deleteData(ctx context.Context, inst *myaas
 		return false, fmt.Errorf("get StatefulSet: %w", err)
 	}
 	if err == nil {
+		if err := r.releaseStrandedPod(ctx, inst); err != nil {
+			return false, err
+		}
 		if ownershipOf(sts, inst, instanceKind) == owned && sts.DeletionTimestamp.IsZero() {
 			if err := r.Delete(ctx, sts, client.PropagationPolicy(metav1.DeletePropagationForeground)); client.IgnoreNotFound(err) != nil {
 				return false, fmt.Errorf("delete StatefulSet for reset: %w", err)

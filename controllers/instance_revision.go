@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
 	"github.com/myaas/myaas/internal/builder"
@@ -27,6 +26,9 @@ type revisionSource struct {
 	// server is what the revision was imported with, and what the instance runs.
 	server       myaasv1.RevisionServer
 	nodeAffinity *corev1.NodeAffinity
+	// node holds the copy of the revision the instance is cloned from; empty when the revision's
+	// storage serves every node, or its copies are not recorded (nodeAffinity then pins the pod).
+	node string
 	// cloneSnapshot is the VolumeSnapshot the clone is made from, in the instance's namespace:
 	// the revision's own, or its copy for a template of another namespace.
 	cloneSnapshot string
@@ -108,9 +110,22 @@ func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, s *ins
 		server = *rev.Server
 		server.AgentImage = orDefault(server.AgentImage, r.AgentImage)
 	}
-	affinity, err := r.templateNodeAffinity(ctx, t, want)
+	replica, wait, err := r.placeOnReplica(ctx, inst, rev)
 	if err != nil {
 		return nil, err
+	}
+	if wait != "" {
+		return waitFor(myaasv1.ReasonNoReplicaReady, EventNoReplicaReady, wait)
+	}
+	snapshot, node := rev.SnapshotName, ""
+	var affinity *corev1.NodeAffinity
+	if replica != nil {
+		snapshot, node = replica.SnapshotName, replica.Node
+	}
+	if node == "" {
+		if affinity, err = r.templateNodeAffinity(ctx, t, want); err != nil {
+			return nil, err
+		}
 	}
 	if inst.Status.ProvisioningStartedAt == nil {
 		// The first clone counts from creation, as a user running `kubectl apply` sees it; a
@@ -122,8 +137,9 @@ func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, s *ins
 		inst.Status.ProvisioningStartedAt = &start
 	}
 	inst.Status.Revision = want
-	inst.Status.SnapshotName = rev.SnapshotName
-	s.src = &revisionSource{template: t, engine: eng, revision: *rev, server: server, nodeAffinity: affinity, cloneSnapshot: rev.SnapshotName}
+	inst.Status.SnapshotName = snapshot
+	inst.Status.Node = node
+	s.src = &revisionSource{template: t, engine: eng, revision: *rev, server: server, nodeAffinity: affinity, node: node, cloneSnapshot: snapshot}
 	return nil, nil
 }
 
@@ -142,16 +158,9 @@ func pinnedRevision(inst *myaasv1.DatabaseInstance) int32 {
 // templateNodeAffinity copies the node affinity of the revision's volume: node-local drivers
 // (ZFS-LocalPV, TopoLVM, the local btrfs driver) can only clone a snapshot on its own node.
 func (r *DatabaseInstanceReconciler) templateNodeAffinity(ctx context.Context, t *myaasv1.DatabaseTemplate, n int32) (*corev1.NodeAffinity, error) {
-	pvc := &corev1.PersistentVolumeClaim{}
-	if err := r.Get(ctx, client.ObjectKey{Namespace: t.Namespace, Name: builder.TemplatePVCName(t.Name, n)}, pvc); err != nil {
-		return nil, client.IgnoreNotFound(err)
-	}
-	if pvc.Spec.VolumeName == "" {
-		return nil, nil
-	}
-	pv := &corev1.PersistentVolume{}
-	if err := r.Get(ctx, client.ObjectKey{Name: pvc.Spec.VolumeName}, pv); err != nil {
-		return nil, client.IgnoreNotFound(err)
+	pv, err := templateVolume(ctx, r.Client, t, n)
+	if err != nil || pv == nil {
+		return nil, err
 	}
 	if pv.Spec.NodeAffinity == nil || pv.Spec.NodeAffinity.Required == nil {
 		return nil, nil

@@ -99,6 +99,7 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s
 		RestoreSize:      resource.MustParse(size.String()),
 		StorageClassName: src.template.Spec.Storage.StorageClassName,
 		NodeAffinity:     src.nodeAffinity,
+		Node:             src.node,
 		AgentInVolume:    agentInVolume,
 	}
 	claim := builder.InstanceClaim(inst, params)

@@ -58,6 +58,7 @@ func (r *DatabaseTemplateReconciler) uncached() client.Reader { return liveOr(r.
 // +kubebuilder:rbac:groups=myaas.io,resources=databaseinstances,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumeclaims,verbs=get;list;watch;create;delete
 // +kubebuilder:rbac:groups="",resources=persistentvolumes,verbs=get
+// +kubebuilder:rbac:groups="",resources=nodes,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
@@ -113,6 +114,7 @@ func (r *DatabaseTemplateReconciler) steps() []step[*templatePass] {
 		{"shared copies", r.reconcileSharedCopies},               // template_shared.go
 		{"import NetworkPolicy", r.reconcileImportNetworkPolicy}, // template_networkpolicy.go
 		{"import", r.reconcileImport},                            // template_import.go, template_snapshot.go
+		{"replicas", r.reconcileReplicas},                        // template_replicas.go
 		{"warm pool", r.reconcileWarmPool},                       // template_pool.go
 		{"revision garbage collection", r.reconcileGC},           // template_gc.go
 	}
@@ -155,6 +157,9 @@ func (r *DatabaseTemplateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&corev1.Pod{}, byTemplateLabel, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return o.GetLabels()[myaasv1.LabelRole] == myaasv1.RoleImport
 		}))).
+		// A node going away or coming back changes where its revisions' copies can serve.
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.templatesWithReplicas),
+			builder.WithPredicates(nodeReadinessChanged())).
 		Named("databasetemplate").
 		Complete(r)
 }

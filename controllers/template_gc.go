@@ -179,11 +179,17 @@ func (r *DatabaseTemplateReconciler) deleteRevision(ctx context.Context, t *myaa
 	if err != nil {
 		return false, err
 	}
-	steps := []client.Object{&snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.SnapshotName(t.Name, n)}}}
+	// Every node's copy goes in the same order: snapshots, then Jobs, then volumes.
+	var replicaSnapshots, replicaVolumes []client.Object
+	if rev := revisionNumbered(t, n); rev != nil {
+		replicaSnapshots, replicaVolumes = replicaObjects(t, rev)
+	}
+	steps := append([]client.Object{&snapshotv1.VolumeSnapshot{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.SnapshotName(t.Name, n)}}}, replicaSnapshots...)
 	for i := range jobs {
 		steps = append(steps, &jobs[i])
 	}
 	steps = append(steps, &corev1.PersistentVolumeClaim{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: builder.TemplatePVCName(t.Name, n)}})
+	steps = append(steps, replicaVolumes...)
 	for _, obj := range steps {
 		err := r.Get(ctx, client.ObjectKeyFromObject(obj), obj)
 		if apierrors.IsNotFound(err) {

@@ -15,10 +15,15 @@ import (
 func summarizeTemplate(t *myaasv1.DatabaseTemplate) {
 	st := &t.Status
 	gen := t.Generation
-	if st.LatestRevision > 0 {
+	latest := latestRevision(t)
+	switch {
+	case latest != nil && !anyReplicaReady(latest):
+		setCondition(&st.Conditions, gen, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonNoReplicaReady,
+			fmt.Sprintf("revision %d has no copy on a Ready node: %s", latest.Revision, replicaSummary(latest)))
+	case st.LatestRevision > 0:
 		setCondition(&st.Conditions, gen, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonRevisionAvailable,
 			fmt.Sprintf("revision %d can be cloned", st.LatestRevision))
-	} else {
+	default:
 		msg := "no revision has been imported yet"
 		reason := myaasv1.ReasonNoRevisionYet
 		if st.LastFailure != nil {

@@ -40,6 +40,12 @@ const (
 	// AnnotationClaimedAt, on a claimed member, is when it was claimed (RFC 3339 with fractions):
 	// the pool holds its refill back while claims come in a burst.
 	AnnotationClaimedAt = "myaas.io/claimed-at"
+
+	// LabelReplica marks the volume, Job and snapshot of a revision's copy on another node than
+	// the first import's; its value is short for the node, which AnnotationNode names in full.
+	LabelReplica = "myaas.io/replica"
+	// AnnotationNode is the node a replica's objects, or an instance's clone, belong on.
+	AnnotationNode = "myaas.io/node"
 )
 
 // Values of LabelPoolState.

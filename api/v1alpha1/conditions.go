@@ -120,4 +120,9 @@ const (
 	ReasonWaitingForSharedSnapshot = "WaitingForSharedSnapshot"
 	// ReasonUserNotSupported: spec.username or spec.extraPrivileges are not for the template's engine.
 	ReasonUserNotSupported = "UserNotSupported"
+	// ReasonNodeNotReady: the node the instance's data lives on is not Ready; a reset re-creates
+	// the instance on a healthy node.
+	ReasonNodeNotReady = "NodeNotReady"
+	// ReasonNoReplicaReady: no node holding the revision is Ready to take the instance.
+	ReasonNoReplicaReady = "NoReplicaReady"
 )

@@ -204,6 +204,10 @@ type DatabaseInstanceStatus struct {
 	// Revision of the template this instance was cloned from.
 	// +optional
 	Revision int32 `json:"revision,omitempty"`
+	// Node the instance's clone, and so its server, lives on: a node holding a ready replica of
+	// its revision, or empty when the revision's storage serves every node.
+	// +optional
+	Node string `json:"node,omitempty"`
 	// SnapshotName the data volume was cloned from.
 	// +optional
 	SnapshotName string `json:"snapshotName,omitempty"`
@@ -309,6 +313,7 @@ const (
 // +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Agent",type=string,JSONPath=`.status.agent`
 // +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.status.provisioning.path`,priority=1
+// +kubebuilder:printcolumn:name="Node",type=string,JSONPath=`.status.node`,priority=1
 // +kubebuilder:printcolumn:name="Last Active",type=date,JSONPath=`.status.lastActiveAt`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type DatabaseInstance struct {

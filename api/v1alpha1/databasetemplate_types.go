@@ -274,6 +274,27 @@ type DatabaseTemplateSpec struct {
 	// instance claims one in well under a second instead of cloning and starting its own.
 	// +optional
 	WarmPool *WarmPoolSpec `json:"warmPool,omitempty"`
+	// Replicas puts each revision on several nodes, for storage whose clones stay on the node of
+	// their snapshot (ZFS-LocalPV, TopoLVM, the local btrfs driver): the operator imports the dump
+	// on each of those nodes, and instances spread over them. Storage whose volumes can be used
+	// from any node (network storage) needs one copy: the operator tells the two apart from the
+	// first import's volume, and keeps one copy there whatever this says.
+	// +optional
+	Replicas *ReplicaSpec `json:"replicas,omitempty"`
+}
+
+// ReplicaSpec says on which nodes a revision is kept.
+// +kubebuilder:validation:XValidation:rule="has(self.nodes) || has(self.nodeSelector)",message="replicas needs nodes, nodeSelector or both"
+type ReplicaSpec struct {
+	// Nodes is how many nodes hold each revision, the first import's node included. Unset with a
+	// nodeSelector: every matching node.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=64
+	Nodes *int32 `json:"nodes,omitempty"`
+	// NodeSelector limits the nodes to those carrying these labels.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
 }
 
 // WarmPoolSpec sizes a template's warm pool.
@@ -357,6 +378,39 @@ type TemplateRevision struct {
 	// template's spec says later.
 	// +optional
 	Server *RevisionServer `json:"server,omitempty"`
+	// Replicas are the revision's copies: one per node with node-local storage, or a single one
+	// without a node that serves every node. The revision's own snapshot (snapshotName) is the
+	// first. Empty for revisions imported before replicas were recorded.
+	// +optional
+	// +listType=map
+	// +listMapKey=node
+	Replicas []RevisionReplica `json:"replicas,omitempty"`
+}
+
+// ReplicaState is where a revision's copy on one node stands.
+type ReplicaState string
+
+const (
+	// ReplicaImporting: the dump is being loaded on the node, or the copy snapshotted.
+	ReplicaImporting ReplicaState = "Importing"
+	// ReplicaReady: instances may be cloned from it.
+	ReplicaReady ReplicaState = "Ready"
+	// ReplicaNodeNotReady: the copy exists, but its node is not Ready; instances go elsewhere.
+	ReplicaNodeNotReady ReplicaState = "NodeNotReady"
+	// ReplicaFailed: the copy could not be made; the next revision tries again.
+	ReplicaFailed ReplicaState = "Failed"
+)
+
+// RevisionReplica is one copy of a revision.
+type RevisionReplica struct {
+	// Node holding the copy; empty when the copy's volume can be used from every node.
+	Node string `json:"node"`
+	// SnapshotName of the copy: instances placed on Node are cloned from it.
+	SnapshotName string       `json:"snapshotName"`
+	State        ReplicaState `json:"state"`
+	// Message says why a copy is not Ready.
+	// +optional
+	Message string `json:"message,omitempty"`
 }
 
 // RevisionServer is the server a revision was imported with, and that its instances run.

@@ -163,6 +163,10 @@ type StatefulSetParams struct {
 	// AgentInVolume: the revision's volume holds the agent of AgentImage, so the pod runs it from
 	// its clone. Without an init container the server starts a kubelet sync loop earlier.
 	AgentInVolume bool
+	// Node holding the copy of the revision the clone is made from: the clone is asked for there
+	// and the pod pinned there. Empty when the revision's storage serves every node: the pods of
+	// a template's instances are then spread over the nodes.
+	Node string
 }
 
 // InstanceStatefulSet runs the instance's server on a volume cloned from the revision's snapshot.
@@ -201,8 +205,18 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 		replicas = 0
 	}
 	var affinity *corev1.Affinity
-	if p.NodeAffinity != nil {
+	var spread []corev1.TopologySpreadConstraint
+	switch {
+	case p.Node != "":
+		affinity = &corev1.Affinity{NodeAffinity: OnNode(p.Node)}
+	case p.NodeAffinity != nil:
 		affinity = &corev1.Affinity{NodeAffinity: p.NodeAffinity}
+	default:
+		// A preference, not a rule: a node too full for an even spread still takes the pod.
+		spread = []corev1.TopologySpreadConstraint{{
+			MaxSkew: 1, TopologyKey: corev1.LabelHostname, WhenUnsatisfiable: corev1.ScheduleAnyway,
+			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{myaasv1.LabelTemplate: inst.Spec.TemplateRef.Name}},
+		}}
 	}
 
 	args := []string{
@@ -241,6 +255,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 					AutomountServiceAccountToken:  ptr.To(false),
 					SecurityContext:               databasePodSecurityContext(),
 					Affinity:                      affinity,
+					TopologySpreadConstraints:     spread,
 					TerminationGracePeriodSeconds: ptr.To[int64](30),
 					EnableServiceLinks:            ptr.To(false),
 					InitContainers:                initContainers,
@@ -296,10 +311,17 @@ func InstanceClaim(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *corev1.
 }
 
 func instanceClaimTemplate(inst *myaasv1.DatabaseInstance, p StatefulSetParams) corev1.PersistentVolumeClaim {
+	var annotations map[string]string
+	if p.Node != "" {
+		// The provisioner makes a volume bound at once on the node the claim names; a clone of
+		// a node-local snapshot can only be made on the snapshot's node.
+		annotations = map[string]string{myaasv1.AnnotationNode: p.Node, AnnotationSelectedNode: p.Node}
+	}
 	return corev1.PersistentVolumeClaim{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PersistentVolumeClaim"},
 		ObjectMeta: metav1.ObjectMeta{
-			Name: InstanceClaimName(inst.UID, inst.Status.Resets),
+			Annotations: annotations,
+			Name:        InstanceClaimName(inst.UID, inst.Status.Resets),
 			Labels: mergeLabels(InstanceLabels(inst), map[string]string{
 				myaasv1.LabelRole:     myaasv1.RoleInstanceData,
 				myaasv1.LabelRevision: strconv.Itoa(int(p.Revision)),

@@ -283,3 +283,64 @@ func replicaOn(t *testing.T, ns, template, node string) myaasv1.RevisionReplica 
 	t.Fatalf("no copy on %s", node)
 	return myaasv1.RevisionReplica{}
 }
+
+// An expired revision loses its copy on every node where no instance uses it, then the rest once
+// its last instance is gone.
+func TestOldRevisionCopiesAreCollectedOnEveryNode(t *testing.T) {
+	requireEnv(t)
+	startPoolManager(t)
+	ns := newNamespace(t)
+	playStatefulSetPods(t, ns)
+	a, b := ns+"-a", ns+"-b"
+	createNode(t, a)
+	createNode(t, b)
+	newTemplate(t, ns, "shop", func(d *myaasv1.DatabaseTemplate) {
+		d.Spec.Replicas = &myaasv1.ReplicaSpec{NodeSelector: map[string]string{}}
+		d.Spec.Replicas.Nodes = ptr.To[int32](2)
+		d.Spec.RetainRevisions = 1
+	})
+	importOnNodes := func(n int32) {
+		job := waitForImportJob(t, ns, "shop", n)
+		bindToNode(t, ns, builder.TemplatePVCName("shop", n), a)
+		playImportPod(t, job, terminatedPod(importReport, 0))
+		playJobFinished(t, job, true)
+		playSnapshotReady(t, ns, "shop", n, "2Gi")
+		waitForLatestRevision(t, ns, "shop", n)
+		playReplicaImport(t, ns, "shop", n, b, importReport)
+		playReplicaSnapshotReady(t, ns, builder.ReplicaName("shop", n, b))
+		waitForReplicas(t, ns, "shop", map[string]myaasv1.ReplicaState{a: myaasv1.ReplicaReady, b: myaasv1.ReplicaReady})
+	}
+	importOnNodes(1)
+	inst := newInstance(t, ns, "keep", "shop")
+	eventually(t, 20*time.Second, "instance placed", func() error {
+		if node := getInstance(t, ns, "keep").Status.Node; node != a {
+			return fmt.Errorf("placed on %q, want %s (fewest instances, first by name)", node, a)
+		}
+		return nil
+	})
+
+	requestRefresh(t, ns, "shop", "nightly")
+	importOnNodes(2)
+	copyOnB := client.ObjectKey{Namespace: ns, Name: builder.ReplicaName("shop", 1, b)}
+	eventually(t, 20*time.Second, "revision 1's unused copy on "+b+" deleted", func() error {
+		if err := k8s.Get(bg, copyOnB, &snapshotv1.VolumeSnapshot{}); err == nil {
+			return fmt.Errorf("snapshot %s still there", copyOnB.Name)
+		}
+		rev := revisionNumbered(getTemplate(t, ns, "shop"), 1)
+		if rev == nil || len(rev.Replicas) != 1 || rev.Replicas[0].Node != a {
+			return fmt.Errorf("revision 1: %+v", rev)
+		}
+		return nil
+	})
+	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: builder.SnapshotName("shop", 1)}, &snapshotv1.VolumeSnapshot{}); err != nil {
+		t.Fatalf("revision 1's copy in use on %s: %v", a, err)
+	}
+
+	deleteInstance(t, inst)
+	eventually(t, 20*time.Second, "revision 1 deleted", func() error {
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: builder.SnapshotName("shop", 1)}, &snapshotv1.VolumeSnapshot{}); err == nil {
+			return fmt.Errorf("snapshot of revision 1 still there")
+		}
+		return nil
+	})
+}

@@ -148,6 +148,12 @@ func (r *DatabaseTemplateReconciler) reconcileGC(ctx context.Context, s *templat
 	for i, rev := range revs {
 		expired := i < len(revs)-retain && rev.Revision != t.Status.LatestRevision
 		if !expired || len(users[rev.Revision]) > 0 {
+			if expired {
+				// Still used on some nodes: its copies on the others can go.
+				if err := r.pruneUnusedCopies(ctx, s, &rev); err != nil {
+					return nil, err
+				}
+			}
 			kept = append(kept, rev)
 			continue
 		}

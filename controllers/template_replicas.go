@@ -357,3 +357,49 @@ func templateVolume(ctx context.Context, c client.Reader, t *myaasv1.DatabaseTem
 	}
 	return pv, nil
 }
+
+// pruneUnusedCopies deletes the copies of an expired revision that no instance on their node
+// uses. The first import's copy stays with the revision: its volume and snapshot are the
+// revision's own. A clone whose node is not recorded keeps every copy.
+func (r *DatabaseTemplateReconciler) pruneUnusedCopies(ctx context.Context, s *templatePass, rev *myaasv1.TemplateRevision) error {
+	t := s.t
+	if len(rev.Replicas) < 2 {
+		return nil
+	}
+	onNode := map[string]bool{}
+	instances, err := instancesOfTemplate(ctx, r.Client, t.Namespace, t.Name)
+	if err != nil {
+		return err
+	}
+	for _, inst := range instances.Items {
+		if pinnedRevision(&inst) == rev.Revision {
+			onNode[inst.Status.Node] = true
+		}
+	}
+	clones, err := r.clonePVCs(ctx, t)
+	if err != nil {
+		return err
+	}
+	for _, pvc := range clones {
+		if pvc.Labels[myaasv1.LabelRevision] == fmt.Sprint(rev.Revision) {
+			onNode[pvc.Annotations[myaasv1.AnnotationNode]] = true
+		}
+	}
+	if onNode[""] {
+		return nil
+	}
+	kept := rev.Replicas[:0]
+	for _, rep := range rev.Replicas {
+		if rep.SnapshotName == rev.SnapshotName || onNode[rep.Node] {
+			kept = append(kept, rep)
+			continue
+		}
+		if err := r.deleteReplica(ctx, t, rev.Revision, rep.Node); err != nil {
+			return err
+		}
+		r.Recorder.Eventf(t, corev1.EventTypeNormal, EventRevisionDeleted, "Revision %d deleted from node %s: older than the %d retained and used by no instance there",
+			rev.Revision, rep.Node, max(t.Spec.RetainRevisions, 1))
+	}
+	rev.Replicas = kept
+	return nil
+}

@@ -3,7 +3,9 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,14 +56,17 @@ func (c *controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequ
 	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
 		return nil, err
 	}
+	poolKind, err := poolParameter(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
 	d := c.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
 	// A retry finds its volume even if the source has been deleted since.
-	wantSource := req.GetVolumeContentSource().GetSnapshot().GetSnapshotId() + req.GetVolumeContentSource().GetVolume().GetVolumeId()
-	id := idFor(kindVolume, req.GetName())
-	existing, err := d.store.get(kindVolume, id)
+	wantSource := d.canonicalID(req.GetVolumeContentSource().GetSnapshot().GetSnapshotId() + req.GetVolumeContentSource().GetVolume().GetVolumeId())
+	existingRef, existing, err := d.findByName(kindVolume, idFor(kindVolume, req.GetName()))
 	if err != nil {
 		return nil, internal(err)
 	}
@@ -69,59 +74,63 @@ func (c *controller) CreateVolume(ctx context.Context, req *csi.CreateVolumeRequ
 		if !fits(existing.Capacity, req.GetCapacityRange()) {
 			return nil, status.Errorf(codes.AlreadyExists, "volume %q exists with capacity %d, outside the requested range", req.GetName(), existing.Capacity)
 		}
-		if existing.Source != wantSource {
+		if d.canonicalID(existing.Source) != wantSource {
 			return nil, status.Errorf(codes.AlreadyExists, "volume %q exists with content source %q, not %q", req.GetName(), existing.Source, wantSource)
 		}
-		return &csi.CreateVolumeResponse{Volume: d.volume(existing)}, nil
+		return &csi.CreateVolumeResponse{Volume: d.volume(existingRef, existing)}, nil
 	}
 
-	var sourceID, sourcePath string
+	var source *ref
+	var sourceKind string
 	var sourceSize int64
 	switch src := req.GetVolumeContentSource().GetType().(type) {
 	case nil:
 	case *csi.VolumeContentSource_Snapshot:
-		snap, err := d.store.get(kindSnapshot, src.Snapshot.GetSnapshotId())
-		if err != nil {
-			return nil, internal(err)
-		}
-		if snap == nil {
-			return nil, status.Errorf(codes.NotFound, "source snapshot %q not found", src.Snapshot.GetSnapshotId())
-		}
-		sourceID, sourceSize, sourcePath = snap.ID, snap.Capacity, d.store.path(kindSnapshot, snap.ID)
-	case *csi.VolumeContentSource_Volume:
-		vol, err := d.existingVolume(src.Volume.GetVolumeId(), "source volume")
+		r, snap, err := d.existing(kindSnapshot, src.Snapshot.GetSnapshotId(), "source snapshot")
 		if err != nil {
 			return nil, err
 		}
-		sourceID, sourceSize, sourcePath = vol.ID, vol.Capacity, d.store.path(kindVolume, vol.ID)
+		source, sourceKind, sourceSize = &r, kindSnapshot, snap.Capacity
+	case *csi.VolumeContentSource_Volume:
+		r, vol, err := d.existingVolume(src.Volume.GetVolumeId(), "source volume")
+		if err != nil {
+			return nil, err
+		}
+		source, sourceKind, sourceSize = &r, kindVolume, vol.Capacity
 	default:
 		return nil, status.Errorf(codes.InvalidArgument, "unsupported volume content source %T", src)
+	}
+	target, err := d.placeVolume(poolKind, source, req.GetAccessibilityRequirements())
+	if err != nil {
+		return nil, err
 	}
 
 	size, err := capacityFor(req.GetCapacityRange(), sourceSize)
 	if err != nil {
 		return nil, err
 	}
-	path := d.store.path(kindVolume, id)
+	vol := ref{pool: target, local: idFor(kindVolume, req.GetName())}
+	path := vol.path(kindVolume)
 	if err := d.clearLeftover(ctx, path); err != nil {
 		return nil, internal(err)
 	}
-	if sourcePath == "" {
+	rec := &record{ID: vol.local, Name: req.GetName(), Capacity: size, Created: time.Now().UTC()}
+	if source == nil {
 		err = d.fs.create(ctx, path)
 	} else {
-		err = d.fs.snapshot(ctx, sourcePath, path, false)
+		rec.Source = source.id()
+		err = d.fs.snapshot(ctx, source.path(sourceKind), path, false)
 	}
 	if err != nil {
 		return nil, internal(err)
 	}
-	rec := &record{ID: id, Name: req.GetName(), Capacity: size, Source: sourceID, Created: time.Now().UTC()}
 	if err := d.fs.limit(ctx, path, size); err != nil {
 		return nil, internal(d.undo(ctx, path, err))
 	}
-	if err := d.store.put(kindVolume, rec); err != nil {
+	if err := target.store.put(kindVolume, rec); err != nil {
 		return nil, internal(d.undo(ctx, path, err))
 	}
-	return &csi.CreateVolumeResponse{Volume: d.volume(rec)}, nil
+	return &csi.CreateVolumeResponse{Volume: d.volume(vol, rec)}, nil
 }
 
 // clearLeftover removes a subvolume that has no metadata: a create interrupted between the two.
@@ -142,11 +151,11 @@ func (d *driver) undo(ctx context.Context, path string, cause error) error {
 	return cause
 }
 
-func (d *driver) volume(r *record) *csi.Volume {
+func (d *driver) volume(at ref, r *record) *csi.Volume {
 	v := &csi.Volume{
-		VolumeId:           r.ID,
+		VolumeId:           at.id(),
 		CapacityBytes:      r.Capacity,
-		AccessibleTopology: []*csi.Topology{{Segments: map[string]string{TopologyKey: d.cfg.NodeID}}},
+		AccessibleTopology: at.pool.topology(),
 	}
 	switch {
 	case strings.HasPrefix(r.Source, "snap-"):
@@ -174,18 +183,19 @@ func (c *controller) DeleteVolume(ctx context.Context, req *csi.DeleteVolumeRequ
 // remove deletes a volume or snapshot; an unknown ID is already gone. Snapshots and clones do
 // not pin their origin in btrfs, so nothing has to be checked first.
 func (d *driver) remove(ctx context.Context, kind, id string) error {
-	if !validID(kind, id) {
-		return nil
+	r, ok, err := d.resolve(kind, id)
+	if err != nil || !ok {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	path := d.store.path(kind, id)
+	path := r.path(kind)
 	if _, err := os.Lstat(path); err == nil {
 		if err := d.fs.delete(ctx, path); err != nil {
 			return err
 		}
 	}
-	return d.store.remove(kind, id)
+	return r.pool.store.remove(kind, r.local)
 }
 
 func (c *controller) ValidateVolumeCapabilities(_ context.Context, req *csi.ValidateVolumeCapabilitiesRequest) (*csi.ValidateVolumeCapabilitiesResponse, error) {
@@ -195,7 +205,7 @@ func (c *controller) ValidateVolumeCapabilities(_ context.Context, req *csi.Vali
 	if len(req.GetVolumeCapabilities()) == 0 {
 		return nil, status.Error(codes.InvalidArgument, "volume capabilities are required")
 	}
-	if _, err := c.d.existingVolume(req.GetVolumeId(), "volume"); err != nil {
+	if _, _, err := c.d.existingVolume(req.GetVolumeId(), "volume"); err != nil {
 		return nil, err
 	}
 	if err := checkCapabilities(req.GetVolumeCapabilities()); err != nil {
@@ -209,27 +219,66 @@ func (c *controller) ValidateVolumeCapabilities(_ context.Context, req *csi.Vali
 }
 
 func (c *controller) ListVolumes(_ context.Context, req *csi.ListVolumesRequest) (*csi.ListVolumesResponse, error) {
-	recs, err := c.d.store.list(kindVolume)
+	recs, err := c.d.list(kindVolume)
 	if err != nil {
 		return nil, internal(err)
 	}
-	page, next, err := paginate(recs, recordID, func(t string) bool { return validID(kindVolume, t) }, req.GetStartingToken(), req.GetMaxEntries())
+	page, next, err := paginate(recs, located.id, c.d.validToken(kindVolume), req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
 		return nil, err
 	}
 	resp := &csi.ListVolumesResponse{NextToken: next}
-	for _, r := range page {
-		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: c.d.volume(r)})
+	for _, l := range page {
+		resp.Entries = append(resp.Entries, &csi.ListVolumesResponse_Entry{Volume: c.d.volume(l.at, l.rec)})
 	}
 	return resp, nil
 }
 
-func recordID(r *record) string { return r.ID }
+// located is a record with the pool it was found in.
+type located struct {
+	at  ref
+	rec *record
+}
 
-func (c *controller) GetCapacity(context.Context, *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+func (l located) id() string { return l.at.id() }
+
+// list returns the records of a kind in every pool, by ID, for stable pagination.
+func (d *driver) list(kind string) ([]located, error) {
+	var out []located
+	for _, p := range d.poolList() {
+		recs, err := p.store.list(kind)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p, err)
+		}
+		for _, r := range recs {
+			out = append(out, located{at: ref{pool: p, local: r.ID}, rec: r})
+		}
+	}
+	slices.SortFunc(out, func(a, b located) int { return strings.Compare(a.id(), b.id()) })
+	return out, nil
+}
+
+// GetCapacity answers for the pool a volume with these parameters and topology would go to; a
+// node this driver has no pool for has no room.
+func (c *controller) GetCapacity(_ context.Context, req *csi.GetCapacityRequest) (*csi.GetCapacityResponse, error) {
+	poolKind, err := poolParameter(req.GetParameters())
+	if err != nil {
+		return nil, err
+	}
+	var reqs *csi.TopologyRequirement
+	if t := req.GetAccessibleTopology(); t != nil {
+		reqs = &csi.TopologyRequirement{Preferred: []*csi.Topology{t}}
+	}
+	p, err := c.d.placeVolume(poolKind, nil, reqs)
+	if status.Code(err) == codes.ResourceExhausted {
+		return &csi.GetCapacityResponse{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
 	var st unix.Statfs_t
-	if err := unix.Statfs(c.d.cfg.Root, &st); err != nil {
-		return nil, internal(&os.PathError{Op: "statfs", Path: c.d.cfg.Root, Err: err})
+	if err := unix.Statfs(p.store.root, &st); err != nil {
+		return nil, internal(&os.PathError{Op: "statfs", Path: p.store.root, Err: err})
 	}
 	return &csi.GetCapacityResponse{AvailableCapacity: int64(st.Bavail) * st.Bsize}, nil
 }
@@ -244,7 +293,7 @@ func (c *controller) ControllerExpandVolume(ctx context.Context, req *csi.Contro
 	d := c.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	rec, err := d.existingVolume(req.GetVolumeId(), "volume")
+	vol, rec, err := d.existingVolume(req.GetVolumeId(), "volume")
 	if err != nil {
 		return nil, err
 	}
@@ -254,11 +303,11 @@ func (c *controller) ControllerExpandVolume(ctx context.Context, req *csi.Contro
 		return nil, err
 	}
 	if size != rec.Capacity {
-		if err := d.fs.limit(ctx, d.store.path(kindVolume, rec.ID), size); err != nil {
+		if err := d.fs.limit(ctx, vol.path(kindVolume), size); err != nil {
 			return nil, internal(err)
 		}
 		rec.Capacity = size
-		if err := d.store.put(kindVolume, rec); err != nil {
+		if err := vol.pool.store.put(kindVolume, rec); err != nil {
 			return nil, internal(err)
 		}
 	}
@@ -280,40 +329,41 @@ func (c *controller) CreateSnapshot(ctx context.Context, req *csi.CreateSnapshot
 	if err := d.injectSnapshotFailure(namespace); err != nil {
 		return nil, err
 	}
-	id := idFor(kindSnapshot, req.GetName())
-	existing, err := d.store.get(kindSnapshot, id)
+	existingRef, existing, err := d.findByName(kindSnapshot, idFor(kindSnapshot, req.GetName()))
 	if err != nil {
 		return nil, internal(err)
 	}
 	if existing != nil {
-		if existing.Source != req.GetSourceVolumeId() {
+		if d.canonicalID(existing.Source) != d.canonicalID(req.GetSourceVolumeId()) {
 			return nil, status.Errorf(codes.AlreadyExists, "snapshot %q exists for volume %q, not %q", req.GetName(), existing.Source, req.GetSourceVolumeId())
 		}
-		return &csi.CreateSnapshotResponse{Snapshot: d.snapshot(existing)}, nil
+		return &csi.CreateSnapshotResponse{Snapshot: d.snapshot(existingRef, existing)}, nil
 	}
-	vol, err := d.existingVolume(req.GetSourceVolumeId(), "source volume")
+	vol, volRec, err := d.existingVolume(req.GetSourceVolumeId(), "source volume")
 	if err != nil {
 		return nil, err
 	}
-	path := d.store.path(kindSnapshot, id)
+	// A snapshot lives in its volume's pool: btrfs snapshots cannot leave their filesystem.
+	snap := ref{pool: vol.pool, local: idFor(kindSnapshot, req.GetName())}
+	path := snap.path(kindSnapshot)
 	if err := d.clearLeftover(ctx, path); err != nil {
 		return nil, internal(err)
 	}
-	if err := d.fs.snapshot(ctx, d.store.path(kindVolume, vol.ID), path, true); err != nil {
+	if err := d.fs.snapshot(ctx, vol.path(kindVolume), path, true); err != nil {
 		return nil, internal(err)
 	}
-	rec := &record{ID: id, Name: req.GetName(), Capacity: vol.Capacity, Source: vol.ID, Created: time.Now().UTC(), Namespace: namespace}
-	if err := d.store.put(kindSnapshot, rec); err != nil {
+	rec := &record{ID: snap.local, Name: req.GetName(), Capacity: volRec.Capacity, Source: vol.id(), Created: time.Now().UTC(), Namespace: namespace}
+	if err := snap.pool.store.put(kindSnapshot, rec); err != nil {
 		return nil, internal(d.undo(ctx, path, err))
 	}
-	return &csi.CreateSnapshotResponse{Snapshot: d.snapshot(rec)}, nil
+	return &csi.CreateSnapshotResponse{Snapshot: d.snapshot(snap, rec)}, nil
 }
 
 // snapshot describes a snapshot record. A btrfs snapshot is complete the moment it exists, so
 // only an injected stall makes one not ready to use.
-func (d *driver) snapshot(r *record) *csi.Snapshot {
+func (d *driver) snapshot(at ref, r *record) *csi.Snapshot {
 	return &csi.Snapshot{
-		SnapshotId:     r.ID,
+		SnapshotId:     at.id(),
 		SourceVolumeId: r.Source,
 		SizeBytes:      r.Capacity,
 		CreationTime:   timestamppb.New(r.Created),
@@ -332,40 +382,52 @@ func (c *controller) DeleteSnapshot(ctx context.Context, req *csi.DeleteSnapshot
 }
 
 func (c *controller) ListSnapshots(_ context.Context, req *csi.ListSnapshotsRequest) (*csi.ListSnapshotsResponse, error) {
-	recs, err := c.d.store.list(kindSnapshot)
+	d := c.d
+	recs, err := d.list(kindSnapshot)
 	if err != nil {
 		return nil, internal(err)
 	}
-	var matching []*record
-	for _, r := range recs {
-		if id := req.GetSnapshotId(); id != "" && r.ID != id {
+	var matching []located
+	for _, l := range recs {
+		if id := req.GetSnapshotId(); id != "" && l.id() != d.canonicalID(id) {
 			continue
 		}
-		if src := req.GetSourceVolumeId(); src != "" && r.Source != src {
+		if src := req.GetSourceVolumeId(); src != "" && d.canonicalID(l.rec.Source) != d.canonicalID(src) {
 			continue
 		}
-		matching = append(matching, r)
+		matching = append(matching, l)
 	}
-	page, next, err := paginate(matching, recordID, func(t string) bool { return validID(kindSnapshot, t) }, req.GetStartingToken(), req.GetMaxEntries())
+	page, next, err := paginate(matching, located.id, d.validToken(kindSnapshot), req.GetStartingToken(), req.GetMaxEntries())
 	if err != nil {
 		return nil, err
 	}
 	resp := &csi.ListSnapshotsResponse{NextToken: next}
-	for _, r := range page {
-		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: c.d.snapshot(r)})
+	for _, l := range page {
+		resp.Entries = append(resp.Entries, &csi.ListSnapshotsResponse_Entry{Snapshot: d.snapshot(l.at, l.rec)})
 	}
 	return resp, nil
 }
 
 // existingVolume is the record of a volume a request names, or the CSI error for a missing one;
 // what says which volume it is in the message ("volume", "source volume").
-func (d *driver) existingVolume(id, what string) (*record, error) {
-	rec, err := d.store.get(kindVolume, id)
+func (d *driver) existingVolume(id, what string) (ref, *record, error) {
+	return d.existing(kindVolume, id, what)
+}
+
+// existing finds a volume or snapshot in the pool its ID names.
+func (d *driver) existing(kind, id, what string) (ref, *record, error) {
+	r, ok, err := d.resolve(kind, id)
 	if err != nil {
-		return nil, internal(err)
+		return ref{}, nil, err
+	}
+	var rec *record
+	if ok {
+		if rec, err = r.pool.store.get(kind, r.local); err != nil {
+			return ref{}, nil, internal(err)
+		}
 	}
 	if rec == nil {
-		return nil, status.Errorf(codes.NotFound, "%s %q not found", what, id)
+		return ref{}, nil, status.Errorf(codes.NotFound, "%s %q not found", what, id)
 	}
-	return rec, nil
+	return r, rec, nil
 }

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -57,7 +58,7 @@ func TestCopyOnWrite(t *testing.T) {
 	}
 
 	cloneFile := filepath.Join(h.volumePath(clone.VolumeId), "data")
-	snapFile := filepath.Join(h.root, kindSnapshot, snap.SnapshotId, "data")
+	snapFile := filepath.Join(h.subvolume(kindSnapshot, snap.SnapshotId), "data")
 	if got := hashFile(t, cloneFile); got != want {
 		t.Fatalf("clone content differs from origin")
 	}
@@ -152,7 +153,14 @@ func (h *harness) createVolume(t *testing.T, name string, size int64, src *csi.V
 	return resp.GetVolume()
 }
 
-func (h *harness) volumePath(id string) string { return filepath.Join(h.root, kindVolume, id) }
+func (h *harness) volumePath(id string) string { return h.subvolume(kindVolume, id) }
+
+// subvolume is where a volume or snapshot of h's own pool lives, whichever pool its ID names:
+// a test checking that it is in the right pool looks there.
+func (h *harness) subvolume(kind, id string) string {
+	local, _, _ := strings.Cut(id, idPoolSeparator)
+	return filepath.Join(h.root, kind, local)
+}
 
 // syncFS commits the running transaction so that statfs reflects every write so far.
 func (h *harness) syncFS(t *testing.T) {

@@ -1,5 +1,6 @@
-// Package driver is a CSI driver serving copy-on-write volumes from a btrfs filesystem on a
-// single node: volumes are subvolumes, snapshots read-only snapshots, clones writable ones.
+// Package driver is a CSI driver serving copy-on-write volumes from btrfs filesystems: volumes
+// are subvolumes, snapshots read-only snapshots, clones writable ones. Each node has its own
+// filesystem (its pool, see pools.go); an optional shared one plays network storage.
 package driver
 
 import (
@@ -38,8 +39,15 @@ const (
 type Config struct {
 	// Endpoint is the CSI socket, as unix:///path or a plain absolute path.
 	Endpoint string
-	// Root is the mount point of the btrfs filesystem that holds the volumes.
+	// Root is the mount point of the btrfs filesystem holding this node's volumes: its pool.
 	Root string
+	// SharedRoot is the mount point of a btrfs filesystem every node sees: the shared pool, for
+	// StorageClasses with parameter pool=shared. Empty means there is none.
+	SharedRoot string
+	// NodeRoots maps other nodes' names to their pools' mount points, for the one process the
+	// controller sidecars use: it creates and deletes volumes on every node. An entry for NodeID
+	// must name Root.
+	NodeRoots map[string]string
 	// NodeID identifies this node to Kubernetes; it must equal the kubelet's node name.
 	NodeID string
 	// RegistrationDir is kubelet's plugin registry; empty skips registration, e.g. in tests.
@@ -53,10 +61,12 @@ type Config struct {
 
 // driver holds what the three CSI services share.
 type driver struct {
-	cfg   Config
-	fs    fs
-	store store
-	log   *slog.Logger
+	cfg Config
+	fs  fs
+	// own is this node's pool, shared the shared pool or nil, pools every pool by name.
+	own, shared *pool
+	pools       map[string]*pool
+	log         *slog.Logger
 	// mu serialises mutations: subvolume creation and metadata updates are not atomic together,
 	// and the sidecars retry concurrently.
 	mu sync.Mutex
@@ -92,13 +102,19 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	d := &driver{cfg: cfg, store: store{root: cfg.Root}, log: cfg.Logger}
-	if err := d.fs.enableQuota(ctx, cfg.Root); err != nil {
-		// Volume sizes are qgroup limits, so without quotas every size would be a lie.
-		return fmt.Errorf("enabling quotas on %s: %w", cfg.Root, err)
+	own, shared, pools, err := newPools(cfg)
+	if err != nil {
+		return err
 	}
-	if err := d.store.init(); err != nil {
-		return fmt.Errorf("preparing %s: %w", cfg.Root, err)
+	d := &driver{cfg: cfg, own: own, shared: shared, pools: pools, log: cfg.Logger}
+	for _, p := range d.poolList() {
+		if err := d.fs.enableQuota(ctx, p.store.root); err != nil {
+			// Volume sizes are qgroup limits, so without quotas every size would be a lie.
+			return fmt.Errorf("enabling quotas on %s for %s: %w", p.store.root, p, err)
+		}
+		if err := p.store.init(); err != nil {
+			return fmt.Errorf("preparing %s for %s: %w", p.store.root, p, err)
+		}
 	}
 	if cfg.FaultDir != "" {
 		// Tests write fault files without knowing whether anyone created the directory.
@@ -137,7 +153,8 @@ func Run(ctx context.Context, cfg Config) error {
 		sockets = append(sockets, regSock)
 		cfg.Logger.Info("registering with kubelet", "socket", regSock)
 	}
-	cfg.Logger.Info("serving CSI", "driver", Name, "endpoint", sock, "root", cfg.Root, "node", cfg.NodeID, "faultDir", cfg.FaultDir)
+	cfg.Logger.Info("serving CSI", "driver", Name, "endpoint", sock, "root", cfg.Root, "node", cfg.NodeID,
+		"sharedRoot", cfg.SharedRoot, "nodeRoots", cfg.NodeRoots, "faultDir", cfg.FaultDir)
 
 	select {
 	case <-ctx.Done():
@@ -248,8 +265,10 @@ func (*identity) GetPluginCapabilities(context.Context, *csi.GetPluginCapabiliti
 }
 
 func (i *identity) Probe(context.Context, *csi.ProbeRequest) (*csi.ProbeResponse, error) {
-	if _, err := os.Stat(i.d.store.path(kindVolume, "")); err != nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "volume directory unavailable: %v", err)
+	for _, p := range i.d.poolList() {
+		if _, err := os.Stat(p.store.path(kindVolume, "")); err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "volume directory of %s unavailable: %v", p, err)
+		}
 	}
 	return &csi.ProbeResponse{Ready: wrapperspb.Bool(true)}, nil
 }

@@ -106,7 +106,7 @@ func TestFaultFailOnce(t *testing.T) {
 	if err != nil || !snap.GetReadyToUse() {
 		t.Fatalf("retry after fail-once: %v, err %v; want ready", snap, err)
 	}
-	if _, err := os.Stat(filepath.Join(h.root, kindSnapshot, snap.GetSnapshotId())); err != nil {
+	if _, err := os.Stat(h.subvolume(kindSnapshot, snap.GetSnapshotId())); err != nil {
 		t.Fatalf("snapshot subvolume: %v", err)
 	}
 }
@@ -131,7 +131,7 @@ func TestFaultStall(t *testing.T) {
 		}
 		id = snap.GetSnapshotId()
 	}
-	if b, err := os.ReadFile(filepath.Join(h.root, kindSnapshot, id, "f")); err != nil || string(b) != "content" {
+	if b, err := os.ReadFile(filepath.Join(h.subvolume(kindSnapshot, id), "f")); err != nil || string(b) != "content" {
 		t.Fatalf("stalled snapshot's content: %q, %v", b, err)
 	}
 	list, err := h.ctrl.ListSnapshots(context.Background(), &csi.ListSnapshotsRequest{SnapshotId: id})

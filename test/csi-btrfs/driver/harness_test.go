@@ -140,7 +140,10 @@ func (h *harness) start(t *testing.T, cfg Config) {
 	if testing.Verbose() {
 		logs = os.Stderr
 	}
-	cfg.Endpoint, cfg.Root, cfg.NodeID = "unix://"+h.sock, h.root, testNode
+	cfg.Endpoint, cfg.Root = "unix://"+h.sock, h.root
+	if cfg.NodeID == "" {
+		cfg.NodeID = testNode
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -56,7 +56,7 @@ func (n *node) NodePublishVolume(_ context.Context, req *csi.NodePublishVolumeRe
 		return nil, err
 	}
 	d := n.d
-	rec, err := d.existingVolume(req.GetVolumeId(), "volume")
+	vol, _, err := d.servedVolume(req.GetVolumeId())
 	if err != nil {
 		return nil, err
 	}
@@ -78,12 +78,12 @@ func (n *node) NodePublishVolume(_ context.Context, req *csi.NodePublishVolumeRe
 		return nil, internal(err)
 	}
 	if m != nil {
-		if !strings.HasSuffix(m.root, "/"+kindVolume+"/"+rec.ID) || m.readOnly != readOnly {
+		if !strings.HasSuffix(m.root, "/"+kindVolume+"/"+vol.local) || m.readOnly != readOnly {
 			return nil, status.Errorf(codes.AlreadyExists, "%s is already a mount of %s (read-only %t)", target, m.root, m.readOnly)
 		}
 		return &csi.NodePublishVolumeResponse{}, nil
 	}
-	if err := bindMount(d.store.path(kindVolume, rec.ID), target, readOnly); err != nil {
+	if err := bindMount(vol.path(kindVolume), target, readOnly); err != nil {
 		return nil, internal(err)
 	}
 	return &csi.NodePublishVolumeResponse{}, nil
@@ -150,7 +150,7 @@ func (n *node) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeSta
 		return nil, status.Error(codes.InvalidArgument, "volume path is required")
 	}
 	d := n.d
-	rec, err := d.existingVolume(req.GetVolumeId(), "volume")
+	vol, rec, err := d.servedVolume(req.GetVolumeId())
 	if err != nil {
 		return nil, err
 	}
@@ -159,14 +159,14 @@ func (n *node) NodeGetVolumeStats(ctx context.Context, req *csi.NodeGetVolumeSta
 	}
 	// Qgroup accounting trails writes by up to one transaction commit (30 s by default), which
 	// is fine for kubelet's periodic stats and cheaper than forcing a commit on every call.
-	used, err := d.fs.referenced(ctx, d.store.path(kindVolume, rec.ID))
+	used, err := d.fs.referenced(ctx, vol.path(kindVolume))
 	if err != nil {
 		return nil, internal(err)
 	}
 	available := max(rec.Capacity-used, 0)
 	// The limit is a promise only as far as the filesystem has room: volumes overcommit it.
 	var st unix.Statfs_t
-	if err := unix.Statfs(d.cfg.Root, &st); err == nil {
+	if err := unix.Statfs(vol.pool.store.root, &st); err == nil {
 		available = min(available, int64(st.Bavail)*st.Bsize)
 	}
 	return &csi.NodeGetVolumeStatsResponse{Usage: []*csi.VolumeUsage{{

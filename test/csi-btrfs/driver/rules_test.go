@@ -1,7 +1,10 @@
 package driver
 
 import (
+	"context"
 	"fmt"
+	"maps"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -219,5 +222,82 @@ func TestSocketPath(t *testing.T) {
 		if (err != nil) != tt.wantErr || got != tt.want {
 			t.Errorf("socketPath(%q) = %q, %v", tt.endpoint, got, err)
 		}
+	}
+}
+
+func TestParseNodeRoots(t *testing.T) {
+	tests := []struct {
+		value   string
+		want    map[string]string
+		wantErr string
+	}{
+		{"", nil, ""},
+		{"node-2=/pools/node-2,node-3=/pools/node-3", map[string]string{"node-2": "/pools/node-2", "node-3": "/pools/node-3"}, ""},
+		{"node-2=/pools/node-2,node-3", nil, `--node-roots entry "node-3": want NAME=DIR`},
+		{"=/pools/x", nil, `--node-roots entry "=/pools/x": want NAME=DIR`},
+		{"node-2=pools/node-2", nil, `--node-roots entry "node-2=pools/node-2": directory must be absolute`},
+		{"Node_2=/pools/node-2", nil, `--node-roots entry "Node_2=/pools/node-2": node name "Node_2" is invalid`},
+		{"shared=/pools/shared", nil, `--node-roots entry "shared=/pools/shared": node name "shared" is reserved for the shared pool`},
+		{"node-2=/a,node-2=/b", nil, `--node-roots entry "node-2=/b": node node-2 is listed twice`},
+	}
+	for _, tt := range tests {
+		got, err := ParseNodeRoots(tt.value)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseNodeRoots(%q) err = %v, want %q", tt.value, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !maps.Equal(got, tt.want) {
+			t.Errorf("ParseNodeRoots(%q) = %v, %v; want %v", tt.value, got, err, tt.want)
+		}
+	}
+}
+
+// TestPoolConfigErrors checks that a driver refuses pools it could mix up before touching any
+// filesystem.
+func TestPoolConfigErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		cfg     Config
+		wantErr string
+	}{
+		{"own node elsewhere", Config{NodeID: "node-1", Root: "/p/1", NodeRoots: map[string]string{"node-1": "/p/other"}},
+			"--node-roots entry node-1=/p/other: node-1 is this node (--node-id), whose pool is --root /p/1"},
+		{"shared pool on a node's disk", Config{NodeID: "node-1", Root: "/p/1", SharedRoot: "/p/1/"},
+			"--shared-root and --root are both /p/1/"},
+		{"two nodes on one disk", Config{NodeID: "node-1", Root: "/p/1", NodeRoots: map[string]string{"node-2": "/p/2", "node-3": "/p/2"}},
+			"--node-roots entry node-3=/p/2 and --node-roots entry node-2=/p/2 are both /p/2"},
+		{"node ID of the shared pool", Config{NodeID: "shared", Root: "/p/1"}, `--node-id: node name "shared" is reserved`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.cfg.Endpoint = "unix://" + filepath.Join(t.TempDir(), "csi.sock")
+			err := Run(context.Background(), tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("Run: err = %v, want %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// TestUnqualifiedIDs checks that IDs made before pools existed still name this node's pool.
+func TestUnqualifiedIDs(t *testing.T) {
+	own, _, pools, err := newPools(Config{NodeID: "node-1", Root: "/p/1", NodeRoots: map[string]string{"node-2": "/p/2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &driver{own: own, pools: pools}
+	legacy := idFor(kindVolume, "pvc-1")
+	r, ok, err := d.resolve(kindVolume, legacy)
+	if err != nil || !ok || r.pool != own || r.id() != legacy+"@node-1" {
+		t.Errorf("resolve(%s) = %v %t %v, want node-1's pool", legacy, r, ok, err)
+	}
+	r, ok, err = d.resolve(kindVolume, legacy+"@node-2")
+	if err != nil || !ok || r.pool.node != "node-2" {
+		t.Errorf("resolve(%s@node-2) = %v %t %v, want node-2's pool", legacy, r, ok, err)
+	}
+	if _, _, err := d.resolve(kindVolume, legacy+"@node-9"); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("resolve on an unknown node: err = %v, want FailedPrecondition", err)
 	}
 }

@@ -77,6 +77,7 @@ func main() {
 	pool := flag.Bool("pool", true, "with mariadb: also measure claims from a warm pool of the small template")
 	poolOnly := flag.Bool("pool-only", false, "measure only the warm pool's rows, on the small template")
 	crossOnly := flag.Bool("cross-namespace-only", false, "measure only the small template's instances, in its namespace and in others")
+	nodesOnly := flag.Bool("nodes-only", false, "measure only the rows of a cluster of several nodes: the small template on the one node of its volume, and with a copy on every node")
 	engines := flag.String("engines", "mariadb,postgresql", "engines to measure, comma-separated: mariadb (every figure), postgresql (sequential provisioning)")
 	flag.Parse()
 	measure := map[string]bool{}
@@ -116,6 +117,9 @@ func main() {
 	}
 	if *crossOnly {
 		run = func() error { return b.runCrossNamespace(ctx, *smallRows, *runs) }
+	}
+	if *nodesOnly {
+		run = func() error { return b.runNodes(ctx, *smallRows, *runs, *concurrent) }
 	}
 	if *poolOnly {
 		run = func() error {
@@ -369,7 +373,7 @@ func (b *bench) dumpServer(ctx context.Context) error {
 	})
 }
 
-func (b *bench) template(ctx context.Context, e benchEngine, name string, rows int, size string) error {
+func (b *bench) template(ctx context.Context, e benchEngine, name string, rows int, size string, mutate ...func(*myaasv1.DatabaseTemplate)) error {
 	sc := "myaas-btrfs"
 	if e.database != "" {
 		b.databases[name] = e.database
@@ -383,6 +387,9 @@ func (b *bench) template(ctx context.Context, e benchEngine, name string, rows i
 			Storage: myaasv1.TemplateStorage{StorageClassName: &sc, SnapshotClassName: &sc, Size: resource.MustParse(size)},
 			Import:  myaasv1.ImportSpec{Timeout: &metav1.Duration{Duration: 2 * time.Hour}},
 		},
+	}
+	for _, m := range mutate {
+		m(t)
 	}
 	if err := b.c.Create(ctx, t); err != nil {
 		return err

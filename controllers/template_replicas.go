@@ -38,8 +38,11 @@ func (r *DatabaseTemplateReconciler) reconcileReplicas(ctx context.Context, s *t
 		rev := &t.Status.Revisions[i]
 		if len(rev.Replicas) == 0 {
 			first, err := r.firstReplica(ctx, t, rev, nodes.Items)
-			if err != nil || first == nil {
+			if err != nil {
 				return nil, err
+			}
+			if first == nil {
+				continue // its volume is gone: it serves from its snapshot, as before copies were recorded
 			}
 			rev.Replicas = []myaasv1.RevisionReplica{*first}
 		}

@@ -166,8 +166,12 @@ build-installer: manifests kustomize ## Write dist/install.yaml: CRDs, RBAC and 
 build-k8s-bins: ## Build every Kubernetes component of the local cluster.
 	bash hack/build-k8s.sh
 
+# NODES=3 gives the local cluster three nodes (dev-cluster and every target that brings it up).
+NODES ?= $(or $(MYAAS_NODES),1)
+export MYAAS_NODES := $(NODES)
+
 .PHONY: dev-cluster
-dev-cluster: ## Start a single-node cluster with copy-on-write snapshots on this machine.
+dev-cluster: ## Start the local cluster (NODES=3: three nodes) with copy-on-write snapshots on this machine.
 	bash hack/dev-cluster.sh up
 
 .PHONY: dev-cluster-down
@@ -179,7 +183,7 @@ dev-cluster-load: ## Rebuild the manager image and import it into the local clus
 	bash hack/dev-cluster.sh load
 
 .PHONY: test-cluster
-test-cluster: ## Smoke test: cluster up, snapshot and clone a 1 GiB volume, cluster down.
+test-cluster: ## Smoke test: 1 node (snapshot and clone a 1 GiB volume), then 3 nodes (node-local and shared volumes), each down with nothing left.
 	bash test/cluster/smoke.sh
 
 .PHONY: test-e2e

@@ -35,7 +35,7 @@ deploy_operator
 # the operator under running instances.
 MANAGER_IMG=$E2E_UPGRADE_IMAGE MANAGER_VERSION=e2e-upgrade MANAGER_ARCHIVE=manager-e2e-upgrade.tar \
   bash "$root/hack/build-images.sh" manager >/dev/null
-ctr --address "$CONTAINERD_SOCKET" -n k8s.io images import "$root/bin/images/manager-e2e-upgrade.tar" >/dev/null
+import_into_nodes "$root/bin/images/manager-e2e-upgrade.tar"
 cd "$root"
 MYAAS_E2E_UPGRADE_IMAGE=$E2E_UPGRADE_IMAGE KUBECONFIG=$KUBECONFIG_PATH go test -tags e2e ./test/e2e -count=1 -timeout 45m -v "$@" 2>&1 |
   tee "${MYAAS_E2E_LOG:-/tmp/myaas-e2e.log}" | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:'

@@ -286,7 +286,8 @@ start_control_plane() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" --authorization-mode Node,RBAC --allow-privileged=true \
-    --cert-dir "$STATE/apiserver-certs"
+    --cert-dir "$STATE/apiserver-certs" \
+    --kubelet-preferred-address-types InternalIP,Hostname
   wait_for "kube-apiserver" 90 k get --raw /readyz
   start kube-controller-manager "$K8S/kube-controller-manager" --kubeconfig "$KUBECONFIG_PATH" \
     --authentication-kubeconfig "$KUBECONFIG_PATH" --authorization-kubeconfig "$KUBECONFIG_PATH" \
@@ -564,8 +565,10 @@ status() {
 # containers keep running, and the control plane marks the node NotReady once its lease is stale.
 node_stop() {
   cluster_running || die "no cluster is running"
-  node_vars "$(node_index "${1:-}")"
-  local pidfile=$STATE/pids/kubelet$NODE_SUFFIX.pid pid
+  local i pidfile pid
+  i=$(node_index "${1:-}") || exit 1
+  node_vars "$i"
+  pidfile=$STATE/pids/kubelet$NODE_SUFFIX.pid
   [ -f "$pidfile" ] || { log "the kubelet of $NODE is not running"; return; }
   pid=$(cat "$pidfile")
   kill -TERM "$pid" 2>/dev/null || true
@@ -578,7 +581,7 @@ node_stop() {
 node_start() {
   cluster_running || die "no cluster is running"
   local i
-  i=$(node_index "${1:-}")
+  i=$(node_index "${1:-}") || exit 1
   node_vars "$i"
   if [ -f "$STATE/pids/kubelet$NODE_SUFFIX.pid" ] && kill -0 "$(cat "$STATE/pids/kubelet$NODE_SUFFIX.pid")" 2>/dev/null; then
     log "the kubelet of $NODE runs already"

@@ -86,6 +86,15 @@ running() { k -n $NS wait --for condition=Ready --timeout 120s "pod/$1" >/dev/nu
 
 btrfs_used() { btrfs filesystem sync "$STATE/btrfs" >/dev/null; btrfs filesystem usage -b "$STATE/btrfs" | awk '/^ *Used:/ {print $2; exit}'; }
 
+# delete_through_api: the test namespace goes, and with it every volume and snapshot it made.
+delete_through_api() {
+  log "deleting everything through the API"
+  k delete namespace $NS --timeout 180s >/dev/null
+  local left
+  left=$(k get volumesnapshotcontents,pv -o name 2>/dev/null | wc -l)
+  [ "$left" = 0 ] || { k get volumesnapshotcontents,pv >&2; fail "$left snapshot contents or PVs are left after deleting the namespace"; }
+}
+
 smoke() {
   k create namespace $NS >/dev/null
 
@@ -132,11 +141,7 @@ smoke() {
   pod origin-check origin 'grep -qx origin /data/who; sha256sum -c /data/big.sha256'
   finished origin-check
 
-  log "deleting everything through the API"
-  k delete namespace $NS --timeout 180s >/dev/null
-  local left
-  left=$(k get volumesnapshotcontents,pv -o name 2>/dev/null | wc -l)
-  [ "$left" = 0 ] || { k get volumesnapshotcontents,pv >&2; fail "$left snapshot contents or PVs are left after deleting the namespace"; }
+  delete_through_api
   log "snapshot and clone: OK"
 }
 
@@ -312,10 +317,7 @@ EOF
   timeout 5 bash -c "exec 3<>/dev/tcp/${addresses[2]}/8080" || fail "the pod on the stopped node no longer serves"
   bash "$root/hack/dev-cluster.sh" node-start "${nodes[2]}"
 
-  k delete namespace $NS --timeout 180s >/dev/null
-  local left
-  left=$(k get volumesnapshotcontents,pv -o name 2>/dev/null | wc -l)
-  [ "$left" = 0 ] || { k get volumesnapshotcontents,pv >&2; fail "$left snapshot contents or PVs are left after deleting the namespace"; }
+  delete_through_api
   log "three nodes, node-local and shared volumes: OK"
 }
 

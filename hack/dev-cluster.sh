@@ -417,7 +417,7 @@ start_storage() {
   for i in $(node_indexes); do
     node_vars "$i"
     make_pool "$NODE_STATE/btrfs"
-    node_roots+=("$NODE=$NODE_STATE/btrfs")
+    [ "$i" = 1 ] || node_roots+=("$NODE=$NODE_STATE/btrfs")
   done
   if [ "$nodes" -gt 1 ]; then
     make_pool "$SHARED_POOL"
@@ -433,8 +433,8 @@ start_storage() {
   k wait --for condition=Established --timeout 60s crd/volumesnapshots.snapshot.storage.k8s.io \
     crd/volumesnapshotcontents.snapshot.storage.k8s.io crd/volumesnapshotclasses.snapshot.storage.k8s.io >/dev/null
   mkdir -p "$CSI_FAULT_DIR"
-  # Node 1's process also creates, clones, snapshots and deletes every node's volumes, in the pool
-  # of the node they belong to: the sidecars talk to it alone.
+  # Node 1's process also creates, clones, snapshots and deletes the other nodes' volumes, in the
+  # pool of the node they belong to: the sidecars talk to it alone.
   if [ ${#pool_flags[@]} -gt 0 ]; then
     start_csi_node 1 "${pool_flags[@]}" --node-roots "$(IFS=,; echo "${node_roots[*]}")"
   else

@@ -189,6 +189,9 @@ cleanup() {
     losetup -d "$dev" 2>/dev/null || true
   done
   remove_network
+  # Every kubelet links its containers' logs into /var/log/containers; the links of nodes 2..N
+  # point into their root-dirs, which go now.
+  [ ! -d /var/log/containers ] || find /var/log/containers -maxdepth 1 -type l -lname "$KUBELET_DIRS/*" -delete
   rm -rf "$STATE" /var/lib/kubelet "$KUBELET_DIRS" /run/myaas-dev
 }
 

@@ -212,6 +212,9 @@ leftovers() {
   fi
   if compgen -G "/var/lib/cni/networks/myaas-dev*" >/dev/null; then log "CNI address leases left"; found=1; fi
   [ -e /var/lib/myaas-kubelet ] && { log "/var/lib/myaas-kubelet left"; found=1; }
+  if [ -n "$(find /var/log/containers -maxdepth 1 -type l -lname '/var/lib/myaas-kubelet/*' 2>/dev/null)" ]; then
+    log "container log links into /var/lib/myaas-kubelet left in /var/log/containers"; found=1
+  fi
   if ip route show | grep -q '^blackhole 10.96.0.0/16'; then log "service route left"; found=1; fi
   if iptables-save 2>/dev/null | grep -qE 'KUBE-|CNI-'; then log "iptables rules left"; found=1; fi
   if ipset list -n 2>/dev/null | grep -qE '^(inet6:)?(KUBE-|kube-router)'; then log "ipsets left"; found=1; fi

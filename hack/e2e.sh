@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make test-e2e: the end-to-end suite on the local cluster. Reuses a running cluster (and leaves it
 # running); otherwise brings one up from nothing and removes it afterwards.
-# MYAAS_E2E_KEEP=1 keeps a cluster this script started; extra arguments go to `go test`.
+# MYAAS_E2E_KEEP=1 keeps a cluster this script started; extra arguments go to `go test`. NODES (or
+# MYAAS_NODES) reaches hack/dev-cluster.sh up through the environment: the node count of a cluster
+# this script starts.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=hack/lib-cluster.sh

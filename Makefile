@@ -190,6 +190,10 @@ test-cluster: ## Smoke test: 1 node (snapshot and clone a 1 GiB volume), then 3 
 test-e2e: ## End-to-end suite on the local cluster (brings it up and down unless one is running).
 	bash hack/e2e.sh
 
+.PHONY: test-e2e-nodes
+test-e2e-nodes: ## End-to-end tests of several nodes on a 3-node local cluster (brings it up and down unless one is running).
+	MYAAS_NODES=3 MYAAS_E2E_NODES=3 bash hack/e2e.sh -run '^TestNodes'
+
 .PHONY: test-install
 test-install: helm kustomize install-prometheus ## Install tests on the local cluster: helm install/upgrade/uninstall, metrics through Prometheus, dist/install.yaml.
 	HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) bash hack/test-install.sh

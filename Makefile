@@ -166,8 +166,12 @@ build-installer: manifests kustomize ## Write dist/install.yaml: CRDs, RBAC and 
 build-k8s-bins: ## Build every Kubernetes component of the local cluster.
 	bash hack/build-k8s.sh
 
+# NODES=3 gives the local cluster three nodes (dev-cluster and every target that brings it up).
+NODES ?= $(or $(MYAAS_NODES),1)
+export MYAAS_NODES := $(NODES)
+
 .PHONY: dev-cluster
-dev-cluster: ## Start a single-node cluster with copy-on-write snapshots on this machine.
+dev-cluster: ## Start the local cluster (NODES=3: three nodes) with copy-on-write snapshots on this machine.
 	bash hack/dev-cluster.sh up
 
 .PHONY: dev-cluster-down
@@ -179,12 +183,16 @@ dev-cluster-load: ## Rebuild the manager image and import it into the local clus
 	bash hack/dev-cluster.sh load
 
 .PHONY: test-cluster
-test-cluster: ## Smoke test: cluster up, snapshot and clone a 1 GiB volume, cluster down.
+test-cluster: ## Smoke test: 1 node (snapshot and clone a 1 GiB volume), then 3 nodes (node-local and shared volumes), each down with nothing left.
 	bash test/cluster/smoke.sh
 
 .PHONY: test-e2e
 test-e2e: ## End-to-end suite on the local cluster (brings it up and down unless one is running).
 	bash hack/e2e.sh
+
+.PHONY: test-e2e-nodes
+test-e2e-nodes: ## End-to-end tests of several nodes on a 3-node local cluster (brings it up and down unless one is running).
+	MYAAS_NODES=3 MYAAS_E2E_NODES=3 bash hack/e2e.sh -run '^TestNodes'
 
 .PHONY: test-install
 test-install: helm kustomize install-prometheus ## Install tests on the local cluster: helm install/upgrade/uninstall, metrics through Prometheus, dist/install.yaml.

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # make test-e2e: the end-to-end suite on the local cluster. Reuses a running cluster (and leaves it
 # running); otherwise brings one up from nothing and removes it afterwards.
-# MYAAS_E2E_KEEP=1 keeps a cluster this script started; extra arguments go to `go test`.
+# MYAAS_E2E_KEEP=1 keeps a cluster this script started; extra arguments go to `go test`. NODES (or
+# MYAAS_NODES) reaches hack/dev-cluster.sh up through the environment: the node count of a cluster
+# this script starts.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=hack/lib-cluster.sh
@@ -35,7 +37,7 @@ deploy_operator
 # the operator under running instances.
 MANAGER_IMG=$E2E_UPGRADE_IMAGE MANAGER_VERSION=e2e-upgrade MANAGER_ARCHIVE=manager-e2e-upgrade.tar \
   bash "$root/hack/build-images.sh" manager >/dev/null
-ctr --address "$CONTAINERD_SOCKET" -n k8s.io images import "$root/bin/images/manager-e2e-upgrade.tar" >/dev/null
+import_into_nodes "$root/bin/images/manager-e2e-upgrade.tar"
 cd "$root"
 MYAAS_E2E_UPGRADE_IMAGE=$E2E_UPGRADE_IMAGE KUBECONFIG=$KUBECONFIG_PATH go test -tags e2e ./test/e2e -count=1 -timeout 45m -v "$@" 2>&1 |
   tee "${MYAAS_E2E_LOG:-/tmp/myaas-e2e.log}" | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic)|_test.go:[0-9]+:'

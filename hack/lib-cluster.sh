@@ -9,6 +9,27 @@ k() { "$KUBECTL" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 # The cluster's own containerd, which holds its images (used by the scripts that source this).
 # shellcheck disable=SC2034
 CONTAINERD_SOCKET=/run/myaas-dev/containerd.sock
+# How many nodes the running cluster has (hack/dev-cluster.sh up writes it).
+NODE_COUNT_FILE=$STATE/nodes
+
+running_nodes() { cat "$NODE_COUNT_FILE" 2>/dev/null || echo 1; }
+
+# Node 1 is the machine itself, as on a single-node cluster; the others get names of their own.
+node_name() { if [ "$1" = 1 ]; then hostname; else echo "myaas-node-$1"; fi; }
+
+# node_containerd_socket N: the containerd of node N, which holds that node's images.
+node_containerd_socket() {
+  if [ "$1" = 1 ]; then echo "$CONTAINERD_SOCKET"; else echo "/run/myaas-dev/$(node_name "$1")/containerd.sock"; fi
+}
+
+# import_into_nodes TAR: into the containerd of every node, so a pod finds its image wherever it lands.
+import_into_nodes() {
+  local i
+  for i in $(seq 1 "$(running_nodes)"); do
+    ctr --address "$(node_containerd_socket "$i")" -n k8s.io images import "$1" >/dev/null ||
+      { echo "importing $1 into node $(node_name "$i") failed" >&2; return 1; }
+  done
+}
 
 # render NAME KEY=VALUE...: hack/cluster/NAME with every ${KEY} replaced by VALUE. A placeholder
 # left without a value is an error, so a template and the script filling it cannot drift apart.

@@ -59,7 +59,7 @@ fi
 # Two releases, as make release writes them, into the work directory.
 for v in $V1 $V2; do
   DIST=$work/dist-$v bash "$root/hack/release.sh" "$v" "$REPO"
-  ctr --address "$CONTAINERD_SOCKET" -n k8s.io images import "$work/dist-$v/myaas-manager-$v.tar" >/dev/null
+  import_into_nodes "$work/dist-$v/myaas-manager-$v.tar"
 done
 
 cd "$root"

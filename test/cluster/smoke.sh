@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Smoke test of the local cluster (make test-cluster): bring it up from nothing, prove copy-on-write
 # snapshots and clones with a real kubelet, CSI driver and snapshot controller, and NetworkPolicy
-# enforcement, then tear it down and check that nothing is left.
+# enforcement, then tear it down and check that nothing is left. Then the same with three nodes:
+# a pod on each, node-local volumes that stay on their node through snapshot and clone, a shared
+# volume written on one node and read on another, a node's kubelet stopped and started again.
+# MYAAS_SMOKE_NODES picks the runs ("1 3" by default).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 # shellcheck source=hack/lib-cluster.sh
@@ -14,13 +17,16 @@ fail() { log "FAIL: $*"; exit 1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f", b - a}'; }
 
-# pod NAME CLAIM SCRIPT: a one-shot pod that mounts CLAIM at /data and runs SCRIPT.
+# pod NAME CLAIM SCRIPT [NODE]: a one-shot pod that mounts CLAIM at /data and runs SCRIPT (on NODE).
 pod() {
+  local pin=""
+  [ -z "${4:-}" ] || pin="nodeSelector: {kubernetes.io/hostname: $4}"
   k -n $NS apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Pod
 metadata: {name: $1}
 spec:
+  $pin
   restartPolicy: Never
   terminationGracePeriodSeconds: 1
   securityContext: {runAsUser: 999, runAsGroup: 999, fsGroup: 999}
@@ -36,16 +42,23 @@ spec:
 EOF
 }
 
-pvc() { # pvc NAME SIZE [SNAPSHOT]
-  local source=""
-  [ -z "${3:-}" ] || source="dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: $3}"
+pvc() { # pvc NAME SIZE [from=SNAPSHOT] [class=STORAGECLASS] [node=NODE the volume is made on]
+  local source="" class=myaas-btrfs annotations="{}" arg
+  for arg in "${@:3}"; do
+    case $arg in
+      from=*) source="dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: ${arg#from=}}" ;;
+      class=*) class=${arg#class=} ;;
+      node=*) annotations="{volume.kubernetes.io/selected-node: ${arg#node=}}" ;;
+      *) fail "pvc $1: unknown argument $arg" ;;
+    esac
+  done
   k -n $NS apply -f - >/dev/null <<EOF
 apiVersion: v1
 kind: PersistentVolumeClaim
-metadata: {name: $1}
+metadata: {name: $1, annotations: $annotations}
 spec:
   accessModes: [ReadWriteOnce]
-  storageClassName: myaas-btrfs
+  storageClassName: $class
   resources: {requests: {storage: $2}}
   $source
 EOF
@@ -73,6 +86,15 @@ running() { k -n $NS wait --for condition=Ready --timeout 120s "pod/$1" >/dev/nu
 
 btrfs_used() { btrfs filesystem sync "$STATE/btrfs" >/dev/null; btrfs filesystem usage -b "$STATE/btrfs" | awk '/^ *Used:/ {print $2; exit}'; }
 
+# delete_through_api: the test namespace goes, and with it every volume and snapshot it made.
+delete_through_api() {
+  log "deleting everything through the API"
+  k delete namespace $NS --timeout 180s >/dev/null
+  local left
+  left=$(k get volumesnapshotcontents,pv -o name 2>/dev/null | wc -l)
+  [ "$left" = 0 ] || { k get volumesnapshotcontents,pv >&2; fail "$left snapshot contents or PVs are left after deleting the namespace"; }
+}
+
 smoke() {
   k create namespace $NS >/dev/null
 
@@ -92,7 +114,7 @@ smoke() {
   used_before=$(btrfs_used)
   log "restoring the 1 GiB volume from its snapshot"
   t=$(now)
-  pvc clone 2Gi origin-snap
+  pvc clone 2Gi from=origin-snap
   pod clone-reader clone 'sleep 3600'
   running clone-reader
   local big_restore small_restore
@@ -100,7 +122,7 @@ smoke() {
   used_after=$(btrfs_used)
 
   t=$(now)
-  pvc small-clone 64Mi small-snap
+  pvc small-clone 64Mi from=small-snap
   pod small-reader small-clone 'sleep 3600'
   running small-reader
   small_restore=$(elapsed "$t")
@@ -119,11 +141,7 @@ smoke() {
   pod origin-check origin 'grep -qx origin /data/who; sha256sum -c /data/big.sha256'
   finished origin-check
 
-  log "deleting everything through the API"
-  k delete namespace $NS --timeout 180s >/dev/null
-  local left
-  left=$(k get volumesnapshotcontents,pv -o name 2>/dev/null | wc -l)
-  [ "$left" = 0 ] || { k get volumesnapshotcontents,pv >&2; fail "$left snapshot contents or PVs are left after deleting the namespace"; }
+  delete_through_api
   log "snapshot and clone: OK"
 }
 
@@ -180,15 +198,23 @@ EOF
 }
 
 leftovers() {
-  local found=0
-  if grep -qE " (/var/lib/kubelet|/run/myaas-dev|$STATE)[ /]" /proc/self/mounts; then
-    grep -E " (/var/lib/kubelet|/run/myaas-dev|$STATE)[ /]" /proc/self/mounts >&2; found=1
-  fi
+  local found=0 mounts=" (/var/lib/kubelet|/var/lib/myaas-kubelet|/run/myaas-dev|$STATE)[ /]"
+  if grep -qE "$mounts" /proc/self/mounts; then grep -E "$mounts" /proc/self/mounts >&2; found=1; fi
   if losetup -a | grep -q "$STATE"; then losetup -a >&2; found=1; fi
   if pgrep -f -- "$STATE/|/run/myaas-dev/" >/dev/null || pgrep -x kubelet >/dev/null; then
     pgrep -af -- "$STATE/|/run/myaas-dev/|kubelet" >&2; found=1
   fi
-  if ip link show myaas0 >/dev/null 2>&1; then log "bridge myaas0 left"; found=1; fi
+  if ip -o link show type bridge | grep -qE ': myaas[0-9]+:'; then
+    ip -o link show type bridge | grep -E ': myaas[0-9]+:' >&2; log "bridges left"; found=1
+  fi
+  if compgen -G "/sys/fs/cgroup/*/myaas-node-*" >/dev/null || compgen -G "/sys/fs/cgroup/*/kubepods" >/dev/null; then
+    log "cgroups left: $(echo /sys/fs/cgroup/*/myaas-node-* /sys/fs/cgroup/*/kubepods)"; found=1
+  fi
+  if compgen -G "/var/lib/cni/networks/myaas-dev*" >/dev/null; then log "CNI address leases left"; found=1; fi
+  [ -e /var/lib/myaas-kubelet ] && { log "/var/lib/myaas-kubelet left"; found=1; }
+  if [ -n "$(find /var/log/containers -maxdepth 1 -type l -lname '/var/lib/myaas-kubelet/*' 2>/dev/null)" ]; then
+    log "container log links into /var/lib/myaas-kubelet left in /var/log/containers"; found=1
+  fi
   if ip route show | grep -q '^blackhole 10.96.0.0/16'; then log "service route left"; found=1; fi
   if iptables-save 2>/dev/null | grep -qE 'KUBE-|CNI-'; then log "iptables rules left"; found=1; fi
   if ipset list -n 2>/dev/null | grep -qE '^(inet6:)?(KUBE-|kube-router)'; then log "ipsets left"; found=1; fi
@@ -196,13 +222,132 @@ leftovers() {
   return $found
 }
 
-t0=$(now)
-bash "$root/hack/dev-cluster.sh" up
-log "bring-up took $(elapsed "$t0")s"
+# on_node POD NODE: fails the test unless POD ran on NODE.
+on_node() {
+  local where
+  where=$(k -n $NS get pod "$1" -o jsonpath='{.spec.nodeName}')
+  [ "$where" = "$2" ] || fail "pod $1 ran on ${where:-no node}, not on $2"
+}
+
+bound_pv() { # bound_pv CLAIM: the PV bound to CLAIM, once there is one
+  k -n $NS wait --for jsonpath='{.status.phase}'=Bound --timeout 120s "pvc/$1" >/dev/null || {
+    k -n $NS describe pvc "$1" >&2 || true; fail "claim $1 was never bound"; }
+  k -n $NS get pvc "$1" -o jsonpath='{.spec.volumeName}'
+}
+
+pv_nodes() { k get pv "$1" -o jsonpath='{.spec.nodeAffinity.required.nodeSelectorTerms[*].matchExpressions[*].values[*]}'; }
+
+# in_pool DIR TEXT: whether a file in the btrfs pool mounted at DIR holds the line TEXT.
+in_pool() { btrfs filesystem sync "$1" >/dev/null; grep -rqxF -- "$2" "$1"; }
+
+# three_nodes: three nodes as a user sees them, with node-local and shared volumes.
+three_nodes() {
+  local nodes=("$(node_name 1)" "$(node_name 2)" "$(node_name 3)") i node ip ready pv addresses=()
+  k create namespace $NS >/dev/null
+
+  log "every node Ready, with the CSI driver registered"
+  for node in "${nodes[@]}"; do
+    ready=$(k get node "$node" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}')
+    [ "$ready" = True ] || fail "node $node is not Ready ($ready)"
+    k get csinode "$node" -o jsonpath='{.spec.drivers[*].name}' | grep -qwF btrfs.csi.myaas.io ||
+      fail "the CSI driver is not registered on node $node"
+  done
+
+  log "a pod on each node, with an address of that node's subnet, reached from another node"
+  for i in 1 2 3; do
+    k -n $NS apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Pod
+metadata: {name: server-$i}
+spec:
+  nodeSelector: {kubernetes.io/hostname: ${nodes[i - 1]}}
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: c
+    image: localhost/myaas/dumpserver:dev
+    imagePullPolicy: Never
+    command: [/dumpserver, serve, --rows=10, --seed=1, --rate=0]
+    readinessProbe: {httpGet: {path: /healthz, port: 8080}, periodSeconds: 1}
+EOF
+  done
+  for i in 1 2 3; do
+    running server-$i
+    on_node server-$i "${nodes[i - 1]}"
+    ip=$(k -n $NS get pod server-$i -o jsonpath='{.status.podIP}')
+    [[ $ip == 10.244.$((i - 1)).* ]] || fail "pod server-$i on ${nodes[i - 1]} has address $ip, outside 10.244.$((i - 1)).0/24"
+    addresses+=("$ip")
+  done
+  k -n $NS run reach-all --image $IMAGE --image-pull-policy Never --restart Never \
+    --overrides "{\"spec\": {\"nodeSelector\": {\"kubernetes.io/hostname\": \"${nodes[2]}\"}}}" --command -- bash -ec \
+    "for ip in ${addresses[*]}; do timeout 5 bash -c \"exec 3<>/dev/tcp/\$ip/8080\"; done" >/dev/null
+  finished reach-all
+
+  log "node-local: a volume made on ${nodes[1]}, snapshotted and cloned, stays on ${nodes[1]}"
+  pvc local 64Mi node="${nodes[1]}"
+  pv=$(bound_pv local)
+  [ "$(pv_nodes "$pv")" = "${nodes[1]}" ] || fail "volume $pv has node affinity '$(pv_nodes "$pv")', not ${nodes[1]}"
+  pod local-writer local 'echo written-on-node-2 > /data/who'
+  finished local-writer
+  on_node local-writer "${nodes[1]}"
+  in_pool "$STATE/${nodes[1]}/btrfs" written-on-node-2 || fail "the volume's data is not in the pool of ${nodes[1]}"
+  ! in_pool "$STATE/btrfs" written-on-node-2 || fail "the volume's data is in the pool of ${nodes[0]}"
+  snapshot local-snap local
+  pvc local-clone 64Mi from=local-snap
+  pv=$(bound_pv local-clone)
+  [ "$(pv_nodes "$pv")" = "${nodes[1]}" ] ||
+    fail "the clone $pv has node affinity '$(pv_nodes "$pv")', not ${nodes[1]} where its snapshot is"
+  pod local-reader local-clone 'grep -qx written-on-node-2 /data/who'
+  finished local-reader
+  on_node local-reader "${nodes[1]}"
+
+  log "shared: a volume without node affinity, written on ${nodes[1]} and read on ${nodes[2]}"
+  pvc shared 64Mi class=myaas-btrfs-shared
+  pv=$(bound_pv shared)
+  [ -z "$(k get pv "$pv" -o jsonpath='{.spec.nodeAffinity}')" ] ||
+    fail "the shared volume $pv has node affinity: $(k get pv "$pv" -o jsonpath='{.spec.nodeAffinity}')"
+  pod shared-writer shared 'echo written-on-node-2 > /data/who' "${nodes[1]}"
+  finished shared-writer
+  pod shared-reader shared 'grep -qx written-on-node-2 /data/who' "${nodes[2]}"
+  finished shared-reader
+
+  log "a stopped kubelet: its node turns NotReady and its pod serves on; started again, the node is Ready"
+  local t
+  t=$(now)
+  bash "$root/hack/dev-cluster.sh" node-stop "${nodes[2]}"
+  k wait --for 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'=Unknown --timeout 60s "node/${nodes[2]}" >/dev/null ||
+    fail "node ${nodes[2]} is still Ready 60 s after its kubelet stopped"
+  log "node ${nodes[2]} NotReady $(elapsed "$t")s after its kubelet stopped"
+  timeout 5 bash -c "exec 3<>/dev/tcp/${addresses[2]}/8080" || fail "the pod on the stopped node no longer serves"
+  bash "$root/hack/dev-cluster.sh" node-start "${nodes[2]}"
+
+  delete_through_api
+  log "three nodes, node-local and shared volumes: OK"
+}
+
+# run NODES: a cluster of NODES nodes up from nothing, its checks, and a teardown that leaves nothing.
+run() {
+  local t0 rc=0
+  t0=$(now)
+  MYAAS_NODES=$1 bash "$root/hack/dev-cluster.sh" up
+  log "bring-up of $1 node(s) took $(elapsed "$t0")s"
+  # In a subshell: a failed check (fail exits) still gets the teardown, and set -e holds in it,
+  # which it would not in a function called on the left of ||.
+  set +e
+  (
+    set -e
+    if [ "$1" = 1 ]; then smoke; netpol; else three_nodes; fi
+  )
+  rc=$?
+  set -e
+  bash "$root/hack/dev-cluster.sh" down
+  leftovers || { log "FAIL: the teardown left the above behind"; rc=1; }
+  return $rc
+}
+
 rc=0
-smoke || rc=$?
-[ $rc != 0 ] || netpol || rc=$?
-bash "$root/hack/dev-cluster.sh" down
-leftovers || { log "FAIL: the teardown left the above behind"; rc=1; }
+for nodes in ${MYAAS_SMOKE_NODES:-1 3}; do
+  case $nodes in 1 | 3) ;; *) fail "MYAAS_SMOKE_NODES: runs of 1 and 3 nodes only, not $nodes" ;; esac
+  run "$nodes" || { rc=$?; break; }
+done
 if [ $rc = 0 ]; then log "PASS"; else log "FAIL"; fi
 exit $rc

@@ -108,8 +108,13 @@ bench-clone-start: build ## Benchmark: a PostgreSQL clone's `agent start` agains
 	go run ./hack/bench-clone-start -agent $(LOCALBIN)/myaas -prepared=false
 
 .PHONY: bench-provision
-bench-provision: ## Benchmark: kubectl apply to Ready, sequential and concurrent, in the template's namespace and from others, and the disk cost of clones.
-	bash hack/bench-provision.sh
+bench-provision: ## Benchmark: kubectl apply to Ready, sequential and concurrent, in the template's namespace and from others, and the disk cost of clones; then the 3-node row.
+	MYAAS_NODES=1 bash hack/bench-provision.sh
+	$(MAKE) bench-provision-nodes
+
+.PHONY: bench-provision-nodes
+bench-provision-nodes: ## Benchmark: on a 3-node cluster, the small template on one node against a copy on every node, sequential and 20 at once.
+	MYAAS_NODES=3 bash hack/bench-provision.sh --nodes-only
 
 .PHONY: bench-memory
 bench-memory: ## Benchmark: the manager's memory with and without 5,000 unrelated Secrets in the cluster.

@@ -69,10 +69,13 @@ type placements struct {
 type placement struct {
 	node string
 	at   time.Time
+	// seen: the cache has shown the instance on its node since; once it no longer does, the
+	// instance is gone and counts nowhere.
+	seen bool
 }
 
 // placementMemory outlasts any delay of the cache behind the status writes.
-const placementMemory = 2 * time.Minute
+const placementMemory = 30 * time.Second
 
 // choose returns the node among usable with the fewest instances, counting those placed but not
 // yet seen in the cache; ties go to the first by name. An instance placed before, whose status
@@ -87,19 +90,24 @@ func (p *placements) choose(uid types.UID, usable []string, instances []myaasv1.
 		return prev.node
 	}
 	count := map[string]int{}
-	seen := map[types.UID]bool{}
+	inCache := map[types.UID]bool{}
 	for _, inst := range instances {
-		if inst.UID == uid || inst.Status.Node == "" || claimedFromPool(&inst) {
-			continue // a claimant runs on its member's server, which counts already
+		// A claimant runs on its member's server, which counts already; an instance being
+		// deleted is about to free its node.
+		if inst.UID == uid || inst.Status.Node == "" || claimedFromPool(&inst) || !inst.DeletionTimestamp.IsZero() {
+			continue
 		}
 		count[inst.Status.Node]++
-		seen[inst.UID] = true
+		inCache[inst.UID] = true
 	}
 	for other, pl := range p.recent {
 		switch {
-		case now.Sub(pl.at) > placementMemory:
+		case inCache[other]:
+			pl.seen = true
+			p.recent[other] = pl
+		case pl.seen || now.Sub(pl.at) > placementMemory:
 			delete(p.recent, other)
-		case !seen[other] && other != uid:
+		case other != uid:
 			count[pl.node]++
 		}
 	}

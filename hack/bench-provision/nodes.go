@@ -68,6 +68,13 @@ func (b *bench) runNodes(ctx context.Context, rows, runs, concurrent int) error 
 			return err
 		}
 	}
+	// The next row on a machine as quiet as this one had: the servers just deleted stopped.
+	if err := poll(ctx, 5*time.Minute, "the one-node instances' pods gone", func() (bool, error) {
+		left, err := b.instancesPerNode(ctx, "onenode")
+		return left == "", err
+	}); err != nil {
+		return err
+	}
 	spreadAll, err := b.concurrent(ctx, "spread", concurrent)
 	if err != nil {
 		return err

@@ -69,13 +69,11 @@ type placements struct {
 type placement struct {
 	node string
 	at   time.Time
-	// seen: the cache has shown the instance on its node since; once it no longer does, the
-	// instance is gone and counts nowhere.
-	seen bool
 }
 
-// placementMemory outlasts any delay of the cache behind the status writes.
-const placementMemory = 30 * time.Second
+// placementMemory bounds how long a placement counts without the cache showing it: far longer
+// than a status write takes, even on a loaded API server.
+const placementMemory = 2 * time.Minute
 
 // choose returns the node among usable with the fewest instances, counting those placed but not
 // yet seen in the cache; ties go to the first by name. An instance placed before, whose status
@@ -90,24 +88,26 @@ func (p *placements) choose(uid types.UID, usable []string, instances []myaasv1.
 		return prev.node
 	}
 	count := map[string]int{}
-	inCache := map[types.UID]bool{}
+	// An instance is in the cache before it is placed (its reconcile comes from there): one that
+	// is no longer there, or is being deleted, counts nowhere; one that shows its node counts from
+	// the cache; one placed whose status write the cache does not show yet counts from here.
+	pending := map[types.UID]bool{}
 	for _, inst := range instances {
-		// A claimant runs on its member's server, which counts already; an instance being
-		// deleted is about to free its node.
-		if inst.UID == uid || inst.Status.Node == "" || claimedFromPool(&inst) || !inst.DeletionTimestamp.IsZero() {
-			continue
+		switch {
+		case inst.UID == uid || !inst.DeletionTimestamp.IsZero() || claimedFromPool(&inst):
+			// A claimant runs on its member's server, which counts already.
+		case inst.Status.Node == "":
+			pending[inst.UID] = true
+		default:
+			count[inst.Status.Node]++
 		}
-		count[inst.Status.Node]++
-		inCache[inst.UID] = true
 	}
 	for other, pl := range p.recent {
 		switch {
-		case inCache[other]:
-			pl.seen = true
-			p.recent[other] = pl
-		case pl.seen || now.Sub(pl.at) > placementMemory:
+		case other == uid:
+		case !pending[other] || now.Sub(pl.at) > placementMemory:
 			delete(p.recent, other)
-		case other != uid:
+		default:
 			count[pl.node]++
 		}
 	}

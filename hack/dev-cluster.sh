@@ -402,10 +402,6 @@ make_pool() {
   mount -o loop "$1.img" "$1"
 }
 
-# driver_has_pools: whether this build of csi-btrfs serves several pools (--shared-root,
-# --node-roots). Without them each node's process serves its own pool only.
-driver_has_pools() { "$root/bin/csi-btrfs" -h 2>&1 | grep -q -- '-node-roots'; }
-
 # start_csi_node N POOL_FLAG...: node N's driver process, registered with node N's kubelet.
 start_csi_node() {
   node_vars "$1"
@@ -424,12 +420,7 @@ start_storage() {
   done
   if [ "$nodes" -gt 1 ]; then
     make_pool "$SHARED_POOL"
-    if driver_has_pools; then
-      pool_flags=(--shared-root "$SHARED_POOL")
-    else
-      log "warning: bin/csi-btrfs has no --shared-root or --node-roots: each node's driver serves its own pool only," \
-        "so volumes are made in node 1's pool and myaas-btrfs-shared does not share"
-    fi
+    pool_flags=(--shared-root "$SHARED_POOL")
   fi
   crd_dir=$(cd "$root/hack/tools/external-snapshotter" && go list -m -f '{{.Dir}}' github.com/kubernetes-csi/external-snapshotter/client/v8)/config/crd
   for f in "$crd_dir"/snapshot.storage.k8s.io_*.yaml; do k apply --server-side -f "$f" >/dev/null; done

@@ -200,11 +200,11 @@ EOF
 leftovers() {
   local found=0 mounts=" (/var/lib/kubelet|/var/lib/myaas-kubelet|/run/myaas-dev|$STATE)[ /]"
   if grep -qE "$mounts" /proc/self/mounts; then grep -E "$mounts" /proc/self/mounts >&2; found=1; fi
-  if losetup -a | grep -q "$STATE"; then losetup -a >&2; found=1; fi
+  if losetup -a | grep "$STATE" >/dev/null; then losetup -a >&2; found=1; fi
   if pgrep -f -- "$STATE/|/run/myaas-dev/" >/dev/null || pgrep -x kubelet >/dev/null; then
     pgrep -af -- "$STATE/|/run/myaas-dev/|kubelet" >&2; found=1
   fi
-  if ip -o link show type bridge | grep -qE ': myaas[0-9]+:'; then
+  if ip -o link show type bridge | grep -E ': myaas[0-9]+:' >/dev/null; then
     ip -o link show type bridge | grep -E ': myaas[0-9]+:' >&2; log "bridges left"; found=1
   fi
   if compgen -G "/sys/fs/cgroup/*/myaas-node-*" >/dev/null || compgen -G "/sys/fs/cgroup/*/kubepods" >/dev/null; then
@@ -215,9 +215,9 @@ leftovers() {
   if [ -n "$(find /var/log/containers -maxdepth 1 -type l -lname '/var/lib/myaas-kubelet/*' 2>/dev/null)" ]; then
     log "container log links into /var/lib/myaas-kubelet left in /var/log/containers"; found=1
   fi
-  if ip route show | grep -q '^blackhole 10.96.0.0/16'; then log "service route left"; found=1; fi
-  if iptables-save 2>/dev/null | grep -qE 'KUBE-|CNI-'; then log "iptables rules left"; found=1; fi
-  if ipset list -n 2>/dev/null | grep -qE '^(inet6:)?(KUBE-|kube-router)'; then log "ipsets left"; found=1; fi
+  if ip route show | grep '^blackhole 10.96.0.0/16' >/dev/null; then log "service route left"; found=1; fi
+  if iptables-save 2>/dev/null | grep -E 'KUBE-|CNI-' >/dev/null; then log "iptables rules left"; found=1; fi
+  if ipset list -n 2>/dev/null | grep -E '^(inet6:)?(KUBE-|kube-router)' >/dev/null; then log "ipsets left"; found=1; fi
   [ -e "$STATE" ] && { log "$STATE left"; found=1; }
   return $found
 }

@@ -7,6 +7,7 @@ import (
 
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
@@ -50,11 +51,15 @@ func TestNetworkPoliciesFollowTheSpec(t *testing.T) {
 		t.Fatalf("operator namespace %q", got)
 	}
 
-	inst = getInstance(t, ns, "guarded")
-	inst.Spec.Network = &myaasv1.NetworkSpec{AllowFrom: []networkingv1.NetworkPolicyPeer{
-		{IPBlock: &networkingv1.IPBlock{CIDR: "10.8.0.0/16"}},
-	}}
-	if err := k8s.Update(bg, inst); err != nil {
+	// The operator writes the instance's status meanwhile: the edit is retried on a conflict, as
+	// kubectl edit would be.
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		inst = getInstance(t, ns, "guarded")
+		inst.Spec.Network = &myaasv1.NetworkSpec{AllowFrom: []networkingv1.NetworkPolicyPeer{
+			{IPBlock: &networkingv1.IPBlock{CIDR: "10.8.0.0/16"}},
+		}}
+		return k8s.Update(bg, inst)
+	}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 20*time.Second, "spec.network.allowFrom added to the NetworkPolicy", sources(3))

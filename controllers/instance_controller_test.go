@@ -365,11 +365,7 @@ func TestInstanceResetKeepsSecretAndServiceAndMovesToLatest(t *testing.T) {
 		t.Fatalf("a new revision must not move an existing instance: r%d", got.Status.Revision)
 	}
 
-	inst := getInstance(t, ns, "dev")
-	inst.Annotations = map[string]string{myaasv1.AnnotationReset: "2026-11-24T10:00:00Z"}
-	if err := k8s.Update(bg, inst); err != nil {
-		t.Fatal(err)
-	}
+	annotateInstance(t, ns, "dev", myaasv1.AnnotationReset, "2026-11-24T10:00:00Z")
 	// The StatefulSet is deleted in the foreground; play the garbage collector.
 	eventually(t, 20*time.Second, "old statefulset deleted", func() error {
 		sts := &appsv1.StatefulSet{}

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -148,11 +149,7 @@ func TestRevisionCopiesOnSeveralNodes(t *testing.T) {
 	})
 
 	// A reset brings the instance back on a Ready node; its pod on the lost node is let go at once.
-	inst := getInstance(t, ns, victim)
-	inst.Annotations = map[string]string{myaasv1.AnnotationReset: "moved"}
-	if err := k8s.Update(bg, inst); err != nil {
-		t.Fatal(err)
-	}
+	annotateInstance(t, ns, victim, myaasv1.AnnotationReset, "moved")
 	eventually(t, 20*time.Second, "the stranded pod deleted and the StatefulSet being deleted", func() error {
 		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: victim + "-0"}, &corev1.Pod{}); err == nil {
 			return fmt.Errorf("pod still there")
@@ -343,4 +340,20 @@ func TestOldRevisionCopiesAreCollectedOnEveryNode(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// annotateInstance sets an annotation as kubectl annotate does: retried when the operator's status
+// write comes in between.
+func annotateInstance(t *testing.T, ns, name, key, value string) {
+	t.Helper()
+	if err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		inst := getInstance(t, ns, name)
+		if inst.Annotations == nil {
+			inst.Annotations = map[string]string{}
+		}
+		inst.Annotations[key] = value
+		return k8s.Update(bg, inst)
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -98,6 +98,9 @@ func playStatefulSetPods(t *testing.T, ns string) {
 }
 
 func playPodOf(ctx context.Context, sts *appsv1.StatefulSet) {
+	if !sts.DeletionTimestamp.IsZero() {
+		return // the StatefulSet controller makes no pod for a StatefulSet being deleted
+	}
 	name := sts.Name + "-0"
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: sts.Namespace, Name: name}, &corev1.Pod{}); !apierrors.IsNotFound(err) {
 		return

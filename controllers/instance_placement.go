@@ -138,7 +138,7 @@ func claimedFromPool(inst *myaasv1.DatabaseInstance) bool {
 func (r *DatabaseInstanceReconciler) nodeDown(ctx context.Context, name string) (string, error) {
 	node := &corev1.Node{}
 	if err := r.Get(ctx, client.ObjectKey{Name: name}, node); apierrors.IsNotFound(err) {
-		return fmt.Sprintf("node %s no longer exists", name), nil
+		return nodeUnusable(name, nil), nil
 	} else if err != nil {
 		return "", fmt.Errorf("get node %s: %w", name, err)
 	}

@@ -80,12 +80,7 @@ func (r *DatabaseInstanceReconciler) resolveRevision(ctx context.Context, s *ins
 		return waitFor(myaasv1.ReasonTemplateNotReady, EventRevisionNotFound,
 			fmt.Sprintf("DatabaseTemplate %s has no revision yet (%s)", t.Name, templateStateForUsers(t)))
 	}
-	var rev *myaasv1.TemplateRevision
-	for i := range t.Status.Revisions {
-		if t.Status.Revisions[i].Revision == want {
-			rev = &t.Status.Revisions[i]
-		}
-	}
+	rev := revisionNumbered(t, want)
 	if rev == nil {
 		return waitFor(myaasv1.ReasonRevisionNotFound, EventRevisionNotFound,
 			fmt.Sprintf("revision %d of DatabaseTemplate %s does not exist (available: %s)", want, t.Name, revisionList(t)))

@@ -103,6 +103,9 @@ type templatePass struct {
 	users revisionUsers
 	// usedIn: the namespaces where each revision is in use; its copies elsewhere can go.
 	usedIn revisionNamespaces
+	// usedOn: the nodes where each revision is in use; its copies on the others can go once it
+	// expires.
+	usedOn revisionNodes
 }
 
 // steps is the template's pipeline. None of them waits: the import and the garbage collector

@@ -28,6 +28,9 @@ type revisionUsers map[int32][]string
 // revisionNamespaces maps a revision to the namespaces where something still uses it.
 type revisionNamespaces map[int32]map[string]bool
 
+// revisionNodes maps a revision to the nodes where something still uses it.
+type revisionNodes = revisionNamespaces
+
 func (n revisionNamespaces) add(rev int32, ns string) {
 	if n[rev] == nil {
 		n[rev] = map[string]bool{}
@@ -40,18 +43,21 @@ func (n revisionNamespaces) add(rev int32, ns string) {
 // instance being deleted leaves its PVC behind for a moment, and on ZFS that clone still pins the
 // snapshot).
 func (r *DatabaseTemplateReconciler) reconcileUsage(ctx context.Context, s *templatePass) (*ctrl.Result, error) {
-	users, usedIn, err := r.revisionUsers(ctx, s.t)
-	s.users, s.usedIn = users, usedIn
+	users, usedIn, usedOn, err := r.revisionUsers(ctx, s.t)
+	s.users, s.usedIn, s.usedOn = users, usedIn, usedOn
 	return nil, err
 }
 
-func (r *DatabaseTemplateReconciler) revisionUsers(ctx context.Context, t *myaasv1.DatabaseTemplate) (revisionUsers, revisionNamespaces, error) {
+// Besides the users' names, it returns where each revision is in use: in which namespaces, and on
+// which nodes ("" for a user whose node is not recorded).
+func (r *DatabaseTemplateReconciler) revisionUsers(ctx context.Context, t *myaasv1.DatabaseTemplate) (revisionUsers, revisionNamespaces, revisionNodes, error) {
 	instances, err := instancesOfTemplate(ctx, r.Client, t.Namespace, t.Name)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	users := revisionUsers{}
 	usedIn := revisionNamespaces{}
+	usedOn := revisionNodes{}
 	counts := map[int32]int32{}
 	instanceNamespaces := revisionNamespaces{}
 	for _, inst := range instances.Items {
@@ -67,11 +73,12 @@ func (r *DatabaseTemplateReconciler) revisionUsers(ctx context.Context, t *myaas
 		counts[rev]++
 		users[rev] = append(users[rev], userName(t, inst.Namespace, "DatabaseInstance", inst.Name))
 		usedIn.add(rev, inst.Namespace)
+		usedOn.add(rev, inst.Status.Node)
 		instanceNamespaces.add(rev, inst.Namespace)
 	}
 	clones, err := r.clonePVCs(ctx, t)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	for _, pvc := range clones {
 		n, err := strconv.Atoi(pvc.Labels[myaasv1.LabelRevision])
@@ -80,6 +87,7 @@ func (r *DatabaseTemplateReconciler) revisionUsers(ctx context.Context, t *myaas
 		}
 		users[int32(n)] = append(users[int32(n)], userName(t, pvc.Namespace, "PersistentVolumeClaim", pvc.Name))
 		usedIn.add(int32(n), pvc.Namespace)
+		usedOn.add(int32(n), pvc.Annotations[myaasv1.AnnotationNode])
 	}
 	var usage []string
 	for i := range t.Status.Revisions {
@@ -92,7 +100,7 @@ func (r *DatabaseTemplateReconciler) revisionUsers(ctx context.Context, t *myaas
 	}
 	slices.Reverse(usage) // newest first, as users read them
 	t.Status.Usage = strings.Join(usage, ", ")
-	return users, usedIn, nil
+	return users, usedIn, usedOn, nil
 }
 
 // userName names a user of a revision in the messages of its template, with its namespace when
@@ -227,7 +235,7 @@ func (r *DatabaseTemplateReconciler) reconcileDelete(ctx context.Context, t *mya
 	if err := r.deletePoolMembers(ctx, t); err != nil {
 		return ctrl.Result{}, err
 	}
-	users, _, err := r.revisionUsers(ctx, t)
+	users, _, _, err := r.revisionUsers(ctx, t)
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -363,32 +363,10 @@ func templateVolume(ctx context.Context, c client.Reader, t *myaasv1.DatabaseTem
 
 // pruneUnusedCopies deletes the copies of an expired revision that no instance on their node
 // uses. The first import's copy stays with the revision: its volume and snapshot are the
-// revision's own. A clone whose node is not recorded keeps every copy.
+// revision's own. A user whose node is not recorded keeps every copy.
 func (r *DatabaseTemplateReconciler) pruneUnusedCopies(ctx context.Context, s *templatePass, rev *myaasv1.TemplateRevision) error {
-	t := s.t
-	if len(rev.Replicas) < 2 {
-		return nil
-	}
-	onNode := map[string]bool{}
-	instances, err := instancesOfTemplate(ctx, r.Client, t.Namespace, t.Name)
-	if err != nil {
-		return err
-	}
-	for _, inst := range instances.Items {
-		if pinnedRevision(&inst) == rev.Revision {
-			onNode[inst.Status.Node] = true
-		}
-	}
-	clones, err := r.clonePVCs(ctx, t)
-	if err != nil {
-		return err
-	}
-	for _, pvc := range clones {
-		if pvc.Labels[myaasv1.LabelRevision] == fmt.Sprint(rev.Revision) {
-			onNode[pvc.Annotations[myaasv1.AnnotationNode]] = true
-		}
-	}
-	if onNode[""] {
+	t, onNode := s.t, s.usedOn[rev.Revision]
+	if len(rev.Replicas) < 2 || onNode[""] {
 		return nil
 	}
 	kept := rev.Replicas[:0]

@@ -193,8 +193,12 @@ func (r *DatabaseInstanceReconciler) serveFromMember(ctx context.Context, s *ins
 		return res, err
 	}
 	svc := builder.ClaimedInstanceService(inst, member, s.src.engine)
-	if err := r.Patch(ctx, svc, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("apply Service %s: %w", svc.Name, err)
+	have := &corev1.Service{}
+	if err := r.Get(ctx, client.ObjectKeyFromObject(svc), have); client.IgnoreNotFound(err) != nil {
+		return nil, fmt.Errorf("get Service %s: %w", svc.Name, err)
+	}
+	if err := r.applyService(ctx, svc, have); err != nil {
+		return nil, err
 	}
 	ca, res, err := r.namespaceCA(ctx, inst)
 	if res != nil || err != nil {

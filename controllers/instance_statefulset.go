@@ -6,11 +6,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,11 +39,37 @@ func (r *DatabaseInstanceReconciler) reconcileService(ctx context.Context, s *in
 	if err == nil && ownershipOf(have, inst, instanceKind) != owned {
 		return r.waitForPreviousInstance(s, "Service "+svc.Name)
 	}
-	if err := r.Patch(ctx, svc, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("apply Service %s: %w", svc.Name, err)
+	if err := r.applyService(ctx, svc, have); err != nil {
+		return nil, err
 	}
 	inst.Status.Endpoint = &myaasv1.Endpoint{Host: builder.ServiceHost(inst), Port: s.src.engine.Port()}
 	return nil, nil
+}
+
+// applyService applies want unless have, the Service in the cache (empty when there is none),
+// already says all of it. A pass runs every 100 ms while a server starts: applying each time
+// would make the API server merge an unchanged Service, twenty times over when twenty
+// instances start at once.
+func (r *DatabaseInstanceReconciler) applyService(ctx context.Context, want, have *corev1.Service) error {
+	if serviceUpToDate(want, have) {
+		return nil
+	}
+	if err := r.Patch(ctx, want, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply Service %s: %w", want.Name, err)
+	}
+	return nil
+}
+
+// serviceUpToDate: have carries everything want sets. The API server fills in more (a cluster
+// IP, node ports, defaults), which want leaves out; the selector must match exactly, since a
+// claim moves it to another pod.
+func serviceUpToDate(want, have *corev1.Service) bool {
+	return have.UID != "" &&
+		maps.Equal(want.Spec.Selector, have.Spec.Selector) &&
+		equality.Semantic.DeepDerivative(want.Spec, have.Spec) &&
+		equality.Semantic.DeepDerivative(want.Labels, have.Labels) &&
+		equality.Semantic.DeepDerivative(want.Annotations, have.Annotations) &&
+		equality.Semantic.DeepEqual(want.OwnerReferences, have.OwnerReferences)
 }
 
 // checkServiceType ends the pass at a Service type the operator does not allow.

@@ -254,6 +254,9 @@ func (b *bench) run(ctx context.Context, smallRows, largeRows, runs, concurrent 
 		return err
 	}
 
+	if err := b.waitQuiet(ctx); err != nil {
+		return err
+	}
 	usedBefore, err := b.btrfsUsed()
 	if err != nil {
 		return err
@@ -348,6 +351,23 @@ func (b *bench) crossNamespace(ctx context.Context, template string, runs int, s
 	return nil
 }
 
+// waitQuiet waits until the instances deleted by the rows before have stopped and their
+// namespaces are gone: twenty instances applied at once are measured on a machine as quiet as a
+// single one was, not beside servers shutting down and volumes being deleted.
+func (b *bench) waitQuiet(ctx context.Context) error {
+	return poll(ctx, 5*time.Minute, "the earlier rows' instances gone", func() (bool, error) {
+		pods := &corev1.PodList{}
+		if err := b.c.List(ctx, pods, client.MatchingLabels{myaasv1.LabelRole: myaasv1.RoleInstance}); err != nil {
+			return false, err
+		}
+		namespaces := &corev1.NamespaceList{}
+		if err := b.c.List(ctx, namespaces, client.HasLabels{benchSharingLabel}); err != nil {
+			return false, err
+		}
+		return len(pods.Items) == 0 && len(namespaces.Items) == 0, nil
+	})
+}
+
 func (b *bench) freshNamespace(ctx context.Context) error {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
 	if err := b.c.Delete(ctx, ns); client.IgnoreNotFound(err) != nil {
@@ -425,7 +445,9 @@ func (b *bench) snapshotPath(ctx context.Context, template string) (string, erro
 	if content.Status == nil || content.Status.SnapshotHandle == nil {
 		return "", fmt.Errorf("snapshot content %s has no handle", content.Name)
 	}
-	return filepath.Join(b.btrfsRoot, "snapshots", *content.Status.SnapshotHandle), nil
+	// The handle names the pool after its "@"; node 1's pool is the one under btrfsRoot.
+	subvolume, _, _ := strings.Cut(*content.Status.SnapshotHandle, "@")
+	return filepath.Join(b.btrfsRoot, "snapshots", subvolume), nil
 }
 
 func (b *bench) templateBytes(ctx context.Context, template string) (int64, error) {
@@ -522,8 +544,16 @@ func (b *bench) provision(ctx context.Context, name, template string) (time.Dura
 }
 
 // concurrent applies n instances at once and waits until all are Ready; they stay for the disk
-// measurement and go with the namespace.
+// measurement and go with the namespace. It watches, as kubectl wait does: polling twenty
+// instances would load the API server it measures.
 func (b *bench) concurrent(ctx context.Context, template string, n int) (time.Duration, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	w, err := b.c.Watch(ctx, &myaasv1.DatabaseInstanceList{}, client.InNamespace(namespace))
+	if err != nil {
+		return 0, fmt.Errorf("watch instances: %w", err)
+	}
+	defer w.Stop()
 	start := time.Now()
 	pending := map[string]bool{}
 	for i := range n {
@@ -533,19 +563,21 @@ func (b *bench) concurrent(ctx context.Context, template string, n int) (time.Du
 		}
 		pending[name] = true
 	}
-	err := poll(ctx, 10*time.Minute, fmt.Sprintf("%d concurrent instances Ready", n), func() (bool, error) {
-		for name := range pending {
-			ok, err := b.ready(ctx, name)
-			if err != nil {
-				return false, err
+	for len(pending) > 0 {
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%d concurrent instances Ready: %d still not Ready: %w", n, len(pending), ctx.Err())
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return 0, fmt.Errorf("%d concurrent instances Ready: the watch ended with %d not Ready", n, len(pending))
 			}
-			if ok {
-				delete(pending, name)
+			if d, isInstance := ev.Object.(*myaasv1.DatabaseInstance); isInstance &&
+				meta.IsStatusConditionTrue(d.Status.Conditions, myaasv1.ConditionReady) {
+				delete(pending, d.Name)
 			}
 		}
-		return len(pending) == 0, nil
-	})
-	return time.Since(start), err
+	}
+	return time.Since(start), nil
 }
 
 func (b *bench) btrfsUsed() (int64, error) {

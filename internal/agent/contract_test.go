@@ -113,16 +113,15 @@ func TestInstanceArgsParseInTheAgent(t *testing.T) {
 				o.credentialsDir != agentapi.CredentialsDir || o.adminDir != agentapi.AdminCredentialsDir || o.port != 3306 || o.serverID != uint(builder.ServerID(inst.UID)) {
 				t.Errorf("parsed %+v", o)
 			}
-			probe := c.ReadinessProbe.Exec.Command
-			if probe[0] != c.Command[0] || probe[1] != "agent" || probe[2] != agentapi.CommandProbe {
-				t.Fatalf("probe %v", probe)
+			// The kubelet's probe reaches the port the agent serves it on, by the container port's name.
+			get := c.ReadinessProbe.HTTPGet
+			if get == nil || get.Path != agentapi.ReadinessPath {
+				t.Fatalf("readiness probe %+v, want a GET of %s", c.ReadinessProbe, agentapi.ReadinessPath)
 			}
-			po, err := parseProbeFlags(probe[3:])
-			if err != nil {
-				t.Fatalf("the agent rejects the probe's args %v: %v", probe, err)
-			}
-			if po.credentialsDir != agentapi.CredentialsDir || po.addr != agentapi.RunDir+"/"+agentapi.SocketName {
-				t.Errorf("probe parsed %+v", po)
+			if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool {
+				return p.Name == get.Port.StrVal && int(p.ContainerPort) == o.readinessPort
+			}) {
+				t.Errorf("probe port %q is not the agent's --%s=%d among %+v", get.Port.StrVal, agentapi.FlagReadinessPort, o.readinessPort, c.Ports)
 			}
 			if o.tlsDir != agentapi.TLSDir || !o.requireSecureTransport {
 				t.Errorf("TLS parsed as dir %q, require %v", o.tlsDir, o.requireSecureTransport)

@@ -30,6 +30,8 @@ type startOptions struct {
 	// extraPrivileges are granted to the application user on *.* (spec.extraPrivileges).
 	extraPrivileges multiFlag
 	port            int
+	// readinessPort serves the kubelet's readiness probe; 0 serves none.
+	readinessPort int
 	// tlsDir holds the certificate Secret; empty serves without TLS (an instance of an older
 	// operator, whose pod mounts none).
 	tlsDir                 string
@@ -48,6 +50,7 @@ func parseStartFlags(args []string) (startOptions, error) {
 	fs.UintVar(&o.serverID, agentapi.FlagServerID, 1, "server_id of this instance")
 	fs.Var(&o.serverOptions, agentapi.FlagServerOption, "server option name=value (repeatable)")
 	fs.IntVar(&o.port, agentapi.FlagPort, 0, "TCP port; the engine's own by default")
+	fs.IntVar(&o.readinessPort, agentapi.FlagReadinessPort, 0, "TCP port answering the readiness probe at "+agentapi.ReadinessPath+"; 0 for none")
 	fs.StringVar(&o.tlsDir, agentapi.FlagTLSDir, "", "the instance's mounted certificate Secret; TLS is off without it")
 	fs.BoolVar(&o.requireSecureTransport, agentapi.FlagRequireSecureTransport, false, "refuse TCP clients without TLS")
 	return o, fs.Parse(args)
@@ -171,6 +174,14 @@ func runStart(ctx context.Context, args []string) error {
 	if o.port == 0 {
 		o.port = int(eng.Port())
 	}
+	probeListener, err := listenReadiness(o.readinessPort)
+	if err != nil {
+		return err
+	}
+	probeCtx, stopProbes := context.WithCancel(context.Background())
+	defer stopProbes()
+	ready := &readiness{eng: eng, addr: serverSocket(eng, o), credentialsDir: o.credentialsDir, timeout: 4 * time.Second}
+	go ready.serve(probeCtx, probeListener)
 	if pg, ok := eng.(engine.PostgreSQL); ok {
 		return runPostgresStart(ctx, pg, o)
 	}
@@ -220,6 +231,14 @@ func runStart(ctx context.Context, args []string) error {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		return serverExit(<-exited)
 	}
+}
+
+// serverSocket is the socket the started server listens on.
+func serverSocket(eng engine.Engine, o startOptions) string {
+	if _, ok := eng.(engine.PostgreSQL); ok {
+		return pgSocket(o) // named after the port, which a test may choose
+	}
+	return eng.Socket(o.runDir)
 }
 
 func serverExit(err error) error {

@@ -59,6 +59,13 @@ const (
 	ProgressPath = "/progress"
 )
 
+// An instance's agent answers the kubelet's readiness probe on ReadinessPort at ReadinessPath.
+const (
+	ReadinessPort     = 8091
+	ReadinessPortName = "readiness"
+	ReadinessPath     = "/readyz"
+)
+
 // Environment variables the agent reads.
 const (
 	// EnvMemoryLimit is the container's memory limit in bytes: the buffer pool is sized from it.
@@ -90,6 +97,7 @@ const (
 	FlagKeepAccount         = "keep-account"          // I, repeated user or user@host
 	FlagServerID            = "server-id"             // S
 	FlagPort                = "port"                  // S
+	FlagReadinessPort       = "readiness-port"        // S
 	FlagAddr                = "addr"                  // P
 	FlagProgressAddr        = "progress-addr"         // I
 	FlagKeepAgent           = "keep-agent"            // I

@@ -228,6 +228,7 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 		agentapi.Flag(agentapi.FlagAdminCredentialsDir, agentapi.AdminCredentialsDir),
 		agentapi.Flag(agentapi.FlagServerID, strconv.FormatUint(uint64(ServerID(inst.UID)), 10)),
 		agentapi.Flag(agentapi.FlagPort, strconv.Itoa(int(p.Engine.Port()))),
+		agentapi.Flag(agentapi.FlagReadinessPort, strconv.Itoa(agentapi.ReadinessPort)),
 	}
 	args = append(args, tlsArgs(inst)...)
 	args = append(args, serverOptionArgs(p.ServerConfig)...)
@@ -266,21 +267,23 @@ func InstanceStatefulSet(inst *myaasv1.DatabaseInstance, p StatefulSetParams) *a
 						Command:         []string{agent},
 						Args:            args,
 						Env:             instanceMemoryEnv(inst.Spec.Resources),
-						Ports:           []corev1.ContainerPort{{Name: p.Engine.PortName(), ContainerPort: p.Engine.Port(), Protocol: corev1.ProtocolTCP}},
-						Resources:       inst.Spec.Resources,
+						Ports: []corev1.ContainerPort{
+							{Name: p.Engine.PortName(), ContainerPort: p.Engine.Port(), Protocol: corev1.ProtocolTCP},
+							// Reached by the kubelet only: the NetworkPolicy opens the server's port alone.
+							{Name: agentapi.ReadinessPortName, ContainerPort: agentapi.ReadinessPort, Protocol: corev1.ProtocolTCP},
+						},
+						Resources: inst.Spec.Resources,
 						// The probe logs in with the instance's own credentials, so Ready means usable.
 						// The instance's Ready comes from the operator's own login through the Service,
 						// which routes to the pod before it is Ready: the probe only tells kubectl and
-						// the pod's status about a server that stops answering later. Kubernetes'
-						// default period keeps its exec (runc, the agent, a login) from taking a
-						// noticeable part of a small node's CPU once it runs many instances.
+						// the pod's status about a server that stops answering later. The agent answers
+						// it over HTTP: an exec probe would start a process in the container (runc, the
+						// agent, a login) each time, a noticeable part of a small node's CPU when many
+						// instances start at once.
 						ReadinessProbe: &corev1.Probe{
-							ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{
-								agent, "agent", agentapi.CommandProbe,
-								agentapi.Flag(agentapi.FlagEngine, p.Engine.Name()),
-								agentapi.Flag(agentapi.FlagCredentialsDir, agentapi.CredentialsDir),
-								agentapi.Flag(agentapi.FlagAddr, p.Engine.Socket(agentapi.RunDir)),
-							}}},
+							ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+								Path: agentapi.ReadinessPath, Port: intstr.FromString(agentapi.ReadinessPortName),
+							}},
 							PeriodSeconds:    10,
 							TimeoutSeconds:   5,
 							FailureThreshold: 3,

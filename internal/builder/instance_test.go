@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -205,8 +206,10 @@ func TestInstanceStatefulSet(t *testing.T) {
 			}) {
 				t.Fatalf("admin Secret %q mounts %+v", adminSecret, c.VolumeMounts)
 			}
-			if probe := strings.Join(c.ReadinessProbe.Exec.Command, " "); !strings.Contains(probe, "agent probe") {
-				t.Fatalf("probe %s", probe)
+			// The agent answers the probe over HTTP on a port of its own, which the kubelet reaches.
+			if get := c.ReadinessProbe.HTTPGet; get == nil || get.Path != agentapi.ReadinessPath || get.Port.StrVal != agentapi.ReadinessPortName ||
+				!slices.Contains(c.Args, agentapi.Flag(agentapi.FlagReadinessPort, strconv.Itoa(agentapi.ReadinessPort))) {
+				t.Fatalf("probe %+v, args %v", c.ReadinessProbe, c.Args)
 			}
 			if c.VolumeMounts[0].Name != tc.wantClaim || c.VolumeMounts[0].MountPath != "/var/lib/myaas" {
 				t.Fatalf("data mount %+v", c.VolumeMounts[0])
@@ -247,8 +250,8 @@ func TestInstanceStatefulSetRunsTheAgentFromTheCloneWhenItIsTheSame(t *testing.T
 			})
 			pod := sts.Spec.Template.Spec
 			c := pod.Containers[0]
-			if len(pod.InitContainers) != tc.wantInit || c.Command[0] != tc.wantAgent || c.ReadinessProbe.Exec.Command[0] != tc.wantAgent {
-				t.Fatalf("init containers %d, command %v, probe %v", len(pod.InitContainers), c.Command, c.ReadinessProbe.Exec.Command)
+			if len(pod.InitContainers) != tc.wantInit || c.Command[0] != tc.wantAgent {
+				t.Fatalf("init containers %d, command %v", len(pod.InitContainers), c.Command)
 			}
 			for _, v := range pod.Volumes {
 				if v.Name == volumeBin && tc.wantInit == 0 {

@@ -26,7 +26,14 @@ func (r *DatabaseTemplateReconciler) reconcileRefreshCronJob(ctx context.Context
 	key := client.ObjectKey{Namespace: t.Namespace, Name: builder.RefreshCronJobName(t.Name)}
 	if t.Spec.Refresh == nil {
 		meta.RemoveStatusCondition(&t.Status.Conditions, myaasv1.ConditionRefreshScheduled)
-		return nil, r.deleteIfExists(ctx, &batchv1.CronJob{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}})
+		// Most templates have no schedule, and a template's pass runs on every change of its
+		// instances: only a CronJob the cache holds is deleted, rather than asking the API
+		// server to delete one that does not exist each time.
+		cronJob := &batchv1.CronJob{}
+		if err := r.Get(ctx, key, cronJob); err != nil {
+			return nil, client.IgnoreNotFound(err)
+		}
+		return nil, r.deleteIfExists(ctx, cronJob)
 	}
 
 	want := builder.RefreshCronJob(t, r.AgentImage)

@@ -577,7 +577,14 @@ func (b *bench) concurrent(ctx context.Context, template string, n int) (time.Du
 			}
 		}
 	}
-	return time.Since(start), nil
+	elapsed := time.Since(start)
+	var steps []map[string]time.Duration
+	for i := range n {
+		steps = append(steps, b.steps.since(fmt.Sprintf("%s-par-%02d", template, i), start))
+	}
+	fmt.Printf("       %d at once, p50 of each step after apply: %s\n", n, breakdownAt(steps, 50))
+	fmt.Printf("       %d at once, slowest of each step:         %s\n", n, breakdownAt(steps, 100))
+	return elapsed, nil
 }
 
 func (b *bench) btrfsUsed() (int64, error) {

@@ -146,6 +146,11 @@ func watchMilestones(ctx context.Context, c client.WithWatch, ns string) *milest
 
 // breakdown is the p50 of each step's time after apply over the instances given.
 func breakdown(perInstance []map[string]time.Duration) string {
+	return breakdownAt(perInstance, 50)
+}
+
+// breakdownAt is the p-th percentile of each step's time after apply.
+func breakdownAt(perInstance []map[string]time.Duration, p int) string {
 	parts := make([]string, 0, len(steps))
 	for _, step := range steps {
 		var times []time.Duration
@@ -158,7 +163,7 @@ func breakdown(perInstance []map[string]time.Duration) string {
 			continue
 		}
 		slices.Sort(times)
-		parts = append(parts, fmt.Sprintf("%s %s", step, secs(percentile(times, 50))))
+		parts = append(parts, fmt.Sprintf("%s %s", step, secs(percentile(times, p))))
 	}
 	return strings.Join(parts, ", ")
 }

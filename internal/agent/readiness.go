@@ -27,6 +27,7 @@ type readiness struct {
 
 	mu      sync.Mutex // one login at a time; a probe that overlaps the last waits for it
 	lastErr string     // logged when it changes, not on every probe
+	passed  bool       // a login has passed since the agent started
 }
 
 // listenReadiness opens the probe's port before the server starts, so that a port already taken
@@ -72,17 +73,23 @@ func (r *readiness) handle(w http.ResponseWriter, req *http.Request) {
 }
 
 // check logs in with the mounted Secret as it is now: a changed password is probed as soon as
-// the kubelet has refreshed the Secret, as `agent probe` would.
+// the kubelet has refreshed the Secret, as `agent probe` would. Until the first login passes, a
+// probe waits for the starting server (within its time-out) rather than failing at once: the
+// pod turns Ready as soon as the server does, not at the next probe ten seconds later, and a
+// normal start leaves no "probe failed" warning among the pod's events.
 func (r *readiness) check(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	err := func() error {
-		creds, err := readUserCredentials(r.credentialsDir)
-		if err != nil {
-			return err
+	deadline := time.Now().Add(r.timeout)
+	err := r.login(ctx, r.timeout)
+	for err != nil && !r.passed && time.Until(deadline) > startRetry {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(startRetry):
 		}
-		return probe(ctx, r.eng, r.addr, creds.Username, creds.Password, creds.Database, r.timeout)
-	}()
+		err = r.login(ctx, time.Until(deadline))
+	}
 	msg := ""
 	if err != nil {
 		msg = err.Error()
@@ -95,5 +102,17 @@ func (r *readiness) check(ctx context.Context) error {
 		}
 		r.lastErr = msg
 	}
+	r.passed = r.passed || err == nil
 	return err
+}
+
+// startRetry paces a first probe's logins while the server starts.
+const startRetry = 100 * time.Millisecond
+
+func (r *readiness) login(ctx context.Context, timeout time.Duration) error {
+	creds, err := readUserCredentials(r.credentialsDir)
+	if err != nil {
+		return err
+	}
+	return probe(ctx, r.eng, r.addr, creds.Username, creds.Password, creds.Database, timeout)
 }

@@ -54,6 +54,20 @@ func TestReadinessProbeLogsInWithTheSecret(t *testing.T) {
 	runDir := filepath.Join(t.TempDir(), "run")
 	addr, cancel, done := agentStart(t, copyDir(t, template), credDir, adminDir,
 		agentapi.Flag(agentapi.FlagRunDir, runDir), agentapi.Flag(agentapi.FlagReadinessPort, fmt.Sprint(probePort)))
+	// The agent listens before it starts the server: its first answer waits for the server to
+	// take logins rather than failing at once, within the probe's time-out.
+	for {
+		asked := time.Now()
+		code, body, err := getReadiness(probePort)
+		if err != nil {
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		if code != http.StatusOK && time.Since(asked) < 3*time.Second {
+			t.Fatalf("the first probe failed after %s without waiting for the starting server: %d %q", time.Since(asked), code, body)
+		}
+		break
+	}
 	waitReadiness(t, probePort)
 
 	creds["password"] = "pw-2"

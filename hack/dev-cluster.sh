@@ -435,9 +435,12 @@ start_storage() {
     start_csi_node 1
   fi
   for i in $(seq 2 "$nodes"); do start_csi_node "$i" "${pool_flags[@]}"; done
+  # Each clone costs the provisioner about five API requests: at its default 5 per second (burst
+  # 10), twenty instances applied at once waited seconds for their volumes, client-side. Drivers
+  # deployed for many volumes at once raise it the same way.
   start csi-provisioner "$TOOLS/csi-provisioner" --csi-address "$CONTROLLER_SOCKET" --kubeconfig "$KUBECONFIG_PATH" \
     --leader-election=false --feature-gates Topology=true --extra-create-metadata --timeout 120s \
-    --worker-threads 20 --v 2
+    --worker-threads 20 --kube-api-qps 50 --kube-api-burst 100 --v 2
   # Snapshots not ready or failed are retried at least every 5 s (not up to 5 min), so a test sees one soon after it clears a fault.
   start csi-snapshotter "$TOOLS/csi-snapshotter" --csi-address "$CONTROLLER_SOCKET" --kubeconfig "$KUBECONFIG_PATH" \
     --leader-election=false --timeout 120s --worker-threads 20 --v 2 \

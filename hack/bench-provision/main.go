@@ -510,10 +510,6 @@ func (b *bench) instance(name, template string) *myaasv1.DatabaseInstance {
 	}
 }
 
-func (b *bench) ready(ctx context.Context, name string) (bool, error) {
-	return b.readyIn(ctx, namespace, name)
-}
-
 func (b *bench) readyIn(ctx context.Context, ns, name string) (bool, error) {
 	d := &myaasv1.DatabaseInstance{}
 	if err := b.c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, d); err != nil {

@@ -57,6 +57,22 @@ func testImportCloneAndIsolation(t *testing.T, e engineCase) {
 	newInstance(t, ns, "bob", "shop", e.withDumpDatabase)
 	waitReady(t, ns, "alice")
 	waitReady(t, ns, "bob")
+	// The kubelet's readiness probe reaches the agent, which logs in with the Secret's
+	// credentials: the pods turn Ready, as kubectl shows them.
+	for _, name := range []string{"alice", "bob"} {
+		eventually(t, 30*time.Second, name+"'s pod Ready", func() error {
+			pod := &corev1.Pod{}
+			if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: getInstance(t, ns, name).ServerName() + "-0"}, pod); err != nil {
+				return err
+			}
+			for _, c := range pod.Status.Conditions {
+				if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+					return nil
+				}
+			}
+			return fmt.Errorf("pod %s is not Ready: %v", pod.Name, pod.Status.Conditions)
+		})
+	}
 
 	alice := e.connect(t, ns, "alice")
 	want := shopDump.Expect()

@@ -41,19 +41,35 @@ func (r *DatabaseInstanceReconciler) checkGrant(ctx context.Context, inst *myaas
 	if getErr != nil {
 		return "", fmt.Errorf("get template %s: %w", inst.TemplateKey(), getErr)
 	}
+	ok, err := r.sharesWith(ctx, inst, t)
+	if err != nil || !ok {
+		return refused, err
+	}
+	// The cache may not have seen a grant revoked a moment ago, and the grant is what lets
+	// another namespace read the data: it is confirmed with the API server before the first clone.
+	live := &myaasv1.DatabaseTemplate{}
+	if err := r.reader().Get(ctx, inst.TemplateKey(), live); apierrors.IsNotFound(err) {
+		return refused, nil
+	} else if err != nil {
+		return "", fmt.Errorf("get template %s: %w", inst.TemplateKey(), err)
+	}
+	if ok, err := r.sharesWith(ctx, inst, live); err != nil || !ok {
+		return refused, err
+	}
+	return "", nil
+}
+
+// sharesWith: t's spec.sharing lets inst's namespace use it.
+func (r *DatabaseInstanceReconciler) sharesWith(ctx context.Context, inst *myaasv1.DatabaseInstance, t *myaasv1.DatabaseTemplate) (bool, error) {
 	var nsLabels map[string]string
 	if t.NeedsNamespaceLabels(inst.Namespace) {
 		ns := &corev1.Namespace{}
 		if err := r.reader().Get(ctx, client.ObjectKey{Name: inst.Namespace}, ns); err != nil {
-			return "", fmt.Errorf("get namespace %s for the sharing of %s: %w", inst.Namespace, inst.TemplateKey(), err)
+			return false, fmt.Errorf("get namespace %s for the sharing of %s: %w", inst.Namespace, inst.TemplateKey(), err)
 		}
 		nsLabels = ns.Labels
 	}
-	ok, err := t.SharesWith(inst.Namespace, nsLabels)
-	if err != nil || ok {
-		return "", err
-	}
-	return refused, nil
+	return t.SharesWith(inst.Namespace, nsLabels)
 }
 
 func (r *DatabaseInstanceReconciler) reader() client.Reader { return liveOr(r.APIReader, r.Client) }

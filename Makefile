@@ -81,7 +81,11 @@ TEST_REQUIRE ?= MYAAS_REQUIRE_MARIADB=1 MYAAS_REQUIRE_POSTGRES=1 MYAAS_REQUIRE_B
 
 .PHONY: test
 test: manifests generate envtest install-test-deps helm kustomize ## Unit, envtest, agent (real MariaDB and PostgreSQL), CSI sanity and chart tests.
-	$(TEST_REQUIRE) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m
+	@mkdir -p bin
+	$(TEST_REQUIRE) KUBEBUILDER_ASSETS=$(ENVTEST_ASSETS) HELM=$(HELM) KUSTOMIZE=$(KUSTOMIZE) go test ./... -count=1 -timeout 30m 2>&1 | tee bin/test.log; \
+	status=$${PIPESTATUS[0]}; \
+	if [ "$$status" != 0 ]; then echo "== failed tests (whole output: bin/test.log) =="; grep -E -A3 -- '--- FAIL|_test\.go:[0-9]+: ' bin/test.log | tail -n 80; fi; \
+	exit "$$status"
 
 .PHONY: test-chart
 test-chart: helm kustomize install-prometheus ## The chart alone: helm lint, defaults = config/default, values, alert rule tests, dashboard queries.

@@ -231,6 +231,18 @@ func eventsFor(t *testing.T, ns, name string) []corev1.Event {
 	return out
 }
 
+// waitForEvent fails the test unless an event with the reason comes for the object: the operator
+// records events asynchronously, so one may land just after the status the test already saw.
+func waitForEvent(t *testing.T, ns, name, reason string) {
+	t.Helper()
+	eventually(t, 10*time.Second, reason+" event for "+name, func() error {
+		if !hasEvent(eventsFor(t, ns, name), reason) {
+			return fmt.Errorf("no %s event", reason)
+		}
+		return nil
+	})
+}
+
 func hasEvent(events []corev1.Event, reason string) bool {
 	for _, e := range events {
 		if e.Reason == reason {

@@ -279,9 +279,7 @@ func TestInstanceClonesRevisionAndIsReadyOnlyAfterLogin(t *testing.T) {
 	if row["Template"] != "shop" || row["Revision"] != "1" || row["Phase"] != "Ready" || row["Endpoint"] != "feature-login."+ns+".svc" {
 		t.Fatalf("kubectl get columns: %v", row)
 	}
-	if !hasEvent(eventsFor(t, ns, "feature-login"), EventReady) {
-		t.Fatal("no Ready event")
-	}
+	waitForEvent(t, ns, "feature-login", EventReady)
 }
 
 // The operator's login is what Ready means: it waits neither for the kubelet's next probe nor for
@@ -613,9 +611,7 @@ func TestIdleInstanceIsSuspendedOnceNoClientIsConnected(t *testing.T) {
 		}
 		return conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonSuspended)
 	})
-	if !hasEvent(eventsFor(t, ns, "quiet"), EventIdle) {
-		t.Fatal("no Idle event")
-	}
+	waitForEvent(t, ns, "quiet", EventIdle)
 	sts := &appsv1.StatefulSet{}
 	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "quiet"}, sts); err != nil || *sts.Spec.Replicas != 0 {
 		t.Fatalf("the server of a suspended instance still runs: %v", err)

@@ -190,9 +190,7 @@ func TestTLSCASecretNotTheOperatorsIsNeverUsed(t *testing.T) {
 	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "tls-x-tls"}, &corev1.Secret{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("a certificate was issued with a CA that is not the operator's: %v", err)
 	}
-	if !hasEvent(eventsFor(t, ns, "tls-x"), EventCANotUsable) {
-		t.Fatal("no CANotUsable event")
-	}
+	waitForEvent(t, ns, "tls-x", EventCANotUsable)
 }
 
 var certificateGVK = schema.GroupVersionKind{Group: "cert-manager.io", Version: "v1", Kind: "Certificate"}

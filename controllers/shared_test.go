@@ -127,9 +127,7 @@ func TestSharedTemplateIsRefusedWithoutGrantAndClonedFromACopyWithOne(t *testing
 		}
 		return nil
 	})
-	if !hasEvent(eventsFor(t, devA, "dev"), EventTemplateNotShared) {
-		t.Fatal("no TemplateNotShared event")
-	}
+	waitForEvent(t, devA, "dev", EventTemplateNotShared)
 
 	// A template that does not exist gets the same answer: nothing tells which templates exist.
 	newInstance(t, devA, "ghost", "nosuch", instanceOf(shared))

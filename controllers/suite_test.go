@@ -13,8 +13,11 @@ import (
 	snapshotv1 "github.com/kubernetes-csi/external-snapshotter/client/v6/apis/volumesnapshot/v1"
 	"go.uber.org/zap/zapcore"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -188,12 +191,45 @@ func newNamespace(t *testing.T) string {
 	if err := k8s.Create(context.Background(), ns); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { removeOperatorObjects(t, ns.Name) })
 	return ns.Name
 }
 
-// eventually polls cond until it returns nil, failing with its last error after timeout.
+// removeOperatorObjects deletes a finished test's templates and instances, finalizers and all.
+// The API server here has no namespace or garbage collector, and every later test's manager
+// watches all namespaces: what a test leaves would be reconciled, with that test's options, by
+// every manager after it.
+func removeOperatorObjects(t *testing.T, ns string) {
+	lists := []client.ObjectList{&myaasv1.DatabaseInstanceList{}, &myaasv1.DatabaseTemplateList{}}
+	for _, list := range lists {
+		if err := k8s.List(bg, list, client.InNamespace(ns)); err != nil {
+			t.Errorf("list %T in %s: %v", list, ns, err)
+			continue
+		}
+		_ = meta.EachListItem(list, func(o runtime.Object) error {
+			obj := o.(client.Object)
+			if err := k8s.Delete(bg, obj); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("delete %s/%s: %v", ns, obj.GetName(), err)
+			}
+			patch := []byte(`{"metadata":{"finalizers":null}}`)
+			if err := k8s.Patch(bg, obj, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
+				t.Errorf("remove finalizers of %s/%s: %v", ns, obj.GetName(), err)
+			}
+			return nil
+		})
+	}
+}
+
+// timeoutSlack stretches every eventually: a timeout bounds what a loaded machine may need, and
+// a passing wait never runs it out, so a generous bound costs nothing where things are fast and
+// keeps a slower machine (a new CI runner) from failing on time alone.
+const timeoutSlack = 2
+
+// eventually polls cond until it returns nil, failing with its last error after timeout (times
+// timeoutSlack).
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
+	timeout *= timeoutSlack
 	deadline := time.Now().Add(timeout)
 	for {
 		err := cond()

@@ -116,9 +116,7 @@ func TestTemplatePipelineReportsProgressAndBecomesReady(t *testing.T) {
 	if row["Latest"] != "1" || row["Ready"] != "True" || row["Progress"] != "" {
 		t.Fatalf("kubectl get columns after import: %v", row)
 	}
-	if !hasEvent(eventsFor(t, ns, "shop"), EventRevisionReady) {
-		t.Fatal("no RevisionReady event")
-	}
+	waitForEvent(t, ns, "shop", EventRevisionReady)
 	// Nothing more happens without a reason: no second import.
 	consistently(t, 1500*time.Millisecond, "no second import", func() error {
 		if n := countChildren(t, ns, "shop", &batchv1.JobList{}); n != 1 {
@@ -161,9 +159,7 @@ func TestFailedImportKeepsPreviousRevisionAndNamesTheError(t *testing.T) {
 	if err := conditionIs(tmpl.Status.Conditions, tmpl.Generation, myaasv1.ConditionReady, metav1.ConditionTrue, myaasv1.ReasonRevisionAvailable); err != nil {
 		t.Fatalf("the previous revision must keep serving: %v", err)
 	}
-	if !hasEvent(eventsFor(t, ns, "shop"), EventImportFailed) {
-		t.Fatal("no ImportFailed event")
-	}
+	waitForEvent(t, ns, "shop", EventImportFailed)
 	// No snapshot of the failed import; revision 1 stays, the failed attempt's full-size volume
 	// goes, with its Job (whose finished pod would otherwise hold the volume).
 	for _, obj := range []client.Object{
@@ -371,9 +367,7 @@ func TestGarbageCollectionWaitsForInstancesAndDeletesSnapshotBeforeVolume(t *tes
 		}
 		return nil
 	})
-	if !hasEvent(eventsFor(t, ns, "shop"), EventRevisionDeleted) {
-		t.Fatal("no RevisionDeleted event")
-	}
+	waitForEvent(t, ns, "shop", EventRevisionDeleted)
 }
 
 func TestTemplateDeletionWaitsForInstances(t *testing.T) {
@@ -444,9 +438,7 @@ func TestRunTimeReferenceErrorsBlockImportWithActionableCondition(t *testing.T) 
 	if n := countChildren(t, ns, "shop", &corev1.PersistentVolumeClaimList{}); n != 0 {
 		t.Fatalf("%d PVCs created for a blocked import", n)
 	}
-	if !hasEvent(eventsFor(t, ns, "shop"), EventImportBlocked) {
-		t.Fatal("no ImportBlocked event")
-	}
+	waitForEvent(t, ns, "shop", EventImportBlocked)
 
 	// Creating the class unblocks the import (the next periodic check or any change picks it up).
 	class := &snapshotv1.VolumeSnapshotClass{ObjectMeta: metav1.ObjectMeta{Name: "no-such-class"}, Driver: "test.csi", DeletionPolicy: snapshotv1.VolumeSnapshotContentDelete}

@@ -11,7 +11,7 @@ import (
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
+	ctrlbuilder "sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	myaasv1 "github.com/myaas/myaas/api/v1alpha1"
+	"github.com/myaas/myaas/internal/builder"
 )
 
 // fieldOwner is the server-side apply field manager of everything the operator applies.
@@ -111,6 +112,10 @@ type instancePass struct {
 	// server was started before the operator issued certificates and speaks no TLS.
 	tlsCA       []byte
 	plainServer bool
+	// params describe the instance's clone and pod (reconcileCloneVolume); cloneClaim is its
+	// clone's claim, as last read or made.
+	params     builder.StatefulSetParams
+	cloneClaim *corev1.PersistentVolumeClaim
 	// member is the warm pool member the instance claimed in this pass, as the claim wrote it.
 	member *myaasv1.DatabaseInstance
 }
@@ -123,6 +128,7 @@ func (r *DatabaseInstanceReconciler) steps() []step[*instancePass] {
 		{"revision", r.resolveRevision},                // instance_revision.go
 		{"warm pool", r.reconcilePool},                 // instance_pool.go
 		{"shared snapshot", r.reconcileSharedSnapshot}, // instance_shared_snapshot.go
+		{"clone volume", r.reconcileCloneVolume},       // instance_volume.go
 		{"TLS certificate", r.reconcileTLS},            // instance_tls.go
 		{"admin Secret", r.reconcileAdminSecret},       // instance_admin_secret.go
 		{"credentials Secret", r.reconcileSecret},      // instance_secret.go
@@ -163,7 +169,7 @@ func (r *DatabaseInstanceReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&myaasv1.DatabaseTemplate{}, handler.EnqueueRequestsFromMapFunc(r.instancesOfTemplate)).
 		// A copy of another namespace's revision becoming ready lets its instances clone it.
 		Watches(&snapshotv1.VolumeSnapshot{}, handler.EnqueueRequestsFromMapFunc(r.instancesOfSharedCopy),
-			builder.WithPredicates(predicate.NewPredicateFuncs(isSharedCopy))).
+			ctrlbuilder.WithPredicates(predicate.NewPredicateFuncs(isSharedCopy))).
 		Named("databaseinstance").
 		// Instances are independent and a reconcile mostly waits on the network (a login to a
 		// starting server): one worker would make 20 instances applied at once wait in line.

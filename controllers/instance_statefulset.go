@@ -14,7 +14,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -111,36 +110,8 @@ const annotationPodInputs = "myaas.io/pod-inputs"
 // resources, requireSecureTransport): a new operator version, or a template edited since, restarts no running instance.
 // A reset recreates it, with the operator's agent of the day.
 func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
-	inst, src := s.inst, s.src
-	size := src.template.Spec.Storage.Size
-	if rs := src.revision.RestoreSize; rs != nil && !rs.IsZero() {
-		size = *rs
-	}
-	agentInVolume := src.revision.AgentSHA256 != "" && src.revision.AgentSHA256 == r.AgentSHA256
-	params := builder.StatefulSetParams{
-		Engine:           src.engine,
-		Image:            src.server.Image,
-		AgentImage:       src.server.AgentImage,
-		ServerConfig:     src.server.Config,
-		Revision:         src.revision.Revision,
-		SnapshotName:     src.cloneSnapshot,
-		RestoreSize:      resource.MustParse(size.String()),
-		StorageClassName: src.template.Spec.Storage.StorageClassName,
-		NodeAffinity:     src.nodeAffinity,
-		Node:             src.node,
-		AgentInVolume:    agentInVolume,
-	}
-	claim := builder.InstanceClaim(inst, params)
-	switch _, _, own, err := ensureChild(ctx, r.Client, r.reader(), client.ObjectKeyFromObject(claim), &corev1.PersistentVolumeClaim{},
-		controlledBy(inst, instanceKind), func() (*corev1.PersistentVolumeClaim, error) { return claim, nil }); {
-	case err != nil:
-		return nil, err
-	case own == pending:
-		return stop(requeueSoon), nil
-	case own != owned:
-		return r.waitForPreviousInstance(s, "PersistentVolumeClaim "+claim.Name)
-	}
-
+	inst, src, params := s.inst, s.src, s.params
+	agentInVolume := params.AgentInVolume
 	want := builder.InstanceStatefulSet(inst, params)
 	inputs := podInputsHash(inst)
 	want.Annotations = map[string]string{annotationPodInputs: inputs}
@@ -148,6 +119,9 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s
 	err := getChild(ctx, r.Client, r.reader(), client.ObjectKeyFromObject(want), have)
 	switch {
 	case apierrors.IsNotFound(err):
+		if wait, err := r.waitForCloneBound(ctx, s); err != nil || wait {
+			return stop(0), err
+		}
 		if err := r.Patch(ctx, want, client.Apply, fieldOwner, client.ForceOwnership); err != nil {
 			return nil, fmt.Errorf("create StatefulSet %s: %w", want.Name, err)
 		}

@@ -368,11 +368,20 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 // PersistentVolumeClaims"), and the scheduler may leave it so until its periodic retry, minutes
 // later. A claim bound when its pod is scheduled (WaitForFirstConsumer) needs the pod first.
 func (r *DatabaseTemplateReconciler) bindingPending(ctx context.Context, claim *corev1.PersistentVolumeClaim) (bool, error) {
-	if claim.Status.Phase == corev1.ClaimBound || claim.Spec.StorageClassName == nil || claim.Spec.VolumeName != "" {
+	if claim.Status.Phase == corev1.ClaimBound || claim.Spec.VolumeName != "" {
+		return false, nil
+	}
+	return bindsImmediately(ctx, r.Client, claim)
+}
+
+// bindsImmediately tells whether the claim's StorageClass binds without waiting for a pod. A
+// claim without a class, or whose class is gone, is left to the API server and the PV controller.
+func bindsImmediately(ctx context.Context, c client.Reader, claim *corev1.PersistentVolumeClaim) (bool, error) {
+	if claim.Spec.StorageClassName == nil {
 		return false, nil
 	}
 	class := &storagev1.StorageClass{}
-	if err := r.Get(ctx, client.ObjectKey{Name: *claim.Spec.StorageClassName}, class); err != nil {
+	if err := c.Get(ctx, client.ObjectKey{Name: *claim.Spec.StorageClassName}, class); err != nil {
 		return false, client.IgnoreNotFound(err)
 	}
 	mode := class.VolumeBindingMode

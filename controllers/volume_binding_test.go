@@ -2,9 +2,11 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
@@ -23,26 +25,16 @@ func TestImportJobWaitsForAnImmediateVolumeToBind(t *testing.T) {
 	requireEnv(t)
 	startManager(t, Options{})
 	ns := newNamespace(t)
-	classes := map[string]storagev1.VolumeBindingMode{ns + "-immediate": storagev1.VolumeBindingImmediate, ns + "-first-consumer": storagev1.VolumeBindingWaitForFirstConsumer}
-	for name, mode := range classes {
-		class := &storagev1.StorageClass{
-			ObjectMeta:        metav1.ObjectMeta{Name: name},
-			Provisioner:       "test.csi",
-			VolumeBindingMode: ptr.To(mode),
-		}
-		if err := k8s.Create(bg, class); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = k8s.Delete(bg, class) })
-	}
+	immediate := newStorageClass(t, ns+"-immediate", storagev1.VolumeBindingImmediate)
+	firstConsumer := newStorageClass(t, ns+"-first-consumer", storagev1.VolumeBindingWaitForFirstConsumer)
 
 	newTemplate(t, ns, "later", func(d *myaasv1.DatabaseTemplate) {
-		d.Spec.Storage.StorageClassName = ptr.To(ns + "-first-consumer")
+		d.Spec.Storage.StorageClassName = ptr.To(firstConsumer)
 	})
 	waitForImportJob(t, ns, "later", 1)
 
 	newTemplate(t, ns, "now", func(d *myaasv1.DatabaseTemplate) {
-		d.Spec.Storage.StorageClassName = ptr.To(ns + "-immediate")
+		d.Spec.Storage.StorageClassName = ptr.To(immediate)
 	})
 	eventually(t, 20*time.Second, "the import held for its volume", func() error {
 		ci := getTemplate(t, ns, "now").Status.CurrentImport
@@ -60,14 +52,7 @@ func TestImportJobWaitsForAnImmediateVolumeToBind(t *testing.T) {
 	})
 
 	// The provisioner binds the claim, as the PV controller reports it.
-	claim := &corev1.PersistentVolumeClaim{}
-	if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: builder.TemplatePVCName("now", 1)}, claim); err != nil {
-		t.Fatal(err)
-	}
-	claim.Status.Phase = corev1.ClaimBound
-	if err := k8s.Status().Update(bg, claim); err != nil {
-		t.Fatal(err)
-	}
+	bindClaim(t, ns, builder.TemplatePVCName("now", 1))
 	waitForImportJob(t, ns, "now", 1)
 	// The status is written at the end of the pass that made the Job.
 	eventually(t, 20*time.Second, "the hold lifted with the bind", func() error {
@@ -75,5 +60,74 @@ func TestImportJobWaitsForAnImmediateVolumeToBind(t *testing.T) {
 			return fmt.Errorf("the hold outlived the bind: %+v", ci)
 		}
 		return nil
+	})
+}
+
+// A pod that reaches the scheduler before its clone, which binds at once, is bound can be left
+// unschedulable for minutes: the instance's StatefulSet waits for the bind and the instance says
+// what it waits for. A clone that binds only for its scheduled pod gets its StatefulSet at once.
+func TestInstancePodWaitsForAnImmediateCloneToBind(t *testing.T) {
+	requireEnv(t)
+	startManager(t, Options{})
+	ns := newNamespace(t)
+	immediate := newStorageClass(t, ns+"-immediate", storagev1.VolumeBindingImmediate)
+	firstConsumer := newStorageClass(t, ns+"-first-consumer", storagev1.VolumeBindingWaitForFirstConsumer)
+
+	newTemplate(t, ns, "later", func(d *myaasv1.DatabaseTemplate) { d.Spec.Storage.StorageClassName = ptr.To(firstConsumer) })
+	importRevision(t, ns, "later", 1)
+	newInstance(t, ns, "at-once", "later")
+	eventually(t, 20*time.Second, "the StatefulSet of an instance whose clone waits for its pod", func() error {
+		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "at-once"}, &appsv1.StatefulSet{})
+	})
+
+	newTemplate(t, ns, "now", func(d *myaasv1.DatabaseTemplate) { d.Spec.Storage.StorageClassName = ptr.To(immediate) })
+	bindClaim(t, ns, builder.TemplatePVCName("now", 1))
+	importRevision(t, ns, "now", 1)
+	inst := newInstance(t, ns, "dev", "now")
+	clone := builder.InstancePVCName("dev", inst.UID, 0)
+	eventually(t, 20*time.Second, "the instance waiting for its clone", func() error {
+		got := getInstance(t, ns, "dev")
+		if err := conditionIs(got.Status.Conditions, got.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonCloning); err != nil {
+			return err
+		}
+		if msg := metaCondition(got.Status.Conditions, myaasv1.ConditionReady).Message; !strings.Contains(msg, clone) || !strings.Contains(msg, "once it is bound") {
+			return fmt.Errorf("the condition does not name the claim being provisioned: %s", msg)
+		}
+		return nil
+	})
+	consistently(t, 2*time.Second, "no StatefulSet before the bind", func() error {
+		err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "dev"}, &appsv1.StatefulSet{})
+		if err == nil {
+			return fmt.Errorf("the StatefulSet exists while its clone is unbound")
+		}
+		return client.IgnoreNotFound(err)
+	})
+
+	bindClaim(t, ns, clone)
+	eventually(t, 20*time.Second, "the StatefulSet once the clone is bound", func() error {
+		return k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "dev"}, &appsv1.StatefulSet{})
+	})
+}
+
+func newStorageClass(t *testing.T, name string, mode storagev1.VolumeBindingMode) string {
+	t.Helper()
+	class := &storagev1.StorageClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Provisioner: "test.csi", VolumeBindingMode: ptr.To(mode)}
+	if err := k8s.Create(bg, class); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = k8s.Delete(bg, class) })
+	return name
+}
+
+// bindClaim reports the claim bound once it exists, as the PV controller does.
+func bindClaim(t *testing.T, ns, name string) {
+	t.Helper()
+	eventually(t, 20*time.Second, "PersistentVolumeClaim "+name+" bound", func() error {
+		claim := &corev1.PersistentVolumeClaim{}
+		if err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: name}, claim); err != nil {
+			return err
+		}
+		claim.Status.Phase = corev1.ClaimBound
+		return k8s.Status().Update(bg, claim)
 	})
 }

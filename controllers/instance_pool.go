@@ -301,16 +301,16 @@ func (r *DatabaseInstanceReconciler) claimedReadiness(ctx context.Context, s *in
 	addr := r.addressVia(svc, pod, src.engine.Port())
 	secret := s.secret
 	login := loginWith(secret, addr, serverTLS(s))
+	claimedAt := inst.CreationTimestamp.Time
+	if inst.Status.ProvisioningStartedAt != nil {
+		claimedAt = inst.Status.ProvisioningStartedAt.Time
+	}
 	if inst.Status.ReadyAt == nil {
 		// The member's server runs and answers at once; what may not be there yet is the route
 		// of the instance's new Service, and a SYN sent before it is dropped, not refused.
-		login.DialTimeout = startingDialTimeout
+		login.DialTimeout = startingDialTimeout(r.Clock.Since(claimedAt))
 	}
 	if err := r.Verifier.Verify(ctx, src.engine, login); err != nil {
-		claimedAt := inst.CreationTimestamp.Time
-		if inst.Status.ProvisioningStartedAt != nil {
-			claimedAt = inst.Status.ProvisioningStartedAt.Time
-		}
 		if r.Clock.Since(claimedAt) < credentialsApplyGrace || inst.Status.ReadyAt != nil && r.Clock.Since(credentialsRequestedAt(pod)) < credentialsApplyGrace {
 			inst.Status.Phase = myaasv1.InstanceStarting
 			setCondition(&inst.Status.Conditions, inst.Generation, myaasv1.ConditionReady, metav1.ConditionFalse, myaasv1.ReasonApplyingCredentials,

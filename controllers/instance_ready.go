@@ -143,7 +143,7 @@ func (r *DatabaseInstanceReconciler) reconcileReadiness(ctx context.Context, s *
 		// The operator sees the pod's IP as soon as the endpoints controller does, often before
 		// kube-proxy routes the Service to it, and a SYN sent then is dropped: the next poll's new
 		// connection gets through sooner than the kernel's resend of the first a second later.
-		login.DialTimeout = startingDialTimeout
+		login.DialTimeout = startingDialTimeout(r.Clock.Since(serverStartedAt(pod)))
 	}
 	if err := r.Verifier.Verify(ctx, src.engine, login); err != nil {
 		switch {
@@ -223,13 +223,19 @@ func (r *DatabaseInstanceReconciler) followSecret(ctx context.Context, s *instan
 const credentialsApplyGrace = 10 * time.Second
 
 // startingPollInterval paces login attempts while the server starts: it starts in well under a
-// second on a clone, so a coarser interval would dominate the time to Ready.
-const startingPollInterval = 100 * time.Millisecond
+// second on a clone, so a coarser interval would dominate the time to Ready. A failed attempt
+// costs a pass over the cache and a SYN; the status is written only when it changes.
+const startingPollInterval = 50 * time.Millisecond
 
-// startingDialTimeout bounds the connect of a new server's first logins: far above a round trip
-// inside a cluster, far below the second a dropped SYN costs. After credentialsApplyGrace the
-// engine's own dial timeout applies, so a slow network delays Ready rather than preventing it.
-const startingDialTimeout = 150 * time.Millisecond
+// startingDialTimeout bounds the connect of a new server's logins, waited after its start (or a
+// claim). Until kube-proxy routes the Service to the new pod, a SYN to it gets no answer at all,
+// or an ICMP error the kernel sends at most about once a second per client: every such attempt
+// runs this time-out out. It starts at 50 ms, far above a SYN's round trip inside a cluster and
+// far below the second a dropped SYN costs, and grows with the wait, so that a slow network
+// delays Ready rather than preventing it; after credentialsApplyGrace the engine's own applies.
+func startingDialTimeout(waited time.Duration) time.Duration {
+	return min(max(waited/20, 50*time.Millisecond), time.Second)
+}
 
 func containerRunning(pod *corev1.Pod, name string) bool {
 	for _, c := range pod.Status.ContainerStatuses {

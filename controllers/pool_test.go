@@ -78,7 +78,7 @@ func mountedCredentials(pod *corev1.Pod) string {
 }
 
 // playStatefulSetPods plays the CSI provisioner, the StatefulSet controller and the kubelet for
-// every instance in ns until the test ends: each clone claim is bound and each StatefulSet gets
+// every instance in ns until the test ends: each claim is bound and each StatefulSet gets
 // its running, Ready pod.
 func playStatefulSetPods(t *testing.T, ns string) {
 	ctx, cancel := context.WithCancel(bg)
@@ -87,7 +87,7 @@ func playStatefulSetPods(t *testing.T, ns string) {
 	go func() {
 		defer close(done)
 		for ctx.Err() == nil {
-			bindCloneClaims(ctx, ns)
+			bindClaims(ctx, ns)
 			list := &appsv1.StatefulSetList{}
 			if err := k8s.List(ctx, list, client.InNamespace(ns)); err == nil {
 				for i := range list.Items {
@@ -99,11 +99,11 @@ func playStatefulSetPods(t *testing.T, ns string) {
 	}()
 }
 
-// bindCloneClaims reports the instances' clone claims in ns bound, as the PV controller does once
-// the CSI provisioner made their volumes.
-func bindCloneClaims(ctx context.Context, ns string) {
+// bindClaims reports every claim in ns bound, as the PV controller does once the CSI provisioner
+// made their volumes.
+func bindClaims(ctx context.Context, ns string) {
 	claims := &corev1.PersistentVolumeClaimList{}
-	if err := k8s.List(ctx, claims, client.InNamespace(ns), client.HasLabels{myaasv1.LabelInstance}); err != nil {
+	if err := k8s.List(ctx, claims, client.InNamespace(ns)); err != nil {
 		return
 	}
 	for i := range claims.Items {

@@ -38,12 +38,7 @@ func TestRevisionCopiesOnSeveralNodes(t *testing.T) {
 	newTemplate(t, ns, "shop", func(d *myaasv1.DatabaseTemplate) {
 		d.Spec.Replicas = &myaasv1.ReplicaSpec{Nodes: ptr.To[int32](3)}
 	})
-	job := waitForImportJob(t, ns, "shop", 1)
-	bindToNode(t, ns, builder.TemplatePVCName("shop", 1), nodes[1])
-	playImportPod(t, job, terminatedPod(importReport, 0))
-	playJobFinished(t, job, true)
-	playSnapshotReady(t, ns, "shop", 1, "2Gi")
-	waitForLatestRevision(t, ns, "shop", 1)
+	importFirstRevisionOn(t, ns, "shop", nodes[1])
 
 	waitForReplicas(t, ns, "shop", map[string]myaasv1.ReplicaState{
 		nodes[1]: myaasv1.ReplicaReady, nodes[0]: myaasv1.ReplicaImporting, nodes[2]: myaasv1.ReplicaImporting,
@@ -174,6 +169,17 @@ func TestRevisionCopiesOnSeveralNodes(t *testing.T) {
 }
 
 // createNode registers a Ready node, deleted when the test ends.
+// importFirstRevisionOn plays the template's first import, its volume bound on node.
+func importFirstRevisionOn(t *testing.T, ns, template, node string) {
+	t.Helper()
+	job := waitForImportJob(t, ns, template, 1)
+	bindToNode(t, ns, builder.TemplatePVCName(template, 1), node)
+	playImportPod(t, job, terminatedPod(importReport, 0))
+	playJobFinished(t, job, true)
+	playSnapshotReady(t, ns, template, 1, "2Gi")
+	waitForLatestRevision(t, ns, template, 1)
+}
+
 func createNode(t *testing.T, name string) {
 	t.Helper()
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{corev1.LabelHostname: name}}}

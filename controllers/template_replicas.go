@@ -208,10 +208,17 @@ func (r *DatabaseTemplateReconciler) advanceReplica(ctx context.Context, s *temp
 		return fmt.Errorf("get VolumeSnapshot %s: %w", snap.Name, err)
 	}
 
-	if _, _, own, err := ensureChild(ctx, r.Client, r.uncached(), client.ObjectKeyFromObject(pvc), &corev1.PersistentVolumeClaim{}, ours,
-		func() (*corev1.PersistentVolumeClaim, error) { return pvc, nil }); err != nil || own != owned {
+	claim, _, own, err := ensureChild(ctx, r.Client, r.uncached(), client.ObjectKeyFromObject(pvc), &corev1.PersistentVolumeClaim{}, ours,
+		func() (*corev1.PersistentVolumeClaim, error) { return pvc, nil })
+	if err != nil || own != owned {
 		s.wakeIn(requeueSoon)
 		return err
+	}
+	// The claim names its node, so it is provisioned without a pod: an import pod made before the
+	// bind could be left unschedulable for minutes.
+	if pending, err := bindsWithoutPodButNotYet(ctx, r.Client, claim); err != nil || pending {
+		rep.Message = fmt.Sprintf("PersistentVolumeClaim %s is being provisioned; the import starts once it is bound", claim.Name)
+		return err // the claim is the template's: its binding brings the next pass
 	}
 	haveJob, made, own, err := ensureChild(ctx, r.Client, r.uncached(), client.ObjectKeyFromObject(job), &batchv1.Job{}, ours,
 		func() (*batchv1.Job, error) { return job, nil })

@@ -131,3 +131,38 @@ func bindClaim(t *testing.T, ns, name string) {
 		return k8s.Status().Update(bg, claim)
 	})
 }
+
+// A copy of a revision on another node names its node, so its claim is provisioned without a pod:
+// the copy's import Job waits for the bind, and the copy says what it waits for.
+func TestCopyImportWaitsForItsVolumeToBind(t *testing.T) {
+	requireEnv(t)
+	startManager(t, Options{})
+	ns := newNamespace(t)
+	nodes := []string{ns + "-a", ns + "-b"}
+	for _, n := range nodes {
+		createNode(t, n)
+	}
+	newTemplate(t, ns, "shop", func(d *myaasv1.DatabaseTemplate) {
+		d.Spec.Replicas = &myaasv1.ReplicaSpec{Nodes: ptr.To[int32](2)}
+	})
+	importFirstRevisionOn(t, ns, "shop", nodes[1])
+
+	copyClaim := builder.ReplicaName("shop", 1, nodes[0])
+	eventually(t, 20*time.Second, "the copy waiting for its volume", func() error {
+		for _, rep := range latestRevision(getTemplate(t, ns, "shop")).Replicas {
+			if rep.Node == nodes[0] && strings.Contains(rep.Message, copyClaim) && strings.Contains(rep.Message, "once it is bound") {
+				return nil
+			}
+		}
+		return fmt.Errorf("copies %+v", latestRevision(getTemplate(t, ns, "shop")).Replicas)
+	})
+	consistently(t, 2*time.Second, "no import Job for the copy before the bind", func() error {
+		err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: builder.ReplicaImportJobName("shop", 1, nodes[0])}, &batchv1.Job{})
+		if err == nil {
+			return fmt.Errorf("the copy's import Job exists while its volume is unbound")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	bindClaim(t, ns, copyClaim)
+	playReplicaImport(t, ns, "shop", 1, nodes[0], importReport)
+}

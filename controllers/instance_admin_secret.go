@@ -67,16 +67,24 @@ func (r *DatabaseInstanceReconciler) legacyRootPassword(ctx context.Context, s *
 
 // keepLegacyRootPassword leaves root's password in the user's Secret of an instance whose pod
 // predates the admin Secret: its agent reads root's password there at every start, until a
-// reset moves it to the current pod. The idle check then logs in as root with it.
-func keepLegacyRootPassword(ctx context.Context, c client.Client, s *instancePass, have, want *corev1.Secret) {
+// reset moves it to the current pod. The idle check then logs in as root with it. Dropping it is
+// for good, so a cache showing the pod with the admin Secret is confirmed with the API server
+// first: one that has not yet seen the StatefulSet's last change would drop what the pod needs.
+func keepLegacyRootPassword(ctx context.Context, cached, live client.Reader, s *instancePass, have, want *corev1.Secret) {
 	legacy, ok := have.Data[legacyRootPasswordKey]
 	if !ok {
 		return
 	}
+	key, admin := client.ObjectKey{Namespace: s.inst.Namespace, Name: s.inst.Name}, builder.AdminSecretName(s.inst.Name)
 	sts := &appsv1.StatefulSet{}
-	if err := c.Get(ctx, client.ObjectKey{Namespace: s.inst.Namespace, Name: s.inst.Name}, sts); err != nil ||
-		ownershipOf(sts, s.inst, instanceKind) != owned || mountsSecret(sts, builder.AdminSecretName(s.inst.Name)) {
+	if err := cached.Get(ctx, key, sts); err != nil || ownershipOf(sts, s.inst, instanceKind) != owned {
 		return
+	}
+	if mountsSecret(sts, admin) {
+		confirmed := &appsv1.StatefulSet{}
+		if err := live.Get(ctx, key, confirmed); err == nil && mountsSecret(confirmed, admin) {
+			return
+		}
 	}
 	want.StringData[legacyRootPasswordKey] = string(legacy)
 }

@@ -53,7 +53,7 @@ func (r *DatabaseInstanceReconciler) reconcileSecret(ctx context.Context, s *ins
 		if err != nil {
 			return nil, err
 		}
-		keepLegacyRootPassword(ctx, r.Client, s, secret, want)
+		keepLegacyRootPassword(ctx, r.Client, r.reader(), s, secret, want)
 		if err := r.syncSecretData(ctx, secret, want); err != nil {
 			return nil, err
 		}

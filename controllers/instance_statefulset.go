@@ -111,7 +111,6 @@ const annotationPodInputs = "myaas.io/pod-inputs"
 // A reset recreates it, with the operator's agent of the day.
 func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s *instancePass) (*ctrl.Result, error) {
 	inst, src, params := s.inst, s.src, s.params
-	agentInVolume := params.AgentInVolume
 	want := builder.InstanceStatefulSet(inst, params)
 	inputs := podInputsHash(inst)
 	want.Annotations = map[string]string{annotationPodInputs: inputs}
@@ -126,7 +125,7 @@ func (r *DatabaseInstanceReconciler) reconcileStatefulSet(ctx context.Context, s
 			return nil, fmt.Errorf("create StatefulSet %s: %w", want.Name, err)
 		}
 		inst.Status.AgentSHA256 = r.AgentSHA256
-		if agentInVolume {
+		if params.AgentInVolume {
 			inst.Status.AgentSHA256 = src.revision.AgentSHA256
 		}
 		s.statefulSet = want

@@ -50,11 +50,8 @@ func (r *DatabaseInstanceReconciler) reconcileCloneVolume(ctx context.Context, s
 	return nil, nil
 }
 
-// waitForCloneBound holds back a new instance's pod while its clone binds on its own: through a
-// class that binds at once, or on the node the claim names. A pod that reaches the scheduler
-// before its claim is bound, or before the scheduler has seen the claim at all, is marked
-// unschedulable, and may stay so for minutes after the bind, until the scheduler's periodic
-// retry. A claim that binds only for its scheduled pod (WaitForFirstConsumer) needs the pod.
+// waitForCloneBound holds back a new instance's StatefulSet, and so its pod, while its clone
+// binds on its own (bindsWithoutPodButNotYet), and says so in the instance's status.
 func (r *DatabaseInstanceReconciler) waitForCloneBound(ctx context.Context, s *instancePass) (bool, error) {
 	claim := s.cloneClaim
 	pending, err := bindsWithoutPodButNotYet(ctx, r.Client, claim)
@@ -66,16 +63,4 @@ func (r *DatabaseInstanceReconciler) waitForCloneBound(ctx context.Context, s *i
 		fmt.Sprintf("cloning revision %d (snapshot %s): PersistentVolumeClaim %s is being provisioned; the server starts once it is bound",
 			s.src.revision.Revision, s.src.revision.SnapshotName, claim.Name))
 	return true, nil // the claim's binding brings the next pass
-}
-
-// bindsWithoutPodButNotYet tells whether a claim is provisioned without waiting for a pod (its
-// class binds at once, or it names its node) and is not bound yet.
-func bindsWithoutPodButNotYet(ctx context.Context, c client.Reader, claim *corev1.PersistentVolumeClaim) (bool, error) {
-	if claim.Status.Phase == corev1.ClaimBound || claim.Spec.VolumeName != "" {
-		return false, nil
-	}
-	if claim.Annotations[builder.AnnotationSelectedNode] != "" {
-		return true, nil
-	}
-	return bindsImmediately(ctx, c, claim)
 }

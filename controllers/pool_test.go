@@ -78,7 +78,7 @@ func mountedCredentials(pod *corev1.Pod) string {
 }
 
 // playStatefulSetPods plays the CSI provisioner, the StatefulSet controller and the kubelet for
-// every instance in ns until the test ends: each claim is bound and each StatefulSet gets
+// every instance in ns until the test ends: clones and copies are bound and each StatefulSet gets
 // its running, Ready pod.
 func playStatefulSetPods(t *testing.T, ns string) {
 	ctx, cancel := context.WithCancel(bg)
@@ -99,15 +99,18 @@ func playStatefulSetPods(t *testing.T, ns string) {
 	}()
 }
 
-// bindClaims reports every claim in ns bound, as the PV controller does once the CSI provisioner
-// made their volumes.
+// bindClaims reports bound the claims in ns that a CSI provisioner makes without a pod: the
+// instances' clones and the copies of a revision on a named node. A template's own volume is
+// bound by the test that plays its import.
 func bindClaims(ctx context.Context, ns string) {
 	claims := &corev1.PersistentVolumeClaimList{}
 	if err := k8s.List(ctx, claims, client.InNamespace(ns)); err != nil {
 		return
 	}
 	for i := range claims.Items {
-		if c := &claims.Items[i]; c.Status.Phase != corev1.ClaimBound {
+		c := &claims.Items[i]
+		provisionedAlone := c.Labels[myaasv1.LabelInstance] != "" || c.Annotations[builder.AnnotationSelectedNode] != ""
+		if provisionedAlone && c.Status.Phase != corev1.ClaimBound {
 			c.Status.Phase = corev1.ClaimBound
 			_ = k8s.Status().Update(ctx, c)
 		}

@@ -314,7 +314,7 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 		s.wakeIn(requeueSoon) // the API server fills in the default StorageClass: read it back
 		return nil
 	}
-	if pending, err := r.bindingPending(ctx, volume); err != nil || pending {
+	if pending, err := bindsWithoutPodButNotYet(ctx, r.Client, volume); err != nil || pending {
 		if pending {
 			ci.HoldReason = myaasv1.ReasonWaitingForVolume
 			ci.HoldMessage = fmt.Sprintf("PersistentVolumeClaim %s is being provisioned; the import starts once it is bound", volume.Name)
@@ -361,31 +361,6 @@ func (r *DatabaseTemplateReconciler) reconcileImportJob(ctx context.Context, s *
 		s.wakeIn(importPollInterval)
 	}
 	return nil
-}
-
-// bindingPending tells whether the import's volume binds at once but has not yet. A pod created
-// before such a claim is bound is marked unschedulable ("unbound immediate
-// PersistentVolumeClaims"), and the scheduler may leave it so until its periodic retry, minutes
-// later. A claim bound when its pod is scheduled (WaitForFirstConsumer) needs the pod first.
-func (r *DatabaseTemplateReconciler) bindingPending(ctx context.Context, claim *corev1.PersistentVolumeClaim) (bool, error) {
-	if claim.Status.Phase == corev1.ClaimBound || claim.Spec.VolumeName != "" {
-		return false, nil
-	}
-	return bindsImmediately(ctx, r.Client, claim)
-}
-
-// bindsImmediately tells whether the claim's StorageClass binds without waiting for a pod. A
-// claim without a class, or whose class is gone, is left to the API server and the PV controller.
-func bindsImmediately(ctx context.Context, c client.Reader, claim *corev1.PersistentVolumeClaim) (bool, error) {
-	if claim.Spec.StorageClassName == nil {
-		return false, nil
-	}
-	class := &storagev1.StorageClass{}
-	if err := c.Get(ctx, client.ObjectKey{Name: *claim.Spec.StorageClassName}, class); err != nil {
-		return false, client.IgnoreNotFound(err)
-	}
-	mode := class.VolumeBindingMode
-	return mode == nil || *mode == storagev1.VolumeBindingImmediate, nil
 }
 
 // aboutToCreate says whether the children of the current import may be created now. Unless the

@@ -23,10 +23,7 @@ import (
 // volume that binds only once its pod is scheduled gets its Job at once.
 func TestImportJobWaitsForAnImmediateVolumeToBind(t *testing.T) {
 	requireEnv(t)
-	startManager(t, Options{})
-	ns := newNamespace(t)
-	immediate := newStorageClass(t, ns+"-immediate", storagev1.VolumeBindingImmediate)
-	firstConsumer := newStorageClass(t, ns+"-first-consumer", storagev1.VolumeBindingWaitForFirstConsumer)
+	ns, immediate, firstConsumer := bindingClassesNamespace(t)
 
 	newTemplate(t, ns, "later", func(d *myaasv1.DatabaseTemplate) {
 		d.Spec.Storage.StorageClassName = ptr.To(firstConsumer)
@@ -43,13 +40,7 @@ func TestImportJobWaitsForAnImmediateVolumeToBind(t *testing.T) {
 		}
 		return nil
 	})
-	consistently(t, 2*time.Second, "no Job before the bind", func() error {
-		err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: builder.ImportJobName("now", 1, 1)}, &batchv1.Job{})
-		if err == nil {
-			return fmt.Errorf("the import Job exists while its volume is unbound")
-		}
-		return client.IgnoreNotFound(err)
-	})
+	staysAbsent(t, "no Job before the bind", client.ObjectKey{Namespace: ns, Name: builder.ImportJobName("now", 1, 1)}, &batchv1.Job{})
 
 	// The provisioner binds the claim, as the PV controller reports it.
 	bindClaim(t, ns, builder.TemplatePVCName("now", 1))
@@ -68,10 +59,7 @@ func TestImportJobWaitsForAnImmediateVolumeToBind(t *testing.T) {
 // what it waits for. A clone that binds only for its scheduled pod gets its StatefulSet at once.
 func TestInstancePodWaitsForAnImmediateCloneToBind(t *testing.T) {
 	requireEnv(t)
-	startManager(t, Options{})
-	ns := newNamespace(t)
-	immediate := newStorageClass(t, ns+"-immediate", storagev1.VolumeBindingImmediate)
-	firstConsumer := newStorageClass(t, ns+"-first-consumer", storagev1.VolumeBindingWaitForFirstConsumer)
+	ns, immediate, firstConsumer := bindingClassesNamespace(t)
 
 	newTemplate(t, ns, "later", func(d *myaasv1.DatabaseTemplate) { d.Spec.Storage.StorageClassName = ptr.To(firstConsumer) })
 	importRevision(t, ns, "later", 1)
@@ -95,13 +83,7 @@ func TestInstancePodWaitsForAnImmediateCloneToBind(t *testing.T) {
 		}
 		return nil
 	})
-	consistently(t, 2*time.Second, "no StatefulSet before the bind", func() error {
-		err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: "dev"}, &appsv1.StatefulSet{})
-		if err == nil {
-			return fmt.Errorf("the StatefulSet exists while its clone is unbound")
-		}
-		return client.IgnoreNotFound(err)
-	})
+	staysAbsent(t, "no StatefulSet before the bind", client.ObjectKey{Namespace: ns, Name: "dev"}, &appsv1.StatefulSet{})
 
 	bindClaim(t, ns, clone)
 	eventually(t, 20*time.Second, "the StatefulSet once the clone is bound", func() error {
@@ -156,13 +138,30 @@ func TestCopyImportWaitsForItsVolumeToBind(t *testing.T) {
 		}
 		return fmt.Errorf("copies %+v", latestRevision(getTemplate(t, ns, "shop")).Replicas)
 	})
-	consistently(t, 2*time.Second, "no import Job for the copy before the bind", func() error {
-		err := k8s.Get(bg, client.ObjectKey{Namespace: ns, Name: builder.ReplicaImportJobName("shop", 1, nodes[0])}, &batchv1.Job{})
+	staysAbsent(t, "no import Job for the copy before the bind", client.ObjectKey{Namespace: ns, Name: builder.ReplicaImportJobName("shop", 1, nodes[0])}, &batchv1.Job{})
+	bindClaim(t, ns, copyClaim)
+	playReplicaImport(t, ns, "shop", 1, nodes[0], importReport)
+}
+
+// bindingClassesNamespace starts a manager and gives the test a namespace and two StorageClasses:
+// one that binds at once and one that waits for the first consumer.
+func bindingClassesNamespace(t *testing.T) (ns, immediate, firstConsumer string) {
+	t.Helper()
+	startManager(t, Options{})
+	ns = newNamespace(t)
+	immediate = newStorageClass(t, ns+"-immediate", storagev1.VolumeBindingImmediate)
+	firstConsumer = newStorageClass(t, ns+"-first-consumer", storagev1.VolumeBindingWaitForFirstConsumer)
+	return ns, immediate, firstConsumer
+}
+
+// staysAbsent fails the test if the object comes into existence within two seconds.
+func staysAbsent(t *testing.T, what string, key client.ObjectKey, obj client.Object) {
+	t.Helper()
+	consistently(t, 2*time.Second, what, func() error {
+		err := k8s.Get(bg, key, obj)
 		if err == nil {
-			return fmt.Errorf("the copy's import Job exists while its volume is unbound")
+			return fmt.Errorf("%T %s exists", obj, key)
 		}
 		return client.IgnoreNotFound(err)
 	})
-	bindClaim(t, ns, copyClaim)
-	playReplicaImport(t, ns, "shop", 1, nodes[0], importReport)
 }
